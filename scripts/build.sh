@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds the worker bundle. Usage: scripts/build.sh [--conformance] [--no-opt]
+#   (default)      release bundle in build/, the one `wrangler deploy` ships
+#   --conformance  adds the conformance-suite fixtures (tools test_*, resources, prompts)
+#                  in build-conformance/; never deployed
+#   --no-opt       skips wasm-opt (faster edit loop)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+out=build
+features=()
+opt=()
+for arg in "$@"; do
+  case "$arg" in
+    --conformance) out=build-conformance; features=(--features conformance) ;;
+    --no-opt) opt=(--no-opt) ;;
+    *) echo "build.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+worker-build --release "${opt[@]}" --out-dir "$out" "${features[@]}"
+raw=$(stat -c %s "$out/index_bg.wasm")
+gz=$(gzip -9 -c "$out/index_bg.wasm" | wc -c)
+echo "build: $out/index_bg.wasm $raw bytes, $gz bytes gzip"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need, skipping whatever is already there:
+# the wasm32 target, wasm-bindgen-cli at exactly the version in Cargo.lock, worker-build,
+# and the pinned npm packages (wrangler, binaryen's wasm-opt, Node 22, MCP clients).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  echo "setup: adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+if [ "$("$WASM_BINDGEN_BIN" --version 2>/dev/null | awk '{print $2}')" != "$bindgen_version" ]; then
+  echo "setup: installing wasm-bindgen-cli $bindgen_version (about 10 minutes, once)"
+  cargo install wasm-bindgen-cli --version "$bindgen_version" --force
+fi
+
+if [ "$(worker-build --version 2>/dev/null | awk '{print $NF}')" != "$WORKER_BUILD_VERSION" ]; then
+  echo "setup: installing worker-build $WORKER_BUILD_VERSION (about 20 minutes, once)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked --force
+fi
+
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund
+fi

@@ -1,0 +1,3 @@
+//! Who is calling: the principal every request resolves to.
+
+pub mod principal;

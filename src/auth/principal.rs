@@ -1,0 +1,105 @@
+//! The caller's identity. Anonymous callers are keyed by address bucket: an IPv4
+//! address as is, an IPv6 address reduced to its /64 (one customer network, RFC 6177),
+//! so that rotating through a /64 does not mint fresh free-tier buckets.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use serde::Serialize;
+
+/// The bucket an anonymous caller is counted in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct AddressBucket(String);
+
+impl AddressBucket {
+    /// Parses a client address (`CF-Connecting-IP`) into its bucket.
+    ///
+    /// IPv4-mapped IPv6 (`::ffff:192.0.2.1`) counts as the IPv4 address. Zone ids
+    /// (`fe80::1%eth0`), ports, brackets and anything else that is not a bare address are
+    /// refused.
+    pub fn parse(addr: &str) -> Option<Self> {
+        let ip: IpAddr = addr.trim().parse().ok()?;
+        Some(Self(match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.to_string(),
+                None => {
+                    let s = v6.segments();
+                    let prefix = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                    format!("{prefix}/64")
+                }
+            },
+        }))
+    }
+
+    /// The bucket's text form (`192.0.2.1` or `2001:db8:1:2::/64`).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Who a request is from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// No credentials; counted by address bucket (`None` when the address is unknown).
+    Anonymous { bucket: Option<AddressBucket> },
+}
+
+impl Principal {
+    /// `anonymous`, `api_key` or `oauth`: the kind, as shown to callers and in logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Anonymous { .. } => "anonymous",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bucket(s: &str) -> Option<String> {
+        AddressBucket::parse(s).map(|b| b.as_str().to_owned())
+    }
+
+    #[test]
+    fn ipv4_addresses_are_their_own_bucket() {
+        assert_eq!(bucket("203.0.113.7").as_deref(), Some("203.0.113.7"));
+        assert_eq!(bucket(" 203.0.113.7 ").as_deref(), Some("203.0.113.7"));
+    }
+
+    #[test]
+    fn ipv6_addresses_in_one_64_share_a_bucket_whatever_their_text_form() {
+        let forms = [
+            "2001:db8:1:2::1",
+            "2001:0db8:0001:0002:ffff:ffff:ffff:ffff",
+            "2001:DB8:1:2:a:b:c:d",
+            "2001:db8:1:2:0:0:0:0",
+        ];
+        for f in forms {
+            assert_eq!(bucket(f).as_deref(), Some("2001:db8:1:2::/64"), "{f}");
+        }
+        assert_ne!(bucket("2001:db8:1:3::1"), bucket("2001:db8:1:2::1"));
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_counts_as_ipv4() {
+        assert_eq!(bucket("::ffff:192.0.2.1").as_deref(), Some("192.0.2.1"));
+        assert_eq!(bucket("::ffff:c000:201").as_deref(), Some("192.0.2.1"));
+    }
+
+    #[test]
+    fn zone_ids_ports_and_junk_are_refused() {
+        for bad in [
+            "fe80::1%eth0",
+            "[2001:db8::1]",
+            "192.0.2.1:80",
+            "",
+            "localhost",
+            "1.2.3",
+            "::ffff:999.0.0.1",
+        ] {
+            assert_eq!(bucket(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Plain HTTP request and response values the app works on.
+//!
+//! The worker glue (`entry.rs`) converts `worker::Request` into [`HttpRequest`] and
+//! [`HttpResponse`] back into `worker::Response`, so everything else runs (and is
+//! tested) on the host without a JavaScript runtime.
+
+use serde::Serialize;
+
+/// An HTTP request with its body already read (and bounded by the size limit).
+#[derive(Debug, Clone, Default)]
+pub struct HttpRequest {
+    /// Upper-case method, e.g. `POST`.
+    pub method: String,
+    /// The URL's origin, `scheme://host[:port]`, as the client addressed this server.
+    pub origin: String,
+    /// The path, always starting with `/`.
+    pub path: String,
+    /// The raw query string without `?`, empty when absent.
+    pub query: String,
+    /// Header names in lower case, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// The raw body.
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A query parameter's percent-decoded value.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k).as_deref() == Some(name)).then(|| percent_decode(v))?
+        })
+    }
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (`+` is a space); `None` on bad escapes or UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// An HTTP response the worker glue sends as is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// An empty response with a status.
+    pub fn empty(status: u16) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A JSON response.
+    pub fn json(status: u16, value: &impl Serialize) -> Self {
+        // Serialising our own response types cannot fail (no maps with non-string keys).
+        let body = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
+        Self::empty(status)
+            .with_header("content-type", "application/json")
+            .with_body(body)
+    }
+
+    /// A UTF-8 HTML page.
+    pub fn html(status: u16, html: String) -> Self {
+        Self::empty(status)
+            .with_header("content-type", "text/html; charset=utf-8")
+            .with_header("x-content-type-options", "nosniff")
+            .with_header(
+                "content-security-policy",
+                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+            )
+            .with_body(html.into_bytes())
+    }
+
+    /// A plain-text response.
+    pub fn text(status: u16, text: &str) -> Self {
+        Self::empty(status)
+            .with_header("content-type", "text/plain; charset=utf-8")
+            .with_body(text.as_bytes().to_vec())
+    }
+
+    /// Adds a header (does not replace one of the same name).
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_owned()));
+        self
+    }
+
+    /// Replaces the body.
+    pub fn with_body(mut self, body: Vec<u8>) -> Self {
+        self.body = body;
+        self
+    }
+
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_are_percent_decoded() {
+        let req = HttpRequest {
+            query: "a=1&session_id=cs%5Ftest+x&b".into(),
+            ..Default::default()
+        };
+        assert_eq!(req.query_param("session_id").as_deref(), Some("cs_test x"));
+        assert_eq!(req.query_param("b").as_deref(), Some(""));
+        assert_eq!(req.query_param("c"), None);
+    }
+
+    #[test]
+    fn broken_escapes_do_not_decode() {
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%ff"), None);
+    }
+}

@@ -1,0 +1,174 @@
+//! The JSON-RPC 2.0 envelope (<https://www.jsonrpc.org/specification>) as MCP uses it.
+//!
+//! Messages are classified from a `serde_json::Value` by hand rather than through rmcp's
+//! `ClientJsonRpcMessage`: rmcp folds malformed params of a known method into a custom
+//! request and reports every envelope fault with one message, so it cannot tell `-32700`
+//! from `-32600` from `-32602`, which clients and the conformance suite expect to differ.
+
+use rmcp::model::{ErrorCode, ErrorData};
+use serde_json::{Map, Value, json};
+
+/// A request id: a string or an integer (JSON-RPC allows numbers; MCP forbids `null`).
+pub type RequestId = Value;
+
+/// One incoming message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Request {
+        id: RequestId,
+        method: String,
+        params: Option<Map<String, Value>>,
+    },
+    Notification {
+        method: String,
+        params: Option<Map<String, Value>>,
+    },
+    /// A response or error from the client to a server-initiated request.
+    Response { id: RequestId },
+}
+
+impl Message {
+    /// The method, for requests and notifications.
+    pub fn method(&self) -> Option<&str> {
+        match self {
+            Self::Request { method, .. } | Self::Notification { method, .. } => Some(method),
+            Self::Response { .. } => None,
+        }
+    }
+
+    /// The params object, for requests and notifications.
+    pub fn params(&self) -> Option<&Map<String, Value>> {
+        match self {
+            Self::Request { params, .. } | Self::Notification { params, .. } => params.as_ref(),
+            Self::Response { .. } => None,
+        }
+    }
+}
+
+/// Classifies one JSON value as a message; the error is a `-32600` with the id when one
+/// could be read.
+pub fn classify(value: Value) -> Result<Message, (Option<RequestId>, ErrorData)> {
+    let Value::Object(mut obj) = value else {
+        return Err((
+            None,
+            invalid_request("a JSON-RPC message must be an object"),
+        ));
+    };
+    let id = match obj.remove("id") {
+        None => None,
+        Some(id @ Value::String(_)) => Some(id),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(Value::Number(n)),
+        Some(_) => return Err((None, invalid_request("id must be a string or an integer"))),
+    };
+    if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err((id, invalid_request("jsonrpc must be \"2.0\"")));
+    }
+    let params = match obj.remove("params") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(p)) => Some(p),
+        Some(_) => return Err((id, invalid_request("params must be an object"))),
+    };
+    match (obj.remove("method"), id) {
+        (Some(Value::String(method)), Some(id)) => Ok(Message::Request { id, method, params }),
+        (Some(Value::String(method)), None) => Ok(Message::Notification { method, params }),
+        (Some(_), id) => Err((id, invalid_request("method must be a string"))),
+        (None, Some(id)) if obj.contains_key("result") || obj.contains_key("error") => {
+            Ok(Message::Response { id })
+        }
+        (None, id) => Err((id, invalid_request("a request needs a method"))),
+    }
+}
+
+/// A success response.
+pub fn response(id: &RequestId, result: Value) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "result": result })
+}
+
+/// An error response; `id` is `null` when the request's id could not be read.
+pub fn error_response(id: Option<&RequestId>, error: &ErrorData) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "error": error })
+}
+
+/// `-32600`.
+pub fn invalid_request(message: impl Into<String>) -> ErrorData {
+    ErrorData::new(ErrorCode::INVALID_REQUEST, message.into(), None)
+}
+
+/// `-32602`.
+pub fn invalid_params(message: impl Into<String>) -> ErrorData {
+    ErrorData::new(ErrorCode::INVALID_PARAMS, message.into(), None)
+}
+
+/// `-32601`, naming the method.
+pub fn method_not_found(method: &str) -> ErrorData {
+    ErrorData::new(
+        ErrorCode::METHOD_NOT_FOUND,
+        format!("method not found: {method}"),
+        Some(json!({ "method": method })),
+    )
+}
+
+/// `-32700`.
+pub fn parse_error(detail: impl std::fmt::Display) -> ErrorData {
+    ErrorData::new(
+        ErrorCode::PARSE_ERROR,
+        format!("parse error: {detail}"),
+        None,
+    )
+}
+
+/// `-32020`: a standard header disagrees with the body (or is missing).
+pub fn header_mismatch(message: impl Into<String>) -> ErrorData {
+    ErrorData::new(ErrorCode::HEADER_MISMATCH, message.into(), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(v: Value) -> i32 {
+        classify(v).unwrap_err().1.code.0
+    }
+
+    #[test]
+    fn requests_notifications_and_responses_are_told_apart() {
+        let req = classify(json!({"jsonrpc":"2.0","id":1,"method":"ping"})).unwrap();
+        assert_eq!(
+            req,
+            Message::Request {
+                id: json!(1),
+                method: "ping".into(),
+                params: None
+            }
+        );
+        let note = classify(json!({"jsonrpc":"2.0","method":"notifications/initialized"})).unwrap();
+        assert!(matches!(note, Message::Notification { .. }));
+        let resp = classify(json!({"jsonrpc":"2.0","id":"a","result":{}})).unwrap();
+        assert_eq!(resp, Message::Response { id: json!("a") });
+    }
+
+    #[test]
+    fn malformed_envelopes_are_invalid_requests() {
+        for bad in [
+            json!(1),
+            json!("x"),
+            json!({"jsonrpc":"1.0","id":1,"method":"ping"}),
+            json!({"id":1,"method":"ping"}),
+            json!({"jsonrpc":"2.0","id":null,"method":"ping"}),
+            json!({"jsonrpc":"2.0","id":1.5,"method":"ping"}),
+            json!({"jsonrpc":"2.0","id":{},"method":"ping"}),
+            json!({"jsonrpc":"2.0","id":1,"method":7}),
+            json!({"jsonrpc":"2.0","id":1,"method":"ping","params":[1]}),
+            json!({"jsonrpc":"2.0","id":1}),
+            json!({}),
+        ] {
+            assert_eq!(code(bad.clone()), -32600, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_id_is_kept_for_errors_when_readable() {
+        let (id, _) = classify(json!({"jsonrpc":"2.0","id":7,"method":3})).unwrap_err();
+        assert_eq!(id, Some(json!(7)));
+    }
+}

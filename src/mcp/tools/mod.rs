@@ -1,0 +1,181 @@
+//! The tool registry: the typed list an operator extends in Rust.
+//!
+//! A tool is a [`ToolDef`]: its public description (name, title, description, input and
+//! output JSON Schemas, annotations) plus the facts the server enforces around it (the
+//! scope it needs, whether it is paid) and its handler. To add one, write a module with a
+//! `pub fn def() -> ToolDef` and list it in [`registry`].
+
+mod hash;
+mod whoami;
+
+use std::{cell::RefCell, future::Future, pin::Pin, sync::OnceLock};
+
+use rmcp::model::{CallToolResult, ContentBlock as Content, Tool, ToolAnnotations};
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::auth::principal::Principal;
+
+/// Hints clients show about a tool (MCP `ToolAnnotations`); all are hints, not guarantees.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hints {
+    pub read_only: bool,
+    pub destructive: bool,
+    pub idempotent: bool,
+    pub open_world: bool,
+}
+
+/// The future a tool handler returns; local because Workers are single-threaded.
+pub type ToolFuture<'a> = Pin<Box<dyn Future<Output = ToolOutcome> + 'a>>;
+
+/// A tool handler: the caller's context and the raw `arguments` object.
+pub type Handler = for<'a> fn(&'a ToolContext<'a>, Map<String, Value>) -> ToolFuture<'a>;
+
+/// One tool.
+pub struct ToolDef {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub description: &'static str,
+    /// JSON Schema of `arguments` (an object schema).
+    pub input_schema: Value,
+    /// JSON Schema of `structuredContent`, for tools that return structured results.
+    pub output_schema: Option<Value>,
+    pub hints: Hints,
+    /// OAuth scope a caller needs, if any (checked by the auth layer).
+    pub scope: Option<&'static str>,
+    /// Whether the tool needs a paid plan.
+    pub paid: bool,
+    pub handler: Handler,
+}
+
+impl ToolDef {
+    /// The MCP `Tool` description sent in `tools/list`.
+    pub fn to_mcp(&self) -> Tool {
+        let mut annotations = ToolAnnotations::new();
+        annotations.title = Some(self.title.to_owned());
+        annotations.read_only_hint = Some(self.hints.read_only);
+        annotations.destructive_hint = Some(self.hints.destructive);
+        annotations.idempotent_hint = Some(self.hints.idempotent);
+        annotations.open_world_hint = Some(self.hints.open_world);
+        let mut tool = Tool::new(self.name, self.description, as_object(&self.input_schema));
+        tool.title = Some(self.title.to_owned());
+        tool.output_schema = self.output_schema.as_ref().map(as_object);
+        tool.annotations = Some(annotations);
+        if self.scope.is_some() || self.paid {
+            let mut meta = Map::new();
+            if let Some(scope) = self.scope {
+                meta.insert("scope".to_owned(), Value::from(scope));
+            }
+            meta.insert("paid".to_owned(), Value::from(self.paid));
+            tool.meta = Some(rmcp::model::MetaObject(meta));
+        }
+        tool
+    }
+}
+
+fn as_object(schema: &Value) -> std::sync::Arc<Map<String, Value>> {
+    std::sync::Arc::new(schema.as_object().cloned().unwrap_or_default())
+}
+
+/// What a tool handler sees of the request.
+pub struct ToolContext<'a> {
+    pub principal: &'a Principal,
+    /// Notifications (progress, log messages) the tool emitted while it ran, in order. They
+    /// reach the client when it accepts an event stream.
+    pub notifications: RefCell<Vec<Value>>,
+    /// The `progressToken` the client asked progress to be reported under.
+    pub progress_token: Option<Value>,
+}
+
+impl<'a> ToolContext<'a> {
+    /// A context for a principal, with no progress token.
+    pub fn new(principal: &'a Principal) -> Self {
+        Self {
+            principal,
+            notifications: RefCell::new(Vec::new()),
+            progress_token: None,
+        }
+    }
+
+    /// Reports progress, when the client asked for it.
+    pub fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) {
+        let Some(token) = &self.progress_token else {
+            return;
+        };
+        let mut params = serde_json::json!({ "progressToken": token, "progress": progress });
+        if let Some(total) = total {
+            params["total"] = total.into();
+        }
+        if let Some(message) = message {
+            params["message"] = message.into();
+        }
+        self.notify("notifications/progress", params);
+    }
+
+    /// Queues a notification to the client.
+    pub fn notify(&self, method: &str, params: Value) {
+        self.notifications.borrow_mut().push(serde_json::json!({
+            "jsonrpc": "2.0", "method": method, "params": params
+        }));
+    }
+}
+
+/// A tool's result: either structured data (sent as `structuredContent` plus a text copy),
+/// raw content blocks, or a failure the model can read (`isError: true`).
+pub enum ToolOutcome {
+    Structured(Value),
+    Content(Vec<Content>),
+    Error(String),
+}
+
+impl ToolOutcome {
+    /// The MCP result.
+    pub fn into_result(self) -> CallToolResult {
+        match self {
+            Self::Structured(value) => {
+                let text = serde_json::to_string_pretty(&value).unwrap_or_default();
+                let mut result = CallToolResult::structured(value);
+                result.content = vec![Content::text(text)];
+                result
+            }
+            Self::Content(content) => CallToolResult::success(content),
+            Self::Error(message) => CallToolResult::error(vec![Content::text(message)]),
+        }
+    }
+}
+
+/// Decodes `arguments` into a tool's typed arguments; a mismatch is a tool error the model
+/// can read and correct (MCP 2025-11-25: input validation errors are tool errors).
+pub fn parse_args<T: DeserializeOwned>(args: Map<String, Value>) -> Result<T, ToolOutcome> {
+    serde_json::from_value(Value::Object(args))
+        .map_err(|e| ToolOutcome::Error(format!("invalid arguments: {e}")))
+}
+
+/// The tools this server offers.
+pub struct Registry {
+    tools: Vec<ToolDef>,
+}
+
+impl Registry {
+    /// Looks a tool up by name.
+    pub fn get(&self, name: &str) -> Option<&ToolDef> {
+        self.tools.iter().find(|t| t.name == name)
+    }
+
+    /// All tools, in listing order.
+    pub fn tools(&self) -> impl Iterator<Item = &ToolDef> {
+        self.tools.iter()
+    }
+}
+
+/// The registry, built once per isolate.
+pub fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        #[allow(unused_mut)] // extended below when the conformance fixtures are built in
+        let mut tools = vec![whoami::def(), hash::def()];
+        #[cfg(feature = "conformance")]
+        tools.extend(crate::mcp::fixtures::tools());
+        Registry { tools }
+    })
+}
