@@ -96,9 +96,7 @@ pub async fn serve(msg: Message, headers: &McpHeaders<'_>, cx: &McpContext<'_>) 
     let result = call(&method, params, version, cx, &mut notifications).await;
     match result {
         Ok(mut result) => {
-            if !version.is_stateless() {
-                strip_stateless_fields(&mut result);
-            }
+            shape_result(&mut result, version.is_stateless());
             Served {
                 status: 200,
                 reply: Some(jsonrpc::response(&id, result)),
@@ -140,10 +138,14 @@ fn to_value(v: &impl Serialize) -> Result<Value, ErrorData> {
         .map_err(|_| ErrorData::internal_error("result serialisation failed", None))
 }
 
-/// Results for the initialize generation carry no `resultType` or cache hints (rmcp's
-/// constructors add `resultType: "complete"` for 2026-07-28).
-fn strip_stateless_fields(result: &mut Value) {
-    if let Some(obj) = result.as_object_mut() {
+/// Every 2026-07-28 result names its `resultType` (`complete` unless the method said
+/// otherwise); results for the initialize generation carry neither it nor cache hints
+/// (rmcp's constructors add `resultType: "complete"` whatever the version).
+fn shape_result(result: &mut Value, stateless: bool) {
+    let Some(obj) = result.as_object_mut() else { return };
+    if stateless {
+        obj.entry("resultType").or_insert_with(|| Value::from("complete"));
+    } else {
         obj.remove("resultType");
         obj.remove("ttlMs");
         obj.remove("cacheScope");

@@ -1,0 +1,92 @@
+// Starts the built worker under `wrangler dev` (workerd, local KV/D1/Durable Objects) on a
+// free 127.0.0.1 port with fresh state and the D1 migrations applied, for one test file.
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const WRANGLER = join(ROOT, 'node_modules', '.bin', 'wrangler');
+const ENV = { ...process.env, WRANGLER_SEND_METRICS: 'false', CLOUDFLARE_CF_FETCH_ENABLED: 'false', X_LOCAL_OBSERVABILITY: 'false', NO_COLOR: '1' };
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts a worker. `bundle` is `build` (what ships) or `build-conformance`.
+ * `vars` become `--var NAME:VALUE`. Returns { url, origin, stop(), restart() }.
+ */
+export async function startWorker({ bundle = 'build', vars = {}, persistTo } = {}) {
+  const state = persistTo ?? mkdtempSync(join(tmpdir(), 'mcp-worker-state-'));
+  execFileSync(WRANGLER, ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', state], {
+    cwd: ROOT, env: { ...ENV, CI: 'true' }, stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const port = await freePort();
+  const args = ['dev', join(bundle, 'index.js'), '--ip', '127.0.0.1', '--port', String(port),
+    '--persist-to', state, '--show-interactive-dev-session=false', '--log-level', 'log'];
+  for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`);
+  const child = spawn(WRANGLER, args, { cwd: ROOT, env: ENV, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const logs = [];
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`wrangler dev did not start:\n${logs.join('')}`)), 60_000);
+    const onData = (buf) => {
+      const s = buf.toString();
+      logs.push(s);
+      if (/Ready on http/.test(s)) { clearTimeout(timer); resolve(); }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`wrangler dev exited ${code}:\n${logs.join('')}`)); });
+  });
+  await ready;
+  child.removeAllListeners('exit');
+  const origin = `http://127.0.0.1:${port}`;
+  const stop = async ({ keepState = false } = {}) => {
+    if (child.exitCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      try { process.kill(-child.pid, 'SIGTERM'); } catch { /* already gone */ }
+      const timer = setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch { /* gone */ } }, 5_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    if (!keepState && !persistTo) rmSync(state, { recursive: true, force: true });
+  };
+  return { url: `${origin}/mcp`, origin, state, logs, stop };
+}
+
+/** JSON-RPC POST helper: returns { status, headers, body (parsed JSON or text) }. */
+export async function post(url, body, headers = {}) {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', ...headers },
+    body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed = text;
+  try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+  return { status: res.status, headers: res.headers, body: parsed, text };
+}
+
+export const V2026 = '2026-07-28';
+
+/** A 2026-07-28 request body and its matching headers. */
+export function req2026(id, method, params = {}, { caps = {} } = {}) {
+  const body = { jsonrpc: '2.0', id, method, params: { ...params, _meta: {
+    'io.modelcontextprotocol/protocolVersion': V2026,
+    'io.modelcontextprotocol/clientCapabilities': caps,
+    ...(params._meta ?? {}),
+  } } };
+  const headers = { 'mcp-protocol-version': V2026, 'mcp-method': method };
+  if (method === 'tools/call' || method === 'prompts/get') headers['mcp-name'] = params.name;
+  return { body, headers };
+}
