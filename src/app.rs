@@ -1,34 +1,77 @@
-//! The route table: `(method, path)` to handler, pure over [`HttpRequest`].
+//! The route table: `(method, path)` to handler, pure over [`HttpRequest`] and generic
+//! over the storage [`Backend`].
 
 use serde_json::json;
 
 use crate::{
+    admin, auth,
     config::Config,
     http::{HttpRequest, HttpResponse},
     mcp, pages,
+    store::{Backend, UsageRecord},
+    usage,
 };
 
 /// What a request is handled with besides itself.
-pub struct AppContext<'a> {
+pub struct AppContext<'a, B> {
     pub config: &'a Config,
     /// `CF-Connecting-IP`, as Cloudflare set it.
     pub client_ip: Option<&'a str>,
+    pub backend: &'a B,
+    /// Unix milliseconds when the request arrived.
+    pub now_ms: u64,
+    /// Unix milliseconds now (for durations).
+    pub clock: &'a dyn Fn() -> u64,
+}
+
+/// A handled request: the response, the usage records to write after it, and what the
+/// structured log line reports.
+#[derive(Debug)]
+pub struct Handled {
+    pub response: HttpResponse,
+    pub usage: Vec<UsageRecord>,
+    pub principal_kind: &'static str,
+    pub rpc_method: Option<String>,
+    /// An internal error worth logging (never shown to the client).
+    pub error: Option<String>,
 }
 
 /// Handles one request.
-pub async fn handle(req: &HttpRequest, cx: &AppContext<'_>) -> HttpResponse {
+pub async fn handle<B: Backend>(req: &HttpRequest, cx: &AppContext<'_, B>) -> Handled {
+    let mut out = Handled {
+        response: HttpResponse::empty(500),
+        usage: Vec::new(),
+        principal_kind: "none",
+        rpc_method: None,
+        error: None,
+    };
     let base_url = cx.config.base_url(&req.origin);
-    match (req.method.as_str(), req.path.as_str()) {
-        (_, "/mcp") => mcp::transport::handle(req, cx).await,
+    let get = matches!(req.method.as_str(), "GET" | "HEAD");
+    out.response = match (req.method.as_str(), req.path.as_str()) {
+        (_, "/mcp") => mcp::transport::handle(req, cx, &mut out).await,
         ("GET" | "HEAD", "/health") => HttpResponse::json(200, &json!({ "status": "ok" }))
             .with_header("cache-control", "no-store"),
         ("GET" | "HEAD", "/") => HttpResponse::html(
             200,
             pages::landing(&cx.config.server_name, base_url, mcp::tools::registry()),
         ),
-        (_, "/health" | "/") => method_not_allowed("GET, HEAD"),
+        (
+            _,
+            "/.well-known/oauth-protected-resource" | "/.well-known/oauth-protected-resource/mcp",
+        ) if get => auth::protected_resource_metadata(cx.config, base_url),
+        (_, "/api/usage") if get => usage::handle(req, cx, &mut out).await,
+        (_, p) if p.starts_with("/admin/") => admin::handle(req, cx, &mut out).await,
+        (
+            _,
+            "/health"
+            | "/"
+            | "/api/usage"
+            | "/.well-known/oauth-protected-resource"
+            | "/.well-known/oauth-protected-resource/mcp",
+        ) => method_not_allowed("GET, HEAD"),
         _ => HttpResponse::json(404, &json!({ "error": "not_found" })),
-    }
+    };
+    out
 }
 
 /// 405 with the `Allow` header.
@@ -38,16 +81,22 @@ pub fn method_not_allowed(allow: &str) -> HttpResponse {
 
 /// 400 with a short reason.
 pub fn bad_request(reason: &str) -> HttpResponse {
+    error(400, "bad_request", reason)
+}
+
+/// A JSON error body `{error, error_description}` with a status.
+pub fn error(status: u16, code: &str, description: &str) -> HttpResponse {
     HttpResponse::json(
-        400,
-        &json!({ "error": "bad_request", "error_description": reason }),
+        status,
+        &json!({ "error": code, "error_description": description }),
     )
 }
 
 /// 413 naming the limit.
 pub fn payload_too_large(limit: usize) -> HttpResponse {
-    HttpResponse::json(
+    error(
         413,
-        &json!({ "error": "payload_too_large", "error_description": format!("request bodies are limited to {limit} bytes") }),
+        "payload_too_large",
+        &format!("request bodies are limited to {limit} bytes"),
     )
 }

@@ -2,6 +2,8 @@
 //!
 //! Parsing takes a lookup function so that the host tests can feed it a map.
 
+use crate::quota::policy::Plan;
+
 /// Largest request body accepted anywhere, unless `MAX_BODY_BYTES` says otherwise.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -16,6 +18,18 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Request bodies larger than this get 413.
     pub max_body_bytes: usize,
+    /// Plans by id (`PLANS`, a JSON object), in configuration order.
+    pub plans: Vec<Plan>,
+    /// Calls per UTC day for each anonymous address bucket; 0 turns the free tier off.
+    pub anon_daily_limit: u64,
+    /// Secret that signs access tokens (`JWT_SECRET`); tokens are refused when unset.
+    pub jwt_secret: Option<String>,
+    /// Secret of the admin routes (`ADMIN_TOKEN`); the routes answer 404 when unset.
+    pub admin_token: Option<String>,
+    /// External authorization server (`AUTHORIZATION_SERVER`); default: this server.
+    pub authorization_server: Option<String>,
+    /// Problems found while reading the configuration, reported in the log.
+    pub warnings: Vec<String>,
 }
 
 impl Default for Config {
@@ -25,8 +39,39 @@ impl Default for Config {
             public_url: None,
             allowed_origins: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            plans: default_plans(),
+            anon_daily_limit: 20,
+            jwt_secret: None,
+            admin_token: None,
+            authorization_server: None,
+            warnings: Vec::new(),
         }
     }
+}
+
+/// Plans when `PLANS` is unset: a free plan only.
+fn default_plans() -> Vec<Plan> {
+    vec![Plan {
+        id: "free".to_owned(),
+        daily: Some(100),
+        monthly: Some(1000),
+        tools: vec!["*".to_owned()],
+        price: None,
+    }]
+}
+
+/// Parses `PLANS`: `{"free": {"daily": 100, "monthly": 1000, "tools": ["*"]}, "pro": {…}}`.
+pub fn parse_plans(json: &str) -> Result<Vec<Plan>, String> {
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| format!("PLANS is not a JSON object: {e}"))?;
+    map.into_iter()
+        .map(|(id, v)| {
+            let mut plan: Plan =
+                serde_json::from_value(v).map_err(|e| format!("PLANS.{id}: {e}"))?;
+            plan.id = id;
+            Ok(plan)
+        })
+        .collect()
 }
 
 impl Config {
@@ -38,6 +83,7 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
         let defaults = Self::default();
+        let mut warnings = Vec::new();
         Self {
             server_name: get("SERVER_NAME").unwrap_or(defaults.server_name),
             public_url: get("PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
@@ -52,7 +98,58 @@ impl Config {
             max_body_bytes: get("MAX_BODY_BYTES")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(defaults.max_body_bytes),
+            plans: match get("PLANS").map(|p| parse_plans(&p)) {
+                None => defaults.plans,
+                Some(Ok(plans)) if !plans.is_empty() => plans,
+                Some(Ok(_)) => {
+                    warnings.push("PLANS is empty; using the default free plan".to_owned());
+                    defaults.plans
+                }
+                Some(Err(e)) => {
+                    warnings.push(format!("{e}; using the default free plan"));
+                    defaults.plans
+                }
+            },
+            anon_daily_limit: get("ANON_DAILY_LIMIT")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(defaults.anon_daily_limit),
+            jwt_secret: get("JWT_SECRET"),
+            admin_token: get("ADMIN_TOKEN"),
+            authorization_server: get("AUTHORIZATION_SERVER")
+                .map(|u| u.trim_end_matches('/').to_owned()),
+            warnings,
         }
+    }
+
+    /// A plan by id.
+    pub fn plan(&self, id: &str) -> Option<&Plan> {
+        self.plans.iter().find(|p| p.id == id)
+    }
+
+    /// The limits of a principal's plan: the anonymous tier counts per day only and offers
+    /// the tools of the `free` plan.
+    pub fn limits_of(&self, plan_id: &str) -> Option<Plan> {
+        if plan_id == crate::auth::principal::ANONYMOUS_PLAN {
+            let tools = self
+                .plan("free")
+                .map_or_else(|| vec!["*".to_owned()], |p| p.tools.clone());
+            return Some(Plan {
+                id: plan_id.to_owned(),
+                daily: Some(self.anon_daily_limit),
+                monthly: None,
+                tools,
+                price: None,
+            });
+        }
+        self.plan(plan_id).cloned()
+    }
+
+    /// Paid plans that include a tool, cheapest listed first (configuration order).
+    pub fn plans_including(&self, tool: &str) -> Vec<&Plan> {
+        self.plans
+            .iter()
+            .filter(|p| p.is_paid() && p.includes(tool))
+            .collect()
     }
 
     /// The base URL the server is reached at, without a trailing slash.
@@ -154,6 +251,35 @@ mod tests {
         ] {
             assert!(!c.origin_allowed(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn plans_come_from_json_in_configuration_order() {
+        let c = config(&[(
+            "PLANS",
+            r#"{"free":{"daily":5,"monthly":50,"tools":["hash"]},"pro":{"monthly":1000,"price":"$9/month"}}"#,
+        )]);
+        assert_eq!(
+            c.plans.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+            ["free", "pro"]
+        );
+        assert_eq!(c.plan("pro").unwrap().daily, None);
+        assert_eq!(c.plans_including("whoami").len(), 1);
+        let anon = c.limits_of("anonymous").unwrap();
+        assert_eq!(
+            (anon.daily, anon.monthly, anon.tools),
+            (Some(20), None, vec!["hash".to_owned()])
+        );
+        assert!(c.limits_of("gold").is_none());
+    }
+
+    #[test]
+    fn broken_plans_fall_back_with_a_warning() {
+        let c = config(&[("PLANS", "{not json")]);
+        assert_eq!(c.plans.len(), 1);
+        assert_eq!(c.warnings.len(), 1);
+        let c = config(&[("PLANS", r#"{"pro":{"daily":"lots"}}"#)]);
+        assert!(c.warnings[0].contains("PLANS.pro"));
     }
 
     #[test]

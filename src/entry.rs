@@ -1,28 +1,81 @@
 //! Worker glue: the `fetch` event and the conversions between `worker` types and the
 //! plain values in [`crate::http`]. Nothing here decides anything.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use futures_util::StreamExt;
-use worker::{Context, Env, Headers, Method, Request, Response, Result, event};
+use serde_json::json;
+use worker::{Context, Date, Env, Headers, Method, Request, Response, Result, event};
 
 use crate::{
+    adapters::WorkerBackend,
     app::{self, AppContext},
     config::Config,
     http::{HttpRequest, HttpResponse},
+    store::Backend,
 };
 
+fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    let config = Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string()));
+async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
+    let started = now_ms();
+    let config = Config::from_lookup(|name| {
+        env.var(name)
+            .ok()
+            .map(|v| v.to_string())
+            .or_else(|| env.secret(name).ok().map(|v| v.to_string()))
+    });
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !config.warnings.is_empty() && !WARNED.swap(true, Ordering::Relaxed) {
+        worker::console_warn!("{}", json!({ "config_warnings": config.warnings }));
+    }
     let http_req = match read_request(&mut req, config.max_body_bytes).await {
         Ok(r) => r,
         Err(resp) => return to_worker_response(resp),
     };
+    let backend = WorkerBackend::from_env(&env)?;
+    let clock = now_ms;
     let cx = AppContext {
         config: &config,
         client_ip: http_req.header("cf-connecting-ip"),
+        backend: &backend,
+        now_ms: started,
+        clock: &clock,
     };
-    let resp = app::handle(&http_req, &cx).await;
-    to_worker_response(resp)
+    let handled = app::handle(&http_req, &cx).await;
+
+    // One structured line per request; never a key, token or signature.
+    let first = handled.usage.first();
+    worker::console_log!(
+        "{}",
+        json!({
+            "request_id": first.map(|u| &u.request_id),
+            "http": format!("{} {}", http_req.method, http_req.path),
+            "status": handled.response.status,
+            "principal": handled.principal_kind,
+            "method": handled.rpc_method,
+            "tool": first.and_then(|u| u.tool.as_ref()),
+            "outcome": first.map(|u| u.status),
+            "duration_ms": now_ms().saturating_sub(started),
+            "error": handled.error,
+        })
+    );
+    if !handled.usage.is_empty() {
+        // After the response: a slow or failing D1 write never delays or fails the call.
+        let records = handled.usage;
+        ctx.wait_until(async move {
+            if let Err(e) = backend.write_usage(&records).await {
+                worker::console_error!(
+                    "{}",
+                    json!({ "usage_write_failed": e.to_string(), "records": records.len() })
+                );
+            }
+        });
+    }
+    to_worker_response(handled.response)
 }
 
 /// Reads the request, refusing bodies over `limit` bytes without buffering them whole.
@@ -69,14 +122,10 @@ fn to_worker_response(resp: HttpResponse) -> Result<Response> {
     for (name, value) in &resp.headers {
         headers.append(name, value)?;
     }
-    let body = if resp.body.is_empty() {
-        None
+    let out = if resp.body.is_empty() {
+        Response::empty()?
     } else {
-        Some(resp.body)
-    };
-    let out = match body {
-        Some(b) => Response::from_bytes(b)?,
-        None => Response::empty()?,
+        Response::from_bytes(resp.body)?
     };
     Ok(out.with_status(resp.status).with_headers(headers))
 }

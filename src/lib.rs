@@ -4,6 +4,9 @@
 //! [`http::HttpRequest`]) plus thin worker glue (`entry`, wasm32 only), so that host
 //! `cargo test` covers everything but the bindings.
 
+#[cfg(target_arch = "wasm32")]
+mod adapters;
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
@@ -12,5 +15,6 @@ mod entry;
 pub mod http;
 pub mod mcp;
 pub mod pages;
-#[cfg(target_arch = "wasm32")]
-mod quota;
+pub mod quota;
+pub mod store;
+pub mod usage;

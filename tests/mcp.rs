@@ -7,13 +7,18 @@ use common::{V2026, json_body, mcp_post, req_2026, send};
 use serde_json::{Value, json};
 
 fn rpc(id: i64, method: &str, params: Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params })).unwrap()
+    serde_json::to_vec(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }))
+        .unwrap()
 }
 
 #[test]
 fn initialize_then_list_then_call_in_the_2025_generation() {
     let init = send(&mcp_post(
-        rpc(1, "initialize", json!({ "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } })),
+        rpc(
+            1,
+            "initialize",
+            json!({ "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } }),
+        ),
         &[],
     ));
     assert_eq!(init.status, 200);
@@ -22,25 +27,51 @@ fn initialize_then_list_then_call_in_the_2025_generation() {
 
     let h = [("mcp-protocol-version", "2025-06-18")];
     let list = json_body(&send(&mcp_post(rpc(2, "tools/list", json!({})), &h)));
-    let names: Vec<&str> = list["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["whoami", "hash"]);
 
-    let call = json_body(&send(&mcp_post(rpc(3, "tools/call", json!({ "name": "whoami" })), &h)));
+    let call = json_body(&send(&mcp_post(
+        rpc(3, "tools/call", json!({ "name": "whoami" })),
+        &h,
+    )));
     assert_eq!(call["result"]["structuredContent"]["kind"], "anonymous");
-    assert_eq!(call["result"]["structuredContent"]["subject"], "2001:db8:1:2::/64");
+    assert_eq!(
+        call["result"]["structuredContent"]["subject"],
+        "2001:db8:1:2::/64"
+    );
     assert!(call["result"].get("resultType").is_none());
 }
 
 #[test]
 fn discover_list_and_call_in_the_2026_generation() {
     let (body, headers) = req_2026(1, "server/discover", json!({}));
-    let h: Vec<(&str, &str)> = headers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let h: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let disc = json_body(&send(&mcp_post(body, &h)));
     assert_eq!(disc["result"]["resultType"], "complete");
-    assert!(disc["result"]["supportedVersions"].as_array().unwrap().contains(&json!(V2026)));
+    assert!(
+        disc["result"]["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(V2026))
+    );
 
-    let (body, headers) = req_2026(2, "tools/call", json!({ "name": "hash", "arguments": { "text": "" } }));
-    let h: Vec<(&str, &str)> = headers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let (body, headers) = req_2026(
+        2,
+        "tools/call",
+        json!({ "name": "hash", "arguments": { "text": "" } }),
+    );
+    let h: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let call = json_body(&send(&mcp_post(body, &h)));
     assert_eq!(call["result"]["resultType"], "complete");
     assert_eq!(
@@ -51,21 +82,36 @@ fn discover_list_and_call_in_the_2026_generation() {
 
 #[test]
 fn progress_and_log_notifications_need_an_event_stream_and_json_clients_get_json() {
-    let sse = send(&mcp_post(rpc(1, "tools/list", json!({})), &[("accept", "text/event-stream")]));
+    let sse = send(&mcp_post(
+        rpc(1, "tools/list", json!({})),
+        &[("accept", "text/event-stream")],
+    ));
     assert_eq!(sse.header("content-type"), Some("text/event-stream"));
     let text = String::from_utf8(sse.body).unwrap();
     assert!(text.starts_with("event: message\ndata: {"), "{text}");
     assert!(text.ends_with("}\n\n"));
 
-    let json = send(&mcp_post(rpc(1, "tools/list", json!({})), &[("accept", "application/json")]));
+    let json = send(&mcp_post(
+        rpc(1, "tools/list", json!({})),
+        &[("accept", "application/json")],
+    ));
     assert_eq!(json.header("content-type"), Some("application/json"));
 }
 
 /// (what, body, extra headers, HTTP status, JSON-RPC code)
-type Case = (&'static str, Vec<u8>, Vec<(&'static str, &'static str)>, u16, i64);
+type Case = (
+    &'static str,
+    Vec<u8>,
+    Vec<(&'static str, &'static str)>,
+    u16,
+    i64,
+);
 
 fn bad_requests() -> Vec<Case> {
-    let v26 = [("mcp-protocol-version", V2026), ("mcp-method", "tools/list")];
+    let v26 = [
+        ("mcp-protocol-version", V2026),
+        ("mcp-method", "tools/list"),
+    ];
     vec![
         ("empty body", b"".to_vec(), vec![], 400, -32700),
         ("not JSON", b"hello".to_vec(), vec![], 400, -32700),
@@ -93,7 +139,12 @@ fn bad_requests() -> Vec<Case> {
 fn bad_requests_get_the_right_status_and_code() {
     for (what, body, headers, status, code) in bad_requests() {
         let resp = send(&mcp_post(body, &headers));
-        assert_eq!(resp.status, status, "{what}: {}", String::from_utf8_lossy(&resp.body));
+        assert_eq!(
+            resp.status,
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
         let v = json_body(&resp);
         assert_eq!(v["error"]["code"], code, "{what}: {v}");
         assert_eq!(v["jsonrpc"], "2.0", "{what}");
@@ -104,7 +155,8 @@ fn bad_requests_get_the_right_status_and_code() {
 fn notifications_and_client_responses_are_accepted_without_a_body() {
     for body in [
         br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec(),
-        br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#.to_vec(),
+        br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#
+            .to_vec(),
         br#"{"jsonrpc":"2.0","id":"s1","result":{}}"#.to_vec(),
     ] {
         let resp = send(&mcp_post(body, &[("mcp-protocol-version", "2025-11-25")]));

@@ -1,3 +1,162 @@
-//! Who is calling: the principal every request resolves to.
+//! Who is calling: every request resolves to one [`Principal`] (anonymous, API-key holder or
+//! OAuth-token holder), and credentials that do not check out are refused, never treated
+//! as anonymous. Also the OAuth protected-resource side (RFC 9728 metadata, RFC 6750
+//! challenges).
 
+pub mod api_key;
+pub mod jwt;
 pub mod principal;
+
+use serde_json::json;
+
+use self::{
+    api_key::ApiKey,
+    principal::{ALL_SCOPES, AddressBucket, Principal},
+};
+use crate::{
+    config::Config,
+    http::HttpResponse,
+    store::{Backend, KeyStatus, StoreError},
+};
+
+/// Why credentials were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// A token was sent and does not check out (RFC 6750 `invalid_token`).
+    #[error("{0}")]
+    InvalidToken(String),
+    /// The key store could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Resolves the request's principal from `Authorization` and the client address.
+pub async fn resolve<B: Backend>(
+    authorization: Option<&str>,
+    client_ip: Option<&str>,
+    config: &Config,
+    base_url: &str,
+    backend: &B,
+    now_ms: u64,
+) -> Result<Principal, AuthError> {
+    let Some(authorization) = authorization else {
+        return Ok(Principal::Anonymous {
+            bucket: client_ip.and_then(AddressBucket::parse),
+        });
+    };
+    let invalid = |why: &str| AuthError::InvalidToken(why.to_owned());
+    let (scheme, token) = authorization
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| invalid("expected a Bearer token"))?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(invalid("expected a Bearer token"));
+    }
+    let token = token.trim();
+    if token.starts_with("mcp_") {
+        let key = ApiKey::parse(token).ok_or_else(|| invalid("malformed API key"))?;
+        let hash = key.hash();
+        let record = backend
+            .key_record(&hash)
+            .await?
+            .ok_or_else(|| invalid("unknown API key"))?;
+        if record.status == KeyStatus::Revoked {
+            return Err(invalid("the API key has been revoked"));
+        }
+        if record.expires_at.is_some_and(|t| t <= now_ms) {
+            return Err(invalid("the API key has expired"));
+        }
+        return Ok(Principal::ApiKey {
+            account: record.account,
+            key_hash: hash,
+            plan: record.plan,
+            scopes: record.scopes,
+        });
+    }
+    let secret = config
+        .jwt_secret
+        .as_deref()
+        .ok_or_else(|| invalid("access tokens are not accepted here"))?;
+    let claims = jwt::verify(
+        token,
+        secret.as_bytes(),
+        base_url,
+        &resource(base_url),
+        now_ms / 1000,
+    )
+    .map_err(|e| invalid(&e.to_string()))?;
+    Ok(Principal::OAuth {
+        account: claims.sub,
+        plan: claims.plan.unwrap_or_else(|| "free".to_owned()),
+        scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
+    })
+}
+
+/// This server's resource identifier (RFC 8707): its `/mcp` URL.
+pub fn resource(base_url: &str) -> String {
+    format!("{base_url}/mcp")
+}
+
+/// The protected-resource metadata URL clients discover from a challenge.
+pub fn metadata_url(base_url: &str) -> String {
+    format!("{base_url}/.well-known/oauth-protected-resource/mcp")
+}
+
+/// `WWW-Authenticate` for a 401 or 403 (RFC 6750 §3, RFC 9728 §5.1).
+pub fn challenge(base_url: &str, error: Option<(&str, &str)>, scope: &str) -> String {
+    let mut v = format!(
+        "Bearer resource_metadata=\"{}\", scope=\"{scope}\"",
+        metadata_url(base_url)
+    );
+    if let Some((code, description)) = error {
+        let description = description.replace(['"', '\\'], "'");
+        v.push_str(&format!(
+            ", error=\"{code}\", error_description=\"{description}\""
+        ));
+    }
+    v
+}
+
+/// The scopes to ask for when challenging: all of them.
+pub fn all_scopes() -> String {
+    ALL_SCOPES.join(" ")
+}
+
+/// `GET /.well-known/oauth-protected-resource[/mcp]` (RFC 9728).
+pub fn protected_resource_metadata(config: &Config, base_url: &str) -> HttpResponse {
+    let auth_server = config
+        .authorization_server
+        .clone()
+        .unwrap_or_else(|| base_url.to_owned());
+    HttpResponse::json(
+        200,
+        &json!({
+            "resource": resource(base_url),
+            "authorization_servers": [auth_server],
+            "scopes_supported": ALL_SCOPES,
+            "bearer_methods_supported": ["header"],
+            "resource_name": config.server_name,
+        }),
+    )
+    .with_header("cache-control", "public, max-age=3600")
+    .with_header("access-control-allow-origin", "*")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_name_the_metadata_scope_and_error() {
+        let c = challenge(
+            "https://m.example",
+            Some(("invalid_token", "the \"token\" expired")),
+            "mcp:tools",
+        );
+        assert_eq!(
+            c,
+            "Bearer resource_metadata=\"https://m.example/.well-known/oauth-protected-resource/mcp\", scope=\"mcp:tools\", \
+             error=\"invalid_token\", error_description=\"the 'token' expired\""
+        );
+    }
+}

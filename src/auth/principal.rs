@@ -6,6 +6,8 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use serde::Serialize;
 
+use super::api_key::KeyHash;
+
 /// The bucket an anonymous caller is counted in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -38,11 +40,31 @@ impl AddressBucket {
     }
 }
 
+/// Scope that lets a caller call the basic tools (the anonymous free tier has it).
+pub const SCOPE_TOOLS: &str = "mcp:tools";
+/// Scope that lets a caller read its own usage.
+pub const SCOPE_USAGE: &str = "mcp:usage";
+/// Every scope this server knows, for metadata and API keys.
+pub const ALL_SCOPES: [&str; 2] = [SCOPE_TOOLS, SCOPE_USAGE];
+
 /// Who a request is from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// No credentials; counted by address bucket (`None` when the address is unknown).
     Anonymous { bucket: Option<AddressBucket> },
+    /// An API-key holder.
+    ApiKey {
+        account: String,
+        key_hash: KeyHash,
+        plan: String,
+        scopes: Vec<String>,
+    },
+    /// An OAuth access-token holder.
+    OAuth {
+        account: String,
+        plan: String,
+        scopes: Vec<String>,
+    },
 }
 
 impl Principal {
@@ -50,9 +72,60 @@ impl Principal {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Anonymous { .. } => "anonymous",
+            Self::ApiKey { .. } => "api_key",
+            Self::OAuth { .. } => "oauth",
+        }
+    }
+
+    /// The counting bucket: `anon:<address bucket>` or `acct:<account>`; one Durable
+    /// Object each. Anonymous callers without a known address share `anon:unknown`.
+    pub fn bucket(&self) -> String {
+        match self {
+            Self::Anonymous { bucket } => format!(
+                "anon:{}",
+                bucket.as_ref().map_or("unknown", AddressBucket::as_str)
+            ),
+            Self::ApiKey { account, .. } | Self::OAuth { account, .. } => format!("acct:{account}"),
+        }
+    }
+
+    /// The account id, for account holders.
+    pub fn account(&self) -> Option<&str> {
+        match self {
+            Self::Anonymous { .. } => None,
+            Self::ApiKey { account, .. } | Self::OAuth { account, .. } => Some(account),
+        }
+    }
+
+    /// The plan id; anonymous callers are on the anonymous tier.
+    pub fn plan(&self) -> &str {
+        match self {
+            Self::Anonymous { .. } => ANONYMOUS_PLAN,
+            Self::ApiKey { plan, .. } | Self::OAuth { plan, .. } => plan,
+        }
+    }
+
+    /// Whether the caller holds a scope. Anonymous callers hold [`SCOPE_TOOLS`] only.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        match self {
+            Self::Anonymous { .. } => scope == SCOPE_TOOLS,
+            Self::ApiKey { scopes, .. } | Self::OAuth { scopes, .. } => {
+                scopes.iter().any(|s| s == scope)
+            }
+        }
+    }
+
+    /// The API key's hash, for key holders.
+    pub fn key_hash(&self) -> Option<&KeyHash> {
+        match self {
+            Self::ApiKey { key_hash, .. } => Some(key_hash),
+            _ => None,
         }
     }
 }
+
+/// The plan id of anonymous callers (limits from `ANON_DAILY_LIMIT`, tools of `free`).
+pub const ANONYMOUS_PLAN: &str = "anonymous";
 
 #[cfg(test)]
 mod tests {

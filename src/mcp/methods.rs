@@ -15,43 +15,86 @@ use super::{
     tools::{self, ToolContext},
     version::{self, McpHeaders, Version},
 };
-use crate::auth::principal::Principal;
+use crate::{
+    auth::{self, api_key::random_id, principal::Principal},
+    config::Config,
+    quota::{ConsumeRequest, policy},
+    store::{Backend, UsageRecord},
+};
 
 /// How long a client may cache `tools/list` (2026-07-28 `ttlMs`). The list changes only on deploy.
 pub const TOOLS_LIST_TTL_MS: u64 = 300_000;
 
+/// JSON-RPC code of a call refused for quota (implementation-defined server error range).
+pub const RATE_LIMITED: ErrorCode = ErrorCode(-32029);
+/// JSON-RPC code of a call refused for missing or insufficient credentials.
+pub const UNAUTHORIZED: ErrorCode = ErrorCode(-32001);
+
 /// What a method needs from the request beyond the message.
-pub struct McpContext<'a> {
-    pub server_name: &'a str,
+pub struct McpContext<'a, B> {
+    pub config: &'a Config,
+    pub base_url: &'a str,
     pub principal: &'a Principal,
+    pub backend: &'a B,
+    /// Unix milliseconds, read when called (for durations).
+    pub clock: &'a dyn Fn() -> u64,
 }
 
 /// One message's outcome: HTTP status, the JSON-RPC reply (none for notifications and
-/// responses), and notifications emitted while serving it.
-#[derive(Debug)]
+/// responses), extra response headers, notifications emitted while serving it, and the
+/// usage records to write after the response.
+#[derive(Debug, Default)]
 pub struct Served {
     pub status: u16,
     pub reply: Option<Value>,
+    pub headers: Vec<(String, String)>,
     pub notifications: Vec<Value>,
+    pub usage: Vec<UsageRecord>,
 }
 
 impl Served {
     fn accepted() -> Self {
         Self {
             status: 202,
-            reply: None,
-            notifications: Vec::new(),
+            ..Self::default()
         }
     }
 
-    /// An error reply with the status the protocol generation gives it.
+    /// An error reply with a status.
     pub fn error(id: Option<&RequestId>, error: &ErrorData, status: u16) -> Self {
         Self {
             status,
             reply: Some(jsonrpc::error_response(id, error)),
-            notifications: Vec::new(),
+            ..Self::default()
         }
     }
+}
+
+/// A method's failure: the JSON-RPC error, and the HTTP status and headers when they are
+/// not the protocol generation's default for the code (auth challenges, quota).
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: ErrorData,
+    pub status: Option<u16>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl From<ErrorData> for Refusal {
+    fn from(error: ErrorData) -> Self {
+        Self {
+            error,
+            status: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// What serving a message produced besides its result.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub headers: Vec<(String, String)>,
+    pub notifications: Vec<Value>,
+    pub usage: Vec<UsageRecord>,
 }
 
 /// The HTTP status of a JSON-RPC error. The stateless generation maps errors to statuses
@@ -69,7 +112,11 @@ fn error_status(version: Version, code: ErrorCode) -> u16 {
 }
 
 /// Serves one classified message.
-pub async fn serve(msg: Message, headers: &McpHeaders<'_>, cx: &McpContext<'_>) -> Served {
+pub async fn serve<B: Backend>(
+    msg: Message,
+    headers: &McpHeaders<'_>,
+    cx: &McpContext<'_, B>,
+) -> Served {
     let version = match version::resolve(&msg, headers) {
         Ok(v) => v,
         Err(e) => {
@@ -92,45 +139,54 @@ pub async fn serve(msg: Message, headers: &McpHeaders<'_>, cx: &McpContext<'_>) 
         }
         Message::Response { .. } => return Served::accepted(),
     };
-    let mut notifications = Vec::new();
-    let result = call(&method, params, version, cx, &mut notifications).await;
-    match result {
+    let mut fx = Effects::default();
+    let result = call(&method, params, version, cx, &mut fx).await;
+    let (status, reply, mut extra) = match result {
         Ok(mut result) => {
             shape_result(&mut result, version.is_stateless());
-            Served {
-                status: 200,
-                reply: Some(jsonrpc::response(&id, result)),
-                notifications,
-            }
+            (200, jsonrpc::response(&id, result), Vec::new())
         }
-        Err(e) => {
-            let mut served = Served::error(Some(&id), &e, error_status(version, e.code));
-            served.notifications = notifications;
-            served
+        Err(r) => {
+            let status = r
+                .status
+                .unwrap_or_else(|| error_status(version, r.error.code));
+            (
+                status,
+                jsonrpc::error_response(Some(&id), &r.error),
+                r.headers,
+            )
         }
+    };
+    fx.headers.append(&mut extra);
+    Served {
+        status,
+        reply: Some(reply),
+        headers: fx.headers,
+        notifications: fx.notifications,
+        usage: fx.usage,
     }
 }
 
-async fn call(
+async fn call<B: Backend>(
     method: &str,
     params: Map<String, Value>,
     version: Version,
-    cx: &McpContext<'_>,
-    notifications: &mut Vec<Value>,
-) -> Result<Value, ErrorData> {
+    cx: &McpContext<'_, B>,
+    fx: &mut Effects,
+) -> Result<Value, Refusal> {
     let stateless = version.is_stateless();
-    match method {
-        "initialize" if version == Version::Initialize => initialize(&params, cx),
-        "ping" if !stateless => Ok(json!({})),
-        "server/discover" if stateless => to_value(&discover(cx)),
-        "tools/list" => tools_list(&params, stateless),
-        "tools/call" => tools_call(params, stateless, cx, notifications).await,
+    Ok(match method {
+        "initialize" if version == Version::Initialize => initialize(&params, cx)?,
+        "ping" if !stateless => json!({}),
+        "server/discover" if stateless => to_value(&discover(cx))?,
+        "tools/list" => tools_list(&params, stateless)?,
+        "tools/call" => return tools_call(params, stateless, cx, fx).await,
         #[cfg(feature = "conformance")]
         m if super::fixtures::handles(m) => {
-            super::fixtures::call(m, params, stateless, notifications)
+            super::fixtures::call(m, params, stateless, &mut fx.notifications)?
         }
-        _ => Err(method_not_found(method)),
-    }
+        _ => return Err(method_not_found(method).into()),
+    })
 }
 
 fn to_value(v: &impl Serialize) -> Result<Value, ErrorData> {
@@ -142,9 +198,12 @@ fn to_value(v: &impl Serialize) -> Result<Value, ErrorData> {
 /// otherwise); results for the initialize generation carry neither it nor cache hints
 /// (rmcp's constructors add `resultType: "complete"` whatever the version).
 fn shape_result(result: &mut Value, stateless: bool) {
-    let Some(obj) = result.as_object_mut() else { return };
+    let Some(obj) = result.as_object_mut() else {
+        return;
+    };
     if stateless {
-        obj.entry("resultType").or_insert_with(|| Value::from("complete"));
+        obj.entry("resultType")
+            .or_insert_with(|| Value::from("complete"));
     } else {
         obj.remove("resultType");
         obj.remove("ttlMs");
@@ -164,13 +223,13 @@ pub fn capabilities(stateless: bool) -> ServerCapabilities {
     caps
 }
 
-fn server_info(cx: &McpContext<'_>) -> Implementation {
-    Implementation::new(cx.server_name, env!("CARGO_PKG_VERSION"))
+fn server_info<B>(cx: &McpContext<'_, B>) -> Implementation {
+    Implementation::new(cx.config.server_name.as_str(), env!("CARGO_PKG_VERSION"))
 }
 
 const INSTRUCTIONS: &str = "Call `whoami` to see your plan and remaining quota. Tools are listed with their input and output schemas.";
 
-fn initialize(params: &Map<String, Value>, cx: &McpContext<'_>) -> Result<Value, ErrorData> {
+fn initialize<B>(params: &Map<String, Value>, cx: &McpContext<'_, B>) -> Result<Value, ErrorData> {
     let requested = params
         .get("protocolVersion")
         .and_then(Value::as_str)
@@ -193,7 +252,7 @@ fn protocol_version(v: &str) -> ProtocolVersion {
     }
 }
 
-fn discover(cx: &McpContext<'_>) -> DiscoverResult {
+fn discover<B>(cx: &McpContext<'_, B>) -> DiscoverResult {
     let versions = version::SUPPORTED
         .iter()
         .map(|v| protocol_version(v))
@@ -221,30 +280,232 @@ fn tools_list(params: &Map<String, Value>, stateless: bool) -> Result<Value, Err
     to_value(&result)
 }
 
-async fn tools_call(
+async fn tools_call<B: Backend>(
     params: Map<String, Value>,
     stateless: bool,
-    cx: &McpContext<'_>,
-    notifications: &mut Vec<Value>,
-) -> Result<Value, ErrorData> {
+    cx: &McpContext<'_, B>,
+    fx: &mut Effects,
+) -> Result<Value, Refusal> {
     #[cfg(feature = "conformance")]
-    if let Some(result) = super::fixtures::call_tool(&params, stateless, notifications) {
-        return result;
+    if let Some(result) = super::fixtures::call_tool(&params, stateless, &mut fx.notifications) {
+        return result.map_err(Refusal::from);
     }
     #[cfg(not(feature = "conformance"))]
     let _ = stateless;
+    let input_bytes = params
+        .get("arguments")
+        .map_or(0, |a| a.to_string().len() as u64);
     let params: CallToolRequestParams = serde_json::from_value(Value::Object(params))
         .map_err(|e| invalid_params(format!("invalid tools/call params: {e}")))?;
     let tool = tools::registry()
         .get(&params.name)
         .ok_or_else(|| invalid_params(format!("unknown tool: {}", params.name)))?;
+    let started = (cx.clock)();
+    let mut record = UsageRecord {
+        request_id: random_id("req_").unwrap_or_else(|_| format!("req_{started}")),
+        principal: cx.principal.bucket(),
+        principal_kind: cx.principal.kind(),
+        method: "tools/call".to_owned(),
+        tool: Some(tool.name.to_owned()),
+        input_bytes,
+        output_bytes: 0,
+        duration_ms: 0,
+        status: "success",
+        error: None,
+        created_at: started,
+        key_hash: cx.principal.key_hash().map(|h| h.0.clone()),
+    };
+
+    if let Some(scope) = tool.scope.filter(|s| !cx.principal.has_scope(s)) {
+        record.status = "unauthorized";
+        record.error = Some(format!("missing scope {scope}"));
+        fx.usage.push(record);
+        return Err(scope_refusal(cx, scope));
+    }
+    let plan = cx
+        .config
+        .limits_of(cx.principal.plan())
+        .or_else(|| cx.config.plan("free").cloned());
+    let Some(plan) = plan.filter(|p| p.includes(tool.name)) else {
+        record.status = "unauthorized";
+        record.error = Some(format!("not in plan {}", cx.principal.plan()));
+        fx.usage.push(record);
+        let upgrade: Vec<&str> = cx
+            .config
+            .plans_including(tool.name)
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect();
+        let text = format!(
+            "The tool `{}` is not included in your plan ({}). Plans that include it: {}.",
+            tool.name,
+            cx.principal.plan(),
+            if upgrade.is_empty() {
+                "none".to_owned()
+            } else {
+                upgrade.join(", ")
+            }
+        );
+        return Ok(to_value(&tools::ToolOutcome::Error(text).into_result())?);
+    };
+
+    let windows = policy::windows(plan.daily, plan.monthly, started / 1000);
+    let mut quota = Vec::new();
+    if !windows.is_empty() {
+        let req = ConsumeRequest {
+            windows: windows.iter().map(|w| (w.key.clone(), w.limit)).collect(),
+            cost: 1,
+            key_hash: record.key_hash.clone(),
+        };
+        let usage = cx
+            .backend
+            .consume(&cx.principal.bucket(), &req)
+            .await
+            .map_err(|e| Refusal {
+                error: ErrorData::internal_error(
+                    format!("the quota store is unavailable: {e}"),
+                    None,
+                ),
+                status: Some(503),
+                headers: vec![("retry-after".to_owned(), "5".to_owned())],
+            })?;
+        if usage.revoked {
+            return Err(Refusal {
+                error: ErrorData::new(UNAUTHORIZED, "the API key has been revoked", None),
+                status: Some(401),
+                headers: vec![(
+                    "www-authenticate".to_owned(),
+                    auth::challenge(
+                        cx.base_url,
+                        Some(("invalid_token", "the API key has been revoked")),
+                        &auth::all_scopes(),
+                    ),
+                )],
+            });
+        }
+        let now_s = started / 1000;
+        fx.headers
+            .extend(policy::rate_limit_headers(&windows, &usage.used, now_s));
+        quota = windows
+            .iter()
+            .zip(&usage.used)
+            .map(|(w, u)| json!({ "period": w.period, "limit": w.limit, "used": u, "remaining": w.limit.saturating_sub(*u), "reset_at": w.reset_at }))
+            .collect();
+        if !usage.admitted {
+            record.status = "rate_limited";
+            fx.usage.push(record);
+            return Err(rate_limited(cx, &plan, &windows, &usage.used, now_s));
+        }
+    }
+
     let mut tcx = ToolContext::new(cx.principal);
+    tcx.quota = Value::Array(quota);
     tcx.progress_token = params
         .meta
         .as_ref()
         .and_then(|m| m.0.get("progressToken"))
         .cloned();
     let outcome = (tool.handler)(&tcx, params.arguments.unwrap_or_default()).await;
-    notifications.append(&mut tcx.notifications.borrow_mut());
-    to_value(&outcome.into_result())
+    fx.notifications.append(&mut tcx.notifications.borrow_mut());
+    let result = outcome.into_result();
+    let value = to_value(&result)?;
+    record.duration_ms = (cx.clock)().saturating_sub(started);
+    record.output_bytes = value.to_string().len() as u64;
+    if result.is_error == Some(true) {
+        record.status = "error";
+        record.error = result
+            .content
+            .first()
+            .and_then(|c| c.as_text())
+            .map(|t| t.text.chars().take(200).collect());
+    }
+    fx.usage.push(record);
+    Ok(value)
+}
+
+/// 401 with a challenge for anonymous callers (sign in), 403 `insufficient_scope` for
+/// callers whose credentials lack the scope (RFC 6750 §3.1).
+fn scope_refusal<B>(cx: &McpContext<'_, B>, scope: &str) -> Refusal {
+    let anonymous = matches!(cx.principal, Principal::Anonymous { .. });
+    let (status, error) = if anonymous {
+        (401, None)
+    } else {
+        (
+            403,
+            Some((
+                "insufficient_scope",
+                "the token lacks a scope this tool needs",
+            )),
+        )
+    };
+    Refusal {
+        error: ErrorData::new(
+            UNAUTHORIZED,
+            format!("this tool needs the scope {scope}"),
+            Some(
+                json!({ "error": if anonymous { "unauthorized" } else { "insufficient_scope" }, "scope": scope }),
+            ),
+        ),
+        status: Some(status),
+        headers: vec![(
+            "www-authenticate".to_owned(),
+            auth::challenge(cx.base_url, error, scope),
+        )],
+    }
+}
+
+/// 429 with `Retry-After`, naming the limit, its reset and the plans that allow more.
+fn rate_limited<B>(
+    cx: &McpContext<'_, B>,
+    plan: &policy::Plan,
+    windows: &[policy::Window],
+    used: &[u64],
+    now_s: u64,
+) -> Refusal {
+    let (w, _) = policy::binding_window(windows, used).unwrap_or((&windows[0], 0));
+    let upgrades: Vec<Value> = cx
+        .config
+        .plans
+        .iter()
+        .filter(|p| p.is_paid() && p.id != plan.id && more_generous(p, plan))
+        .map(|p| json!({ "plan": p.id, "price": p.price, "daily": p.daily, "monthly": p.monthly }))
+        .collect();
+    let retry = w.reset_in(now_s).max(1);
+    Refusal {
+        error: ErrorData::new(
+            RATE_LIMITED,
+            format!(
+                "{} limit of {} calls reached for plan {}",
+                period_label(w.period),
+                w.limit,
+                plan.id
+            ),
+            Some(json!({
+                "plan": plan.id,
+                "period": w.period,
+                "limit": w.limit,
+                "reset_at": w.reset_at,
+                "retry_after": retry,
+                "upgrade": upgrades,
+            })),
+        ),
+        status: Some(429),
+        headers: vec![("retry-after".to_owned(), retry.to_string())],
+    }
+}
+
+fn period_label(p: policy::Period) -> &'static str {
+    match p {
+        policy::Period::Day => "daily",
+        policy::Period::Month => "monthly",
+    }
+}
+
+fn more_generous(p: &policy::Plan, than: &policy::Plan) -> bool {
+    let more = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (None, Some(_)) => true,
+        (Some(a), Some(b)) => a > b,
+        _ => false,
+    };
+    more(p.daily, than.daily) || more(p.monthly, than.monthly)
 }

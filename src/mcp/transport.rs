@@ -13,13 +13,18 @@ use super::{
     version::McpHeaders,
 };
 use crate::{
-    app::AppContext,
-    auth::principal::{AddressBucket, Principal},
+    app::{AppContext, Handled},
+    auth::{self, AuthError, principal::Principal},
     http::{HttpRequest, HttpResponse},
+    store::Backend,
 };
 
 /// Handles any request to `/mcp`.
-pub async fn handle(req: &HttpRequest, cx: &AppContext<'_>) -> HttpResponse {
+pub async fn handle<B: Backend>(
+    req: &HttpRequest,
+    cx: &AppContext<'_, B>,
+    out: &mut Handled,
+) -> HttpResponse {
     let origin = req.header("origin");
     if let Some(o) = origin {
         if !cx.config.origin_allowed(o) {
@@ -28,7 +33,7 @@ pub async fn handle(req: &HttpRequest, cx: &AppContext<'_>) -> HttpResponse {
         }
     }
     let resp = match req.method.as_str() {
-        "POST" => post(req, cx).await,
+        "POST" => post(req, cx, out).await,
         "OPTIONS" => HttpResponse::empty(204).with_header("access-control-max-age", "86400"),
         _ => error_reply(
             405,
@@ -98,7 +103,11 @@ impl Accepts {
     }
 }
 
-async fn post(req: &HttpRequest, cx: &AppContext<'_>) -> HttpResponse {
+async fn post<B: Backend>(
+    req: &HttpRequest,
+    cx: &AppContext<'_, B>,
+    out: &mut Handled,
+) -> HttpResponse {
     let accepts = Accepts::parse(req.header("accept"));
     if !accepts.json && !accepts.event_stream {
         return error_reply(
@@ -123,62 +132,111 @@ async fn post(req: &HttpRequest, cx: &AppContext<'_>) -> HttpResponse {
         method: req.header("mcp-method"),
         name: req.header("mcp-name"),
     };
-    let principal = Principal::Anonymous {
-        bucket: cx.client_ip.and_then(AddressBucket::parse),
+    let base_url = cx.config.base_url(&req.origin);
+    let resolved = auth::resolve(
+        req.header("authorization"),
+        cx.client_ip,
+        cx.config,
+        base_url,
+        cx.backend,
+        cx.now_ms,
+    )
+    .await;
+    let principal = match resolved {
+        Ok(p) => p,
+        Err(AuthError::InvalidToken(why)) => {
+            out.principal_kind = "invalid_credentials";
+            return unauthorized(base_url, Some(&why));
+        }
+        Err(AuthError::Store(e)) => {
+            out.error = Some(e.to_string());
+            return error_reply(
+                503,
+                &rmcp::model::ErrorData::internal_error("the key store is unavailable", None),
+            )
+            .with_header("retry-after", "5");
+        }
     };
+    out.principal_kind = principal.kind();
+    if matches!(principal, Principal::Anonymous { .. }) && cx.config.anon_daily_limit == 0 {
+        // No free tier: every client must sign in; the challenge starts OAuth discovery.
+        return unauthorized(base_url, None);
+    }
     let mcx = McpContext {
-        server_name: &cx.config.server_name,
+        config: cx.config,
+        base_url,
         principal: &principal,
+        backend: cx.backend,
+        clock: cx.clock,
     };
 
-    match value {
-        Value::Array(batch) => serve_batch(batch, &headers, &mcx, accepts).await,
-        single => {
-            let served = match classify(single) {
-                Ok(msg) => methods::serve(msg, &headers, &mcx).await,
-                Err((id, e)) => Served::error(id.as_ref(), &e, 400),
-            };
-            reply(served, accepts)
-        }
-    }
+    let served = match value {
+        Value::Array(batch) => serve_batch(batch, &headers, &mcx).await,
+        single => match classify(single) {
+            Ok(msg) => {
+                out.rpc_method = msg.method().map(str::to_owned);
+                methods::serve(msg, &headers, &mcx).await
+            }
+            Err((id, e)) => Served::error(id.as_ref(), &e, 400),
+        },
+    };
+    out.usage.extend(served.usage.iter().cloned());
+    reply(served, accepts)
+}
+
+/// 401 with the challenge that starts OAuth discovery (RFC 9728 §5.1); `why` is set when
+/// credentials were sent and refused (`invalid_token`).
+fn unauthorized(base_url: &str, why: Option<&str>) -> HttpResponse {
+    let message = why.unwrap_or("sign in: this server needs an API key or an OAuth access token");
+    let error = rmcp::model::ErrorData::new(methods::UNAUTHORIZED, message.to_owned(), None);
+    error_reply(401, &error).with_header(
+        "www-authenticate",
+        &auth::challenge(
+            base_url,
+            why.map(|w| ("invalid_token", w)),
+            &auth::all_scopes(),
+        ),
+    )
 }
 
 /// Batches exist only in 2025-03-26 (removed in 2025-06-18); a stateless server knows the
 /// version only from the header, so a batch is served when the header names 2025-03-26.
-async fn serve_batch(
+async fn serve_batch<B: Backend>(
     batch: Vec<Value>,
     headers: &McpHeaders<'_>,
-    mcx: &McpContext<'_>,
-    accepts: Accepts,
-) -> HttpResponse {
+    mcx: &McpContext<'_, B>,
+) -> Served {
     if headers.protocol_version != Some("2025-03-26") {
-        return error_reply(
-            400,
+        return Served::error(
+            None,
             &invalid_request("JSON-RPC batches are not supported by this protocol version"),
+            400,
         );
     }
     if batch.is_empty() {
-        return error_reply(400, &invalid_request("empty batch"));
+        return Served::error(None, &invalid_request("empty batch"), 400);
     }
+    let mut all = Served {
+        status: 202,
+        ..Served::default()
+    };
     let mut replies = Vec::new();
-    let mut notifications = Vec::new();
     for item in batch {
-        let served = match classify(item) {
+        let mut served = match classify(item) {
             Ok(msg) => methods::serve(msg, headers, mcx).await,
             Err((id, e)) => Served::error(id.as_ref(), &e, 400),
         };
-        notifications.extend(served.notifications);
+        all.notifications.append(&mut served.notifications);
+        all.usage.append(&mut served.usage);
+        all.headers.append(&mut served.headers);
         replies.extend(served.reply);
     }
-    if replies.is_empty() {
-        return HttpResponse::empty(202);
+    if !replies.is_empty() {
+        // A batch answers 200 whatever its members' errors: each carries its own.
+        all.status = 200;
+        all.reply = Some(Value::Array(replies));
     }
-    let body = Value::Array(replies);
-    if accepts.json && notifications.is_empty() {
-        HttpResponse::json(200, &body)
-    } else {
-        event_stream(200, notifications.iter().chain(std::iter::once(&body)))
-    }
+    all
 }
 
 fn reply(served: Served, accepts: Accepts) -> HttpResponse {
@@ -186,14 +244,16 @@ fn reply(served: Served, accepts: Accepts) -> HttpResponse {
         return HttpResponse::empty(served.status);
     };
     let stream = accepts.event_stream && (!accepts.json || !served.notifications.is_empty());
-    if stream && served.status == 200 {
+    let mut resp = if stream && served.status == 200 {
         event_stream(
             200,
             served.notifications.iter().chain(std::iter::once(&body)),
         )
     } else {
         HttpResponse::json(served.status, &body)
-    }
+    };
+    resp.headers.extend(served.headers);
+    resp
 }
 
 /// A complete event stream: one `message` event per JSON-RPC message.

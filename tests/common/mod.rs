@@ -1,12 +1,222 @@
 //! Request builders for driving `app::handle` on the host.
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::{cell::RefCell, collections::HashMap};
+
 use paid_mcp_worker::{
-    app::{self, AppContext},
+    app::{self, AppContext, Handled},
+    auth::api_key::KeyHash,
     config::Config,
     http::{HttpRequest, HttpResponse},
+    quota::{ConsumeRequest, ConsumeResponse},
+    store::{Backend, KeyListing, KeyRecord, KeyStatus, StoreError, UsageRecord, UsageRow},
 };
 use serde_json::{Value, json};
+
+/// 2026-11-22T10:00:00Z
+pub const NOW_MS: u64 = 1_795_341_600_000;
+
+/// An in-memory backend with the contracts of the real one (atomic counting is trivial
+/// on one thread).
+#[derive(Default)]
+pub struct MemoryBackend {
+    pub keys: RefCell<HashMap<String, (KeyRecord, String, u64)>>,
+    pub counters: RefCell<HashMap<(String, String), u64>>,
+    pub revoked: RefCell<Vec<String>>,
+    pub usage: RefCell<Vec<UsageRecord>>,
+    /// When set, every call fails as storage would.
+    pub broken: bool,
+}
+
+impl MemoryBackend {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.broken {
+            Err(StoreError("injected failure".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Backend for MemoryBackend {
+    async fn key_record(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+        self.check()?;
+        Ok(self.keys.borrow().get(&hash.0).map(|(r, _, _)| r.clone()))
+    }
+    async fn consume(
+        &self,
+        bucket: &str,
+        req: &ConsumeRequest,
+    ) -> Result<ConsumeResponse, StoreError> {
+        self.check()?;
+        if req
+            .key_hash
+            .as_ref()
+            .is_some_and(|h| self.revoked.borrow().contains(h))
+        {
+            return Ok(ConsumeResponse {
+                admitted: false,
+                used: vec![],
+                revoked: true,
+            });
+        }
+        let mut c = self.counters.borrow_mut();
+        let used: Vec<u64> = req
+            .windows
+            .iter()
+            .map(|(k, _)| *c.get(&(bucket.to_owned(), k.clone())).unwrap_or(&0))
+            .collect();
+        let admitted = req
+            .windows
+            .iter()
+            .zip(&used)
+            .all(|((_, l), u)| u + req.cost <= *l);
+        if !admitted {
+            return Ok(ConsumeResponse {
+                admitted,
+                used,
+                revoked: false,
+            });
+        }
+        let used = req
+            .windows
+            .iter()
+            .map(|(k, _)| {
+                let e = c.entry((bucket.to_owned(), k.clone())).or_default();
+                *e += req.cost;
+                *e
+            })
+            .collect();
+        Ok(ConsumeResponse {
+            admitted,
+            used,
+            revoked: false,
+        })
+    }
+    async fn peek(&self, bucket: &str, windows: &[String]) -> Result<Vec<u64>, StoreError> {
+        self.check()?;
+        let c = self.counters.borrow();
+        Ok(windows
+            .iter()
+            .map(|k| *c.get(&(bucket.to_owned(), k.clone())).unwrap_or(&0))
+            .collect())
+    }
+    async fn put_key(
+        &self,
+        hash: &KeyHash,
+        record: &KeyRecord,
+        label: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.keys
+            .borrow_mut()
+            .insert(hash.0.clone(), (record.clone(), label.to_owned(), now_ms));
+        Ok(())
+    }
+    async fn revoke_key(
+        &self,
+        hash: &KeyHash,
+        _now_ms: u64,
+    ) -> Result<Option<KeyRecord>, StoreError> {
+        self.check()?;
+        let mut keys = self.keys.borrow_mut();
+        let Some((rec, _, _)) = keys.get_mut(&hash.0) else {
+            return Ok(None);
+        };
+        rec.status = KeyStatus::Revoked;
+        self.revoked.borrow_mut().push(hash.0.clone());
+        Ok(Some(rec.clone()))
+    }
+    async fn list_keys(&self, account: &str) -> Result<Vec<KeyListing>, StoreError> {
+        self.check()?;
+        Ok(self
+            .keys
+            .borrow()
+            .iter()
+            .filter(|(_, (r, _, _))| r.account == account)
+            .map(|(h, (r, label, at))| KeyListing {
+                key_hash: h.clone(),
+                label: label.clone(),
+                plan: r.plan.clone(),
+                created_at: *at,
+                last_used_at: None,
+                revoked_at: None,
+                expires_at: r.expires_at,
+            })
+            .collect())
+    }
+    async fn usage(&self, principal: &str, since_ms: u64) -> Result<Vec<UsageRow>, StoreError> {
+        self.check()?;
+        let mut groups: HashMap<(Option<String>, String), (u64, u64)> = HashMap::new();
+        for r in self
+            .usage
+            .borrow()
+            .iter()
+            .filter(|r| r.principal == principal && r.created_at >= since_ms)
+        {
+            let g = groups
+                .entry((r.tool.clone(), r.status.to_owned()))
+                .or_default();
+            g.0 += 1;
+            g.1 += r.duration_ms;
+        }
+        Ok(groups
+            .into_iter()
+            .map(|((tool, status), (n, ms))| UsageRow {
+                tool,
+                status,
+                calls: n,
+                avg_duration_ms: ms as f64 / n as f64,
+            })
+            .collect())
+    }
+    async fn write_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        self.check()?;
+        self.usage.borrow_mut().extend_from_slice(records);
+        Ok(())
+    }
+}
+
+/// A test configuration: small limits, an admin token and a JWT secret.
+pub fn test_config() -> Config {
+    let vars = [
+        (
+            "PLANS",
+            r#"{"free":{"daily":5,"monthly":50},"pro":{"daily":100,"monthly":1000,"price":"$9/month"},"team":{"monthly":100000,"price":"$49/month"}}"#,
+        ),
+        ("ANON_DAILY_LIMIT", "3"),
+        ("ADMIN_TOKEN", "admin-secret"),
+        ("JWT_SECRET", "jwt-secret-for-tests-0123456789abcdef"),
+        ("PUBLIC_URL", "https://mcp.example.com"),
+    ];
+    Config::from_lookup(|n| {
+        vars.iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| (*v).to_owned())
+    })
+}
+
+/// Runs one request through the app, writing usage records to the backend as the worker
+/// does after the response.
+pub fn handle_with(
+    req: &HttpRequest,
+    config: &Config,
+    backend: &MemoryBackend,
+    client_ip: Option<&str>,
+) -> Handled {
+    let clock = || NOW_MS;
+    let cx = AppContext {
+        config,
+        client_ip,
+        backend,
+        now_ms: NOW_MS,
+        clock: &clock,
+    };
+    let handled = futures_executor::block_on(app::handle(req, &cx));
+    futures_executor::block_on(backend.write_usage(&handled.usage)).unwrap();
+    handled
+}
 
 pub const V2026: &str = "2026-07-28";
 
@@ -14,7 +224,10 @@ pub const V2026: &str = "2026-07-28";
 pub fn mcp_post(body: impl Into<Vec<u8>>, headers: &[(&str, &str)]) -> HttpRequest {
     let mut all = vec![
         ("content-type".to_owned(), "application/json".to_owned()),
-        ("accept".to_owned(), "application/json, text/event-stream".to_owned()),
+        (
+            "accept".to_owned(),
+            "application/json, text/event-stream".to_owned(),
+        ),
     ];
     for (n, v) in headers {
         all.retain(|(k, _)| !k.eq_ignore_ascii_case(n));
@@ -47,11 +260,33 @@ pub fn req_2026(id: i64, method: &str, mut params: Value) -> (Vec<u8>, Vec<(Stri
     (serde_json::to_vec(&body).unwrap(), headers)
 }
 
-/// Runs one request through the app with a default configuration.
+/// Runs one request through the app with a default configuration and an empty backend.
 pub fn send(req: &HttpRequest) -> HttpResponse {
-    let config = Config::default();
-    let cx = AppContext { config: &config, client_ip: Some("2001:db8:1:2::7") };
-    futures_executor::block_on(app::handle(req, &cx))
+    let mut config = Config::default();
+    config.anon_daily_limit = 1000;
+    handle_with(
+        req,
+        &config,
+        &MemoryBackend::default(),
+        Some("2001:db8:1:2::7"),
+    )
+    .response
+}
+
+/// A request with a method, path, headers and body.
+pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> HttpRequest {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    HttpRequest {
+        method: method.to_owned(),
+        origin: "https://mcp.example.com".to_owned(),
+        path: path.to_owned(),
+        query: query.to_owned(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| ((*n).to_ascii_lowercase(), (*v).to_owned()))
+            .collect(),
+        body: body.as_bytes().to_vec(),
+    }
 }
 
 /// The response body as JSON (panics with the body when it is not).

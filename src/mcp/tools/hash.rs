@@ -5,6 +5,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
+use crate::auth::principal::SCOPE_TOOLS;
+
 use super::{Hints, ToolContext, ToolDef, ToolFuture, ToolOutcome, parse_args};
 
 #[derive(Deserialize)]
@@ -65,7 +67,8 @@ pub(super) fn def() -> ToolDef {
             idempotent: true,
             ..Hints::default()
         },
-        scope: None,
+        // The basic tools scope, which the anonymous free tier holds too.
+        scope: Some(SCOPE_TOOLS),
         paid: false,
         handler: call,
     }

@@ -85,6 +85,8 @@ pub struct ToolContext<'a> {
     pub notifications: RefCell<Vec<Value>>,
     /// The `progressToken` the client asked progress to be reported under.
     pub progress_token: Option<Value>,
+    /// The caller's quota after this call was counted: `[{period, limit, used, remaining, reset_at}]`.
+    pub quota: Value,
 }
 
 impl<'a> ToolContext<'a> {
@@ -94,6 +96,7 @@ impl<'a> ToolContext<'a> {
             principal,
             notifications: RefCell::new(Vec::new()),
             progress_token: None,
+            quota: Value::Array(Vec::new()),
         }
     }
 

@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::{Hints, ToolContext, ToolDef, ToolFuture, ToolOutcome};
-use crate::auth::principal::Principal;
+use crate::auth::principal::{ALL_SCOPES, Principal};
 
 pub(super) fn def() -> ToolDef {
     ToolDef {
@@ -18,9 +18,18 @@ pub(super) fn def() -> ToolDef {
                 "kind": { "type": "string", "enum": ["anonymous", "api_key", "oauth"] },
                 "subject": { "type": ["string", "null"], "description": "address bucket or account id" },
                 "plan": { "type": "string" },
-                "quota": { "type": ["object", "null"], "description": "remaining calls, when quotas apply" }
+                "scopes": { "type": "array", "items": { "type": "string" } },
+                "quota": {
+                    "type": "array",
+                    "description": "each limit of the plan, counting this call",
+                    "items": { "type": "object", "properties": {
+                        "period": { "type": "string", "enum": ["day", "month"] },
+                        "limit": { "type": "integer" }, "used": { "type": "integer" },
+                        "remaining": { "type": "integer" }, "reset_at": { "type": "integer" }
+                    } }
+                }
             },
-            "required": ["kind", "subject", "plan", "quota"]
+            "required": ["kind", "subject", "plan", "scopes", "quota"]
         })),
         hints: Hints {
             read_only: true,
@@ -35,16 +44,23 @@ pub(super) fn def() -> ToolDef {
 
 fn call<'a>(cx: &'a ToolContext<'a>, _args: serde_json::Map<String, Value>) -> ToolFuture<'a> {
     Box::pin(async move {
-        let (subject, plan) = match cx.principal {
-            Principal::Anonymous { bucket } => {
-                (bucket.as_ref().map(|b| b.as_str().to_owned()), "free")
+        let subject = match cx.principal {
+            Principal::Anonymous { bucket } => bucket.as_ref().map(|b| b.as_str().to_owned()),
+            Principal::ApiKey { account, .. } | Principal::OAuth { account, .. } => {
+                Some(account.clone())
             }
         };
+        let scopes: Vec<&str> = ALL_SCOPES
+            .iter()
+            .copied()
+            .filter(|s| cx.principal.has_scope(s))
+            .collect();
         ToolOutcome::Structured(json!({
             "kind": cx.principal.kind(),
             "subject": subject,
-            "plan": plan,
-            "quota": Value::Null,
+            "plan": cx.principal.plan(),
+            "scopes": scopes,
+            "quota": cx.quota.clone(),
         }))
     })
 }
