@@ -214,7 +214,8 @@ pub fn handle_with(
         clock: &clock,
     };
     let handled = futures_executor::block_on(app::handle(req, &cx));
-    futures_executor::block_on(backend.write_usage(&handled.usage)).unwrap();
+    // As in the worker, a failed usage write is reported, never raised.
+    let _ = futures_executor::block_on(backend.write_usage(&handled.usage));
     handled
 }
 
