@@ -23,7 +23,7 @@ const SUITES = {
 };
 
 let w;
-before(async () => { w = await startWorker({ bundle: 'build-conformance' }); });
+before(async () => { w = await startWorker({ bundle: 'build-conformance', vars: { ANON_DAILY_LIMIT: '100000' } }); });
 after(async () => { await w?.stop(); });
 
 function run(suite, args) {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { startWorker, post, req2026, V2026 } from './harness.mjs';
 
 let w;
-before(async () => { w = await startWorker({ vars: { MAX_BODY_BYTES: '65536' } }); });
+before(async () => { w = await startWorker({ vars: { MAX_BODY_BYTES: '65536', ANON_DAILY_LIMIT: '100000' } }); });
 after(async () => { await w?.stop(); });
 
 const init = (v = '2025-11-25') => ({ jsonrpc: '2.0', id: 1, method: 'initialize',

@@ -9,7 +9,7 @@ import { Client as Client2, StreamableHTTPClientTransport as Transport2 } from '
 import { startWorker } from './harness.mjs';
 
 let w;
-before(async () => { w = await startWorker(); });
+before(async () => { w = await startWorker({ vars: { ANON_DAILY_LIMIT: '100000' } }); });
 after(async () => { await w?.stop(); });
 
 // SDK 1.x always offers its newest version; rewrite initialize to offer an older one.
