@@ -1,7 +1,7 @@
 //! Worker glue: the `fetch` event and the conversions between `worker` types and the
 //! plain values in [`crate::http`]. Nothing here decides anything.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::{cell::OnceCell, rc::Rc};
 
 use futures_util::StreamExt;
 use serde_json::json;
@@ -19,19 +19,34 @@ fn now_ms() -> u64 {
     Date::now().as_millis()
 }
 
+thread_local! {
+    /// The configuration, read once per isolate: vars and secrets are fixed for the life of
+    /// a deployment's isolate, and parsing `PLANS` on every request would cost CPU.
+    static CONFIG: OnceCell<Rc<Config>> = const { OnceCell::new() };
+}
+
+fn config(env: &Env) -> Rc<Config> {
+    CONFIG.with(|c| {
+        c.get_or_init(|| {
+            let config = Config::from_lookup(|name| {
+                env.var(name)
+                    .ok()
+                    .map(|v| v.to_string())
+                    .or_else(|| env.secret(name).ok().map(|v| v.to_string()))
+            });
+            if !config.warnings.is_empty() {
+                worker::console_warn!("{}", json!({ "config_warnings": config.warnings }));
+            }
+            Rc::new(config)
+        })
+        .clone()
+    })
+}
+
 #[event(fetch)]
 async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
     let started = now_ms();
-    let config = Config::from_lookup(|name| {
-        env.var(name)
-            .ok()
-            .map(|v| v.to_string())
-            .or_else(|| env.secret(name).ok().map(|v| v.to_string()))
-    });
-    static WARNED: AtomicBool = AtomicBool::new(false);
-    if !config.warnings.is_empty() && !WARNED.swap(true, Ordering::Relaxed) {
-        worker::console_warn!("{}", json!({ "config_warnings": config.warnings }));
-    }
+    let config = config(&env);
     let http_req = match read_request(&mut req, config.max_body_bytes).await {
         Ok(r) => r,
         Err(resp) => return to_worker_response(resp),
