@@ -24,6 +24,25 @@ pub struct AppContext<'a, B> {
     pub clock: &'a dyn Fn() -> u64,
 }
 
+impl<B: Backend> AppContext<'_, B> {
+    /// The request's principal, from its `Authorization` header and client address.
+    pub async fn principal(
+        &self,
+        req: &HttpRequest,
+    ) -> Result<auth::principal::Principal, auth::AuthError> {
+        let base_url = self.config.base_url(&req.origin);
+        auth::resolve(
+            req.header("authorization"),
+            self.client_ip,
+            self.config,
+            base_url,
+            self.backend,
+            self.now_ms,
+        )
+        .await
+    }
+}
+
 /// A handled request: the response, the usage records to write after it, and what the
 /// structured log line reports.
 #[derive(Debug)]

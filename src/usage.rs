@@ -21,16 +21,7 @@ pub async fn handle<B: Backend>(
     out: &mut Handled,
 ) -> HttpResponse {
     let base_url = cx.config.base_url(&req.origin);
-    let principal = match auth::resolve(
-        req.header("authorization"),
-        cx.client_ip,
-        cx.config,
-        base_url,
-        cx.backend,
-        cx.now_ms,
-    )
-    .await
-    {
+    let principal = match cx.principal(req).await {
         Ok(p) => p,
         Err(AuthError::InvalidToken(why)) => {
             out.principal_kind = "invalid_credentials";

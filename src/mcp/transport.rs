@@ -133,16 +133,7 @@ async fn post<B: Backend>(
         name: req.header("mcp-name"),
     };
     let base_url = cx.config.base_url(&req.origin);
-    let resolved = auth::resolve(
-        req.header("authorization"),
-        cx.client_ip,
-        cx.config,
-        base_url,
-        cx.backend,
-        cx.now_ms,
-    )
-    .await;
-    let principal = match resolved {
+    let principal = match cx.principal(req).await {
         Ok(p) => p,
         Err(AuthError::InvalidToken(why)) => {
             out.principal_kind = "invalid_credentials";
