@@ -7,6 +7,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
+scripts/setup.sh # installs the local wasm-bindgen, worker-build and wasm-opt when missing
 out=build
 features=()
 opt=()
