@@ -90,11 +90,7 @@ pub async fn handle<B: Backend>(
             return app::error(503, "unavailable", "try again").with_header("retry-after", "5");
         }
     };
-    let quota: Vec<Value> = windows
-        .iter()
-        .zip(used.iter().copied().chain(std::iter::repeat(0)))
-        .map(|(w, u)| json!({ "period": w.period, "limit": w.limit, "used": u, "remaining": w.limit.saturating_sub(u), "reset_at": w.reset_at }))
-        .collect();
+    let quota = policy::quota_report(&windows, &used);
     let mut body = summarize(&rows);
     body["account"] = principal.account().into();
     body["plan"] = principal.plan().into();

@@ -386,11 +386,7 @@ async fn tools_call<B: Backend>(
         let now_s = started / 1000;
         fx.headers
             .extend(policy::rate_limit_headers(&windows, &usage.used, now_s));
-        quota = windows
-            .iter()
-            .zip(&usage.used)
-            .map(|(w, u)| json!({ "period": w.period, "limit": w.limit, "used": u, "remaining": w.limit.saturating_sub(*u), "reset_at": w.reset_at }))
-            .collect();
+        quota = policy::quota_report(&windows, &usage.used);
         if !usage.admitted {
             record.status = "rate_limited";
             fx.usage.push(record);

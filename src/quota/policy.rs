@@ -118,6 +118,21 @@ pub fn period_start(period: Period, now_s: u64) -> u64 {
     }
 }
 
+/// Each window's limit, calls used, calls remaining and reset time, as callers see them
+/// (`whoami`, `/api/usage`). Missing counts read as 0.
+pub fn quota_report(windows: &[Window], used: &[u64]) -> Vec<serde_json::Value> {
+    windows
+        .iter()
+        .zip(used.iter().copied().chain(std::iter::repeat(0)))
+        .map(|(w, u)| {
+            serde_json::json!({
+                "period": w.period, "limit": w.limit, "used": u,
+                "remaining": w.limit.saturating_sub(u), "reset_at": w.reset_at,
+            })
+        })
+        .collect()
+}
+
 /// The outcome of a check-and-increment, as the counter reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Usage {
