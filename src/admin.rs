@@ -172,7 +172,7 @@ async fn mint<B: Backend>(req: &HttpRequest, cx: &AppContext<'_, B>) -> HttpResp
     )
 }
 
-fn valid_account_id(a: &str) -> bool {
+pub fn valid_account_id(a: &str) -> bool {
     a.strip_prefix("acct_").is_some_and(|r| {
         (1..=64).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
     })

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::{
-    admin, auth,
+    admin, auth, billing,
     config::Config,
     http::{HttpRequest, HttpResponse},
     mcp, pages,
@@ -51,6 +51,8 @@ pub struct Handled {
     pub usage: Vec<UsageRecord>,
     pub principal_kind: &'static str,
     pub rpc_method: Option<String>,
+    /// Billable calls to report to Stripe after the response (metered plans).
+    pub meter: Vec<billing::meter::MeterEvent>,
     /// An internal error worth logging (never shown to the client).
     pub error: Option<String>,
 }
@@ -62,6 +64,7 @@ pub async fn handle<B: Backend>(req: &HttpRequest, cx: &AppContext<'_, B>) -> Ha
         usage: Vec::new(),
         principal_kind: "none",
         rpc_method: None,
+        meter: Vec::new(),
         error: None,
     };
     let base_url = cx.config.base_url(&req.origin);
@@ -72,13 +75,14 @@ pub async fn handle<B: Backend>(req: &HttpRequest, cx: &AppContext<'_, B>) -> Ha
             .with_header("cache-control", "no-store"),
         ("GET" | "HEAD", "/") => HttpResponse::html(
             200,
-            pages::landing(&cx.config.server_name, base_url, mcp::tools::registry()),
+            pages::landing(cx.config, base_url, mcp::tools::registry()),
         ),
         (
             _,
             "/.well-known/oauth-protected-resource" | "/.well-known/oauth-protected-resource/mcp",
         ) if get => auth::protected_resource_metadata(cx.config, base_url),
         (_, "/api/usage") if get => usage::handle(req, cx, &mut out).await,
+        (_, p) if p.starts_with("/api/stripe/") => billing::handle(req, cx, &mut out).await,
         (_, p) if p.starts_with("/admin/") => admin::handle(req, cx, &mut out).await,
         (
             _,

@@ -28,9 +28,26 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// External authorization server (`AUTHORIZATION_SERVER`); default: this server.
     pub authorization_server: Option<String>,
+    /// Stripe secret API key (`STRIPE_SECRET_KEY`); billing routes answer 503 when unset.
+    pub stripe_secret_key: Option<String>,
+    /// Webhook signing secrets (`STRIPE_WEBHOOK_SECRET`, comma-separated while rotating).
+    pub stripe_webhook_secrets: Vec<String>,
+    /// Base URL of Stripe's API (`STRIPE_API_BASE`), without `/v1`.
+    pub stripe_api_base: String,
+    /// Event name of the Stripe meter that metered plans report calls to (`STRIPE_METER_EVENT`).
+    pub stripe_meter_event: Option<String>,
+    /// How long a past-due subscription keeps its plan (`PAST_DUE_GRACE_DAYS`), in seconds.
+    pub past_due_grace_s: u64,
+    /// Checkout Sessions one address bucket may create per UTC day (`CHECKOUT_DAILY_LIMIT`).
+    pub checkout_daily_limit: u64,
     /// Problems found while reading the configuration, reported in the log.
     pub warnings: Vec<String>,
 }
+
+/// Stripe's API, unless `STRIPE_API_BASE` points elsewhere (a local stand-in in tests).
+pub const DEFAULT_STRIPE_API_BASE: &str = "https://api.stripe.com";
+/// The plan an account falls back to when its subscription ends.
+pub const FALLBACK_PLAN: &str = "free";
 
 impl Default for Config {
     fn default() -> Self {
@@ -44,6 +61,12 @@ impl Default for Config {
             jwt_secret: None,
             admin_token: None,
             authorization_server: None,
+            stripe_secret_key: None,
+            stripe_webhook_secrets: Vec::new(),
+            stripe_api_base: DEFAULT_STRIPE_API_BASE.to_owned(),
+            stripe_meter_event: None,
+            past_due_grace_s: 3 * 86_400,
+            checkout_daily_limit: 20,
             warnings: Vec::new(),
         }
     }
@@ -57,6 +80,8 @@ fn default_plans() -> Vec<Plan> {
         monthly: Some(1000),
         tools: vec!["*".to_owned()],
         price: None,
+        stripe_price: None,
+        metered: false,
     }]
 }
 
@@ -117,6 +142,25 @@ impl Config {
             admin_token: get("ADMIN_TOKEN"),
             authorization_server: get("AUTHORIZATION_SERVER")
                 .map(|u| u.trim_end_matches('/').to_owned()),
+            stripe_secret_key: get("STRIPE_SECRET_KEY"),
+            stripe_webhook_secrets: get("STRIPE_WEBHOOK_SECRET")
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            stripe_api_base: get("STRIPE_API_BASE")
+                .map_or(defaults.stripe_api_base, |u| u.trim_end_matches('/').to_owned()),
+            stripe_meter_event: get("STRIPE_METER_EVENT"),
+            past_due_grace_s: get("PAST_DUE_GRACE_DAYS")
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|d| d.is_finite() && *d >= 0.0)
+                .map_or(defaults.past_due_grace_s, |d| (d * 86_400.0) as u64),
+            checkout_daily_limit: get("CHECKOUT_DAILY_LIMIT")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(defaults.checkout_daily_limit),
             warnings,
         }
     }
@@ -139,6 +183,8 @@ impl Config {
                 monthly: None,
                 tools,
                 price: None,
+                stripe_price: None,
+                metered: false,
             });
         }
         self.plan(plan_id).cloned()
@@ -150,6 +196,13 @@ impl Config {
             .iter()
             .filter(|p| p.is_paid() && p.includes(tool))
             .collect()
+    }
+
+    /// The plan whose Stripe Price is `price`.
+    pub fn plan_for_price(&self, price: &str) -> Option<&Plan> {
+        self.plans
+            .iter()
+            .find(|p| p.stripe_price.as_deref() == Some(price))
     }
 
     /// The base URL the server is reached at, without a trailing slash.

@@ -10,6 +10,7 @@ use worker::{Context, Date, Env, Headers, Method, Request, Response, Result, eve
 use crate::{
     adapters::WorkerBackend,
     app::{self, AppContext},
+    billing,
     config::Config,
     http::{HttpRequest, HttpResponse},
     store::Backend,
@@ -78,15 +79,22 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
             "error": handled.error,
         })
     );
-    if !handled.usage.is_empty() {
-        // After the response: a slow or failing D1 write never delays or fails the call.
+    if !handled.usage.is_empty() || !handled.meter.is_empty() {
+        // After the response: a slow or failing D1 write or Stripe report never delays or
+        // fails the call.
         let records = handled.usage;
+        let meter = handled.meter;
         ctx.wait_until(async move {
-            if let Err(e) = backend.write_usage(&records).await {
-                worker::console_error!(
-                    "{}",
-                    json!({ "usage_write_failed": e.to_string(), "records": records.len() })
-                );
+            if !records.is_empty() {
+                if let Err(e) = backend.write_usage(&records).await {
+                    worker::console_error!(
+                        "{}",
+                        json!({ "usage_write_failed": e.to_string(), "records": records.len() })
+                    );
+                }
+            }
+            for failure in billing::meter::report(&config, &backend, &meter).await {
+                worker::console_error!("{}", json!({ "meter_event_failed": failure }));
             }
         });
     }

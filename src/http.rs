@@ -34,11 +34,45 @@ impl HttpRequest {
 
     /// A query parameter's percent-decoded value.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k).as_deref() == Some(name)).then(|| percent_decode(v))?
-        })
+        form_value(&self.query, name)
     }
+
+    /// A field of the body, when it is a form (`application/x-www-form-urlencoded`) or a
+    /// JSON object (string, number or boolean values).
+    pub fn body_field(&self, name: &str) -> Option<String> {
+        let content_type = self.header("content-type").unwrap_or_default();
+        if content_type.starts_with("application/json") {
+            let v: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
+            return match v.get(name)? {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                serde_json::Value::Bool(b) => Some(b.to_string()),
+                _ => None,
+            };
+        }
+        form_value(std::str::from_utf8(&self.body).ok()?, name)
+    }
+}
+
+/// The first value of `name` in `a=1&b=2` form text, percent-decoded.
+pub fn form_value(form: &str, name: &str) -> Option<String> {
+    form.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k).as_deref() == Some(name)).then(|| percent_decode(v))?
+    })
+}
+
+/// Percent-encodes text for a query or form value (RFC 3986 unreserved characters stay).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Decodes `application/x-www-form-urlencoded` text (`+` is a space); `None` on bad escapes or UTF-8.
@@ -148,6 +182,8 @@ mod tests {
     #[test]
     fn broken_escapes_do_not_decode() {
         assert_eq!(percent_decode("%zz"), None);
+        let text = "a b&c=/d?é";
+        assert_eq!(percent_decode(&percent_encode(text)).as_deref(), Some(text));
         assert_eq!(percent_decode("%4"), None);
         assert_eq!(percent_decode("%ff"), None);
     }

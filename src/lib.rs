@@ -9,6 +9,7 @@ mod adapters;
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod billing;
 pub mod config;
 #[cfg(target_arch = "wasm32")]
 mod entry;

@@ -1,6 +1,7 @@
-//! Server-rendered HTML pages: the landing page at `/`.
+//! Server-rendered HTML pages: the landing page at `/`, and the billing pages (checkout
+//! button, claim page). No scripts: every page works without JavaScript.
 
-use crate::mcp::tools::Registry;
+use crate::{config::Config, mcp::tools::Registry, quota::policy::Plan};
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(s: &str) -> String {
@@ -23,8 +24,9 @@ code,pre{background:#f4f4f4;border-radius:4px}pre{padding:.75rem;overflow-x:auto
 h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem}td,th{text-align:left;padding:.2rem .8rem .2rem 0}";
 
 /// The landing page: what the server is, its tools, and how to connect.
-pub fn landing(server_name: &str, base_url: &str, registry: &Registry) -> String {
-    let name = escape(server_name);
+pub fn landing(config: &Config, base_url: &str, registry: &Registry) -> String {
+    let name = escape(&config.server_name);
+    let pricing = pricing(config);
     let mcp_url = escape(&format!("{base_url}/mcp"));
     let tools: String = registry
         .tools()
@@ -46,6 +48,7 @@ pub fn landing(server_name: &str, base_url: &str, registry: &Registry) -> String
 <code>{mcp_url}</code> (Streamable HTTP).</p>
 <h2>Tools</h2>
 <table><tr><th>name</th><th>what it does</th></tr>{tools}</table>
+{pricing}
 <h2>Connect</h2>
 <p><b>Claude Desktop / claude.ai</b>: Settings → Connectors → Add custom connector, URL <code>{mcp_url}</code>.</p>
 <p><b>Claude Code</b>:</p>
@@ -56,6 +59,118 @@ pub fn landing(server_name: &str, base_url: &str, registry: &Registry) -> String
 <pre>npx mcp-remote {mcp_url}</pre>
 </body></html>
 "#
+    )
+}
+
+fn limits(p: &Plan) -> String {
+    let mut parts = Vec::new();
+    if let Some(d) = p.daily {
+        parts.push(format!("{d} calls/day"));
+    }
+    if let Some(m) = p.monthly {
+        parts.push(format!("{m} calls/month"));
+    }
+    if parts.is_empty() {
+        parts.push("unlimited calls".to_owned());
+    }
+    if p.metered {
+        parts.push("billed per call".to_owned());
+    }
+    parts.join(", ")
+}
+
+/// The plans table; each paid plan that Stripe can sell gets a Subscribe button.
+fn pricing(config: &Config) -> String {
+    let rows: String = config
+        .plans
+        .iter()
+        .map(|p| {
+            let action = if p.is_paid() && p.stripe_price.is_some() && config.stripe_secret_key.is_some() {
+                subscribe_form(&p.id, "Subscribe")
+            } else {
+                String::new()
+            };
+            format!(
+                "<tr><td><b>{}</b></td><td>{}</td><td>{}</td><td>{action}</td></tr>",
+                escape(&p.id),
+                escape(p.price.as_deref().unwrap_or("free")),
+                escape(&limits(p)),
+            )
+        })
+        .collect();
+    format!("<h2 id=\"pricing\">Plans</h2>\n<table><tr><th>plan</th><th>price</th><th>limits</th><th></th></tr>{rows}</table>\n<p>Subscribers get an API key on the page Stripe returns to. Manage or cancel a subscription with <code>curl -X POST -H 'Authorization: Bearer KEY' …/api/stripe/portal</code>.</p>")
+}
+
+fn subscribe_form(plan: &str, label: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"/api/stripe/checkout\" style=\"margin:0\"><input type=\"hidden\" name=\"plan\" value=\"{}\"><button type=\"submit\">{}</button></form>",
+        escape(plan),
+        escape(label)
+    )
+}
+
+fn page(server_name: &str, title: &str, head_extra: &str, body: &str) -> String {
+    let name = escape(server_name);
+    let title = escape(title);
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n\
+         <meta name=\"robots\" content=\"noindex\">{head_extra}<title>{title} · {name}</title><style>{STYLE}</style></head>\n\
+         <body>\n<h1>{title}</h1>\n{body}\n<p><a href=\"/\">{name}</a></p>\n</body></html>\n"
+    )
+}
+
+/// A page with a title and one paragraph.
+pub fn message(server_name: &str, title: &str, text: &str) -> String {
+    page(server_name, title, "", &format!("<p>{}</p>", escape(text)))
+}
+
+/// The button page that starts Checkout for a plan.
+pub fn checkout(server_name: &str, plan: &Plan) -> String {
+    let price = escape(plan.price.as_deref().unwrap_or_default());
+    page(
+        server_name,
+        &format!("Subscribe to {}", plan.id),
+        "",
+        &format!(
+            "<p>Plan <b>{}</b>: {price}, {}.</p>\n<p>Payment is handled by Stripe. Afterwards you are brought back here and shown your API key once.</p>\n{}",
+            escape(&plan.id),
+            escape(&limits(plan)),
+            subscribe_form(&plan.id, "Continue to payment")
+        ),
+    )
+}
+
+/// Shown while the payment is being confirmed; reloads itself.
+pub fn confirming(server_name: &str, refresh_s: u32) -> String {
+    page(
+        server_name,
+        "Confirming your payment",
+        &format!("<meta http-equiv=\"refresh\" content=\"{refresh_s}\">"),
+        "<p>Stripe has not confirmed the payment to this server yet. This page reloads itself every few seconds and will show your API key as soon as it is confirmed.</p>",
+    )
+}
+
+/// The one time an API key is shown: the key and how to connect each client with it.
+pub fn claimed_key(server_name: &str, base_url: &str, key: &str, plan: &str) -> String {
+    let k = escape(key);
+    let n = escape(server_name);
+    let url = escape(&format!("{base_url}/mcp"));
+    page(
+        server_name,
+        "Your API key",
+        "",
+        &format!(
+            "<p>Thank you: plan <b>{plan}</b> is active. This is your API key. <b>It is shown only this once</b>; this server keeps only a hash of it, so copy it now and keep it secret.</p>\n\
+             <pre id=\"key\">{k}</pre>\n\
+             <h2>Connect</h2>\n\
+             <p><b>Claude Desktop / claude.ai</b>: Settings → Connectors → Add custom connector, URL <code>{url}</code>; sign in with this key when asked.</p>\n\
+             <p><b>Claude Code</b>:</p>\n<pre>claude mcp add --transport http {n} {url} --header \"Authorization: Bearer {k}\"</pre>\n\
+             <p><b>Cursor</b> (<code>~/.cursor/mcp.json</code>):</p>\n<pre>{{ \"mcpServers\": {{ \"{n}\": {{ \"url\": \"{url}\", \"headers\": {{ \"Authorization\": \"Bearer {k}\" }} }} }} }}</pre>\n\
+             <p><b>Any stdio client</b>, through <code>mcp-remote</code>:</p>\n<pre>npx mcp-remote {url} --header \"Authorization: Bearer {k}\"</pre>\n\
+             <p><b>Billing</b>: change or cancel the subscription in Stripe's portal: <code>curl -X POST -H \"Authorization: Bearer {k}\" {portal}</code></p>",
+            plan = escape(plan),
+            portal = escape(&format!("{base_url}/api/stripe/portal")),
+        ),
     )
 }
 

@@ -33,7 +33,7 @@ fn initialize_then_list_then_call_in_the_2025_generation() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["whoami", "hash"]);
+    assert_eq!(names, ["whoami", "hash", "hmac"]);
 
     let call = json_body(&send(&mcp_post(
         rpc(3, "tools/call", json!({ "name": "whoami" })),

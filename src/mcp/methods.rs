@@ -4,7 +4,7 @@
 //! any location can serve any request.
 
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, DiscoverResult, ErrorCode, ErrorData, Implementation,
+    CacheScope, CallToolRequestParams, CallToolResult, DiscoverResult, ErrorCode, ErrorData, Implementation,
     InitializeResult, ListToolsResult, ProtocolVersion, ServerCapabilities, ToolsCapability,
 };
 use serde::Serialize;
@@ -17,7 +17,8 @@ use super::{
 };
 use crate::{
     auth::{self, api_key::random_id, principal::Principal},
-    config::Config,
+    billing::meter::MeterEvent,
+    config::{Config, FALLBACK_PLAN},
     quota::{ConsumeRequest, policy},
     store::{Backend, UsageRecord},
 };
@@ -50,6 +51,7 @@ pub struct Served {
     pub headers: Vec<(String, String)>,
     pub notifications: Vec<Value>,
     pub usage: Vec<UsageRecord>,
+    pub meter: Vec<MeterEvent>,
 }
 
 impl Served {
@@ -95,6 +97,7 @@ pub struct Effects {
     pub headers: Vec<(String, String)>,
     pub notifications: Vec<Value>,
     pub usage: Vec<UsageRecord>,
+    pub meter: Vec<MeterEvent>,
 }
 
 /// The HTTP status of a JSON-RPC error. The stateless generation maps errors to statuses
@@ -164,6 +167,7 @@ pub async fn serve<B: Backend>(
         headers: fx.headers,
         notifications: fx.notifications,
         usage: fx.usage,
+        meter: fx.meter,
     }
 }
 
@@ -322,40 +326,35 @@ async fn tools_call<B: Backend>(
         fx.usage.push(record);
         return Err(scope_refusal(cx, scope));
     }
-    let plan = cx
-        .config
-        .limits_of(cx.principal.plan())
-        .or_else(|| cx.config.plan("free").cloned());
-    let Some(plan) = plan.filter(|p| p.includes(tool.name)) else {
-        record.status = "unauthorized";
-        record.error = Some(format!("not in plan {}", cx.principal.plan()));
-        fx.usage.push(record);
-        let upgrade: Vec<&str> = cx
-            .config
-            .plans_including(tool.name)
-            .iter()
-            .map(|p| p.id.as_str())
-            .collect();
-        let text = format!(
-            "The tool `{}` is not included in your plan ({}). Plans that include it: {}.",
-            tool.name,
-            cx.principal.plan(),
-            if upgrade.is_empty() {
-                "none".to_owned()
-            } else {
-                upgrade.join(", ")
-            }
-        );
-        return Ok(to_value(&tools::ToolOutcome::Error(text).into_result())?);
-    };
-
-    let windows = policy::windows(plan.daily, plan.monthly, started / 1000);
+    // The plan the credentials name; an account's Durable Object may answer that another
+    // is in force (a subscription changed since), and the call is then re-checked once
+    // under that plan.
+    let mut plan_id = cx.principal.plan().to_owned();
     let mut quota = Vec::new();
-    if !windows.is_empty() {
+    let mut customer = None;
+    let mut plan;
+    let mut rechecked = false;
+    loop {
+        plan = cx
+            .config
+            .limits_of(&plan_id)
+            .or_else(|| cx.config.plan(FALLBACK_PLAN).cloned())
+            .unwrap_or_default();
+        if !plan.includes(tool.name) || (tool.paid && !plan.is_paid()) {
+            record.status = "unauthorized";
+            record.error = Some(format!("not in plan {plan_id}"));
+            fx.usage.push(record);
+            return Ok(to_value(&plan_required(cx, tool, &plan_id))?);
+        }
+        let windows = policy::windows(plan.daily, plan.monthly, started / 1000);
+        if windows.is_empty() && cx.principal.account().is_none() {
+            break;
+        }
         let req = ConsumeRequest {
             windows: windows.iter().map(|w| (w.key.clone(), w.limit)).collect(),
             cost: 1,
             key_hash: record.key_hash.clone(),
+            plan: cx.principal.account().map(|_| plan_id.clone()),
         };
         let usage = cx
             .backend
@@ -383,6 +382,19 @@ async fn tools_call<B: Backend>(
                 )],
             });
         }
+        if let Some(in_force) = usage.plan.filter(|p| *p != plan_id) {
+            if rechecked {
+                return Err(Refusal {
+                    error: ErrorData::internal_error("the account's plan is changing; retry", None),
+                    status: Some(503),
+                    headers: vec![("retry-after".to_owned(), "1".to_owned())],
+                });
+            }
+            rechecked = true;
+            plan_id = in_force;
+            continue;
+        }
+        customer = usage.customer;
         let now_s = started / 1000;
         fx.headers
             .extend(policy::rate_limit_headers(&windows, &usage.used, now_s));
@@ -392,6 +404,7 @@ async fn tools_call<B: Backend>(
             fx.usage.push(record);
             return Err(rate_limited(cx, &plan, &windows, &usage.used, now_s));
         }
+        break;
     }
 
     let mut tcx = ToolContext::new(cx.principal);
@@ -415,8 +428,58 @@ async fn tools_call<B: Backend>(
             .and_then(|c| c.as_text())
             .map(|t| t.text.chars().take(200).collect());
     }
+    if plan.metered && record.status == "success" {
+        if let Some(customer) = customer {
+            fx.meter.push(MeterEvent {
+                customer,
+                identifier: record.request_id.clone(),
+                at_s: started / 1000,
+            });
+        }
+    }
     fx.usage.push(record);
     Ok(value)
+}
+
+/// The tool result for a tool the caller's plan does not include: which paid plans do,
+/// at what price, and a link that starts Checkout, so an assistant can tell the user how
+/// to unlock it. A result (`isError`), not a protocol error.
+fn plan_required<B>(cx: &McpContext<'_, B>, tool: &tools::ToolDef, plan_id: &str) -> CallToolResult {
+    let offers: Vec<Value> = cx
+        .config
+        .plans_including(tool.name)
+        .iter()
+        .map(|p| {
+            let checkout = (p.stripe_price.is_some() && cx.config.stripe_secret_key.is_some())
+                .then(|| format!("{}/api/stripe/checkout?plan={}", cx.base_url, p.id));
+            json!({ "plan": p.id, "price": p.price, "daily": p.daily, "monthly": p.monthly, "checkout_url": checkout })
+        })
+        .collect();
+    let mut text = format!(
+        "The tool `{}` needs a paid plan; your plan is {plan_id}.",
+        tool.name
+    );
+    if offers.is_empty() {
+        text.push_str(" No plan on this server includes it.");
+    }
+    for o in &offers {
+        text.push_str(&format!(
+            "\n- {} ({})",
+            o["plan"].as_str().unwrap_or_default(),
+            o["price"].as_str().unwrap_or("paid")
+        ));
+        if let Some(url) = o["checkout_url"].as_str() {
+            text.push_str(&format!(": subscribe at {url}"));
+        }
+    }
+    let mut result = CallToolResult::error(vec![rmcp::model::ContentBlock::text(text)]);
+    result.structured_content = Some(json!({
+        "error": "plan_required",
+        "tool": tool.name,
+        "current_plan": plan_id,
+        "plans": offers,
+    }));
+    result
 }
 
 /// 401 with a challenge for anonymous callers (sign in), 403 `insufficient_scope` for

@@ -172,6 +172,7 @@ async fn post<B: Backend>(
         },
     };
     out.usage.extend(served.usage.iter().cloned());
+    out.meter.extend(served.meter.iter().cloned());
     reply(served, accepts)
 }
 
@@ -219,6 +220,7 @@ async fn serve_batch<B: Backend>(
         };
         all.notifications.append(&mut served.notifications);
         all.usage.append(&mut served.usage);
+        all.meter.append(&mut served.meter);
         all.headers.append(&mut served.headers);
         replies.extend(served.reply);
     }

@@ -7,13 +7,34 @@
 //! interleave with another: N concurrent calls at a limit of L admit exactly L.
 //! See <https://developers.cloudflare.com/durable-objects/api/sqlite-storage-api/>.
 //!
+//! An account's object also holds the plan in force ([`AccountPlan`]), written by the
+//! Stripe webhook: a subscription change reaches the very next counted call, while the
+//! plan copied into KV key records and access tokens may lag.
+//!
 //! Routes (POST, JSON): `/consume` ([`ConsumeRequest`] → [`ConsumeResponse`]),
-//! `/peek` (window keys → counts), `/revoke` (key hash → `{"revoked": true}`).
+//! `/peek` (window keys → counts), `/revoke` (key hash → `{"revoked": true}`),
+//! `/account` ([`AccountPlan`] → `{"stored": bool}`; older states are ignored).
 
 use serde::Deserialize;
 use worker::{DurableObject, Env, Request, Response, Result, SqlStorage, State, durable_object};
 
 use super::{ConsumeRequest, ConsumeResponse};
+use crate::store::AccountPlan;
+
+#[derive(Deserialize)]
+struct StateRow {
+    state: String,
+}
+
+/// The stored plan state, if the webhook ever wrote one.
+fn account_plan(sql: &SqlStorage) -> Result<Option<AccountPlan>> {
+    let rows: Vec<StateRow> = sql
+        .exec("SELECT state FROM account WHERE id = 1", None)?
+        .to_array()?;
+    Ok(rows
+        .first()
+        .and_then(|r| serde_json::from_str(&r.state).ok()))
+}
 
 #[derive(Deserialize)]
 struct UsedRow {
@@ -44,6 +65,7 @@ impl DurableObject for QuotaCounter {
         for ddl in [
             "CREATE TABLE IF NOT EXISTS counters (window TEXT PRIMARY KEY, used INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS revoked_keys (key_hash TEXT PRIMARY KEY)",
+            "CREATE TABLE IF NOT EXISTS account (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
         ] {
             if let Err(e) = sql.exec(ddl, None) {
                 worker::console_error!("QuotaCounter schema: {e}");
@@ -71,6 +93,25 @@ impl DurableObject for QuotaCounter {
                             admitted: false,
                             used: Vec::new(),
                             revoked: true,
+                            plan: None,
+                            customer: None,
+                        });
+                    }
+                }
+                let account = match &c.plan {
+                    Some(_) => account_plan(&sql)?,
+                    None => None,
+                };
+                let customer = account.as_ref().and_then(|a| a.customer.clone());
+                if let (Some(asked), Some(state)) = (&c.plan, &account) {
+                    let in_force = state.effective(worker::Date::now().as_millis());
+                    if in_force != asked {
+                        return Response::from_json(&ConsumeResponse {
+                            admitted: false,
+                            used: Vec::new(),
+                            revoked: false,
+                            plan: Some(in_force.to_owned()),
+                            customer,
                         });
                     }
                 }
@@ -100,6 +141,8 @@ impl DurableObject for QuotaCounter {
                     admitted,
                     used: counts,
                     revoked: false,
+                    plan: None,
+                    customer,
                 })
             }
             "/peek" => {
@@ -121,6 +164,20 @@ impl DurableObject for QuotaCounter {
                     vec![hash.into()],
                 )?;
                 Response::from_json(&serde_json::json!({ "revoked": true }))
+            }
+            "/account" => {
+                let Ok(next) = req.json::<AccountPlan>().await else {
+                    return Response::error("bad account request", 400);
+                };
+                let newer = account_plan(&sql)?.is_none_or(|cur| next.state_at >= cur.state_at);
+                if newer {
+                    sql.exec(
+                        "INSERT INTO account (id, state) VALUES (1, ?) \
+                         ON CONFLICT(id) DO UPDATE SET state = excluded.state",
+                        vec![serde_json::to_string(&next)?.into()],
+                    )?;
+                }
+                Response::from_json(&serde_json::json!({ "stored": newer }))
             }
             _ => Response::error("not found", 404),
         }

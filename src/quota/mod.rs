@@ -16,6 +16,11 @@ pub struct ConsumeRequest {
     /// The API key making the call: refused if the account's object has it revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_hash: Option<String>,
+    /// The plan the caller's credentials name (accounts only). When the account's object
+    /// holds a different plan in force (a subscription changed since the credentials were
+    /// read), nothing is counted and the answer names that plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 /// What the counter answered.
@@ -27,4 +32,10 @@ pub struct ConsumeResponse {
     /// The key was revoked (authoritative, unlike the eventually consistent KV record).
     #[serde(default)]
     pub revoked: bool,
+    /// The plan in force, when it differs from the one asked with (nothing was counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// The account's Stripe customer, for metered billing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use time::{Date, Month, OffsetDateTime};
 
 /// A plan from configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Plan {
     /// Plan id (`free`, `pro`, `team`, …).
     #[serde(default)]
@@ -25,6 +25,12 @@ pub struct Plan {
     /// Price shown to callers (`$9/month`); `None` for free plans.
     #[serde(default)]
     pub price: Option<String>,
+    /// The Stripe Price a Checkout Session for this plan subscribes to (`price_…`).
+    #[serde(default)]
+    pub stripe_price: Option<String>,
+    /// Whether each billable call is reported to Stripe as a meter event.
+    #[serde(default)]
+    pub metered: bool,
 }
 
 fn all_tools() -> Vec<String> {

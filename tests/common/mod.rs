@@ -9,7 +9,11 @@ use paid_mcp_worker::{
     config::Config,
     http::{HttpRequest, HttpResponse},
     quota::{ConsumeRequest, ConsumeResponse},
-    store::{Backend, KeyListing, KeyRecord, KeyStatus, StoreError, UsageRecord, UsageRow},
+    store::{
+        AccountPlan, Backend, BillingStore, CheckoutRecord, EventClaim, KeyListing, KeyRecord,
+        KeyStatus, OutboundRequest, OutboundResponse, StoreError, SubscriptionState, UsageRecord,
+        UsageRow,
+    },
 };
 use serde_json::{Value, json};
 
@@ -26,6 +30,21 @@ pub struct MemoryBackend {
     pub usage: RefCell<Vec<UsageRecord>>,
     /// When set, every call fails as storage would.
     pub broken: bool,
+    /// Billing: processed event ids and their status.
+    pub events: RefCell<HashMap<String, &'static str>>,
+    pub checkouts: RefCell<HashMap<String, CheckoutRecord>>,
+    /// account → Stripe customer
+    pub customers: RefCell<HashMap<String, String>>,
+    pub claims: RefCell<HashMap<String, String>>,
+    pub subscriptions: RefCell<HashMap<String, SubscriptionState>>,
+    /// account → plan state (the Durable Object's)
+    pub account_plans: RefCell<HashMap<String, AccountPlan>>,
+    /// Requests sent to Stripe, and the answers to give (status, body) in order; when
+    /// empty, 200 `{}`.
+    pub outbound_log: RefCell<Vec<OutboundRequest>>,
+    pub outbound_replies: RefCell<Vec<Result<(u16, String), String>>>,
+    /// Fail `set_account_plan` this many times (a processing failure mid-event).
+    pub fail_plan_updates: RefCell<u32>,
 }
 
 impl MemoryBackend {
@@ -58,7 +77,25 @@ impl Backend for MemoryBackend {
                 admitted: false,
                 used: vec![],
                 revoked: true,
+                plan: None,
+                customer: None,
             });
+        }
+        let state = bucket
+            .strip_prefix("acct:")
+            .and_then(|a| self.account_plans.borrow().get(a).cloned());
+        let customer = state.as_ref().and_then(|s| s.customer.clone());
+        if let (Some(asked), Some(state)) = (&req.plan, &state) {
+            let in_force = state.effective(NOW_MS);
+            if in_force != asked {
+                return Ok(ConsumeResponse {
+                    admitted: false,
+                    used: vec![],
+                    revoked: false,
+                    plan: Some(in_force.to_owned()),
+                    customer,
+                });
+            }
         }
         let mut c = self.counters.borrow_mut();
         let used: Vec<u64> = req
@@ -76,6 +113,8 @@ impl Backend for MemoryBackend {
                 admitted,
                 used,
                 revoked: false,
+                plan: None,
+                customer,
             });
         }
         let used = req
@@ -91,6 +130,8 @@ impl Backend for MemoryBackend {
             admitted,
             used,
             revoked: false,
+            plan: None,
+            customer,
         })
     }
     async fn peek(&self, bucket: &str, windows: &[String]) -> Result<Vec<u64>, StoreError> {
@@ -294,4 +335,175 @@ pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -
 pub fn json_body(resp: &HttpResponse) -> Value {
     serde_json::from_slice(&resp.body)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&resp.body)))
+}
+
+impl BillingStore for MemoryBackend {
+    async fn outbound(&self, req: &OutboundRequest) -> Result<OutboundResponse, StoreError> {
+        self.outbound_log.borrow_mut().push(req.clone());
+        let mut replies = self.outbound_replies.borrow_mut();
+        let reply = if replies.is_empty() {
+            Ok((200, "{}".to_owned()))
+        } else {
+            replies.remove(0)
+        };
+        match reply {
+            Ok((status, body)) => Ok(OutboundResponse {
+                status,
+                body: body.into_bytes(),
+            }),
+            Err(e) => Err(StoreError(e)),
+        }
+    }
+    async fn begin_event(
+        &self,
+        id: &str,
+        _kind: &str,
+        _created_s: u64,
+        _now_ms: u64,
+    ) -> Result<EventClaim, StoreError> {
+        self.check()?;
+        let mut events = self.events.borrow_mut();
+        Ok(match events.get(id) {
+            Some(&"done") => EventClaim::Done,
+            Some(_) => EventClaim::InFlight,
+            None => {
+                events.insert(id.to_owned(), "processing");
+                EventClaim::New
+            }
+        })
+    }
+    async fn end_event(&self, id: &str, done: bool, _now_ms: u64) -> Result<(), StoreError> {
+        let mut events = self.events.borrow_mut();
+        if done {
+            events.insert(id.to_owned(), "done");
+        } else {
+            events.remove(id);
+        }
+        Ok(())
+    }
+    async fn put_checkout(&self, rec: &CheckoutRecord) -> Result<(), StoreError> {
+        self.check()?;
+        self.checkouts
+            .borrow_mut()
+            .entry(rec.id.clone())
+            .or_insert_with(|| rec.clone());
+        Ok(())
+    }
+    async fn checkout(&self, id: &str) -> Result<Option<CheckoutRecord>, StoreError> {
+        self.check()?;
+        Ok(self.checkouts.borrow().get(id).cloned())
+    }
+    async fn account_for_customer(
+        &self,
+        customer: &str,
+        reference: Option<&str>,
+        _now_ms: u64,
+    ) -> Result<String, StoreError> {
+        self.check()?;
+        let mut customers = self.customers.borrow_mut();
+        if let Some((a, _)) = customers.iter().find(|(_, c)| *c == customer) {
+            return Ok(a.clone());
+        }
+        let account = match reference {
+            Some(r) if !customers.contains_key(r) => r.to_owned(),
+            _ => format!("acct_{}", customers.len() + 1),
+        };
+        customers.insert(account.clone(), customer.to_owned());
+        Ok(account)
+    }
+    async fn complete_checkout(
+        &self,
+        session: &CheckoutRecord,
+        key: &KeyHash,
+        record: &KeyRecord,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.checkouts
+            .borrow_mut()
+            .insert(session.id.clone(), session.clone());
+        self.keys.borrow_mut().insert(
+            key.0.clone(),
+            (record.clone(), format!("checkout {}", session.id), now_ms),
+        );
+        Ok(())
+    }
+    async fn put_key_record(&self, key: &KeyHash, record: &KeyRecord) -> Result<(), StoreError> {
+        self.check()?;
+        let mut keys = self.keys.borrow_mut();
+        let entry = keys
+            .entry(key.0.clone())
+            .or_insert_with(|| (record.clone(), String::new(), NOW_MS));
+        entry.0 = record.clone();
+        Ok(())
+    }
+    async fn stash_claim(&self, session: &str, key: &str) -> Result<(), StoreError> {
+        self.check()?;
+        self.claims
+            .borrow_mut()
+            .insert(session.to_owned(), key.to_owned());
+        Ok(())
+    }
+    async fn stashed_claim(&self, session: &str) -> Result<Option<String>, StoreError> {
+        self.check()?;
+        Ok(self.claims.borrow().get(session).cloned())
+    }
+    async fn mark_claimed(&self, session: &str, now_ms: u64) -> Result<bool, StoreError> {
+        self.check()?;
+        let mut c = self.checkouts.borrow_mut();
+        match c.get_mut(session) {
+            Some(rec) if rec.claimed_at.is_none() => {
+                rec.claimed_at = Some(now_ms);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+    async fn drop_claim(&self, session: &str) -> Result<(), StoreError> {
+        self.claims.borrow_mut().remove(session);
+        Ok(())
+    }
+    async fn subscription(&self, id: &str) -> Result<Option<SubscriptionState>, StoreError> {
+        self.check()?;
+        Ok(self.subscriptions.borrow().get(id).cloned())
+    }
+    async fn put_subscription(&self, s: &SubscriptionState) -> Result<bool, StoreError> {
+        self.check()?;
+        let mut subs = self.subscriptions.borrow_mut();
+        if subs.get(&s.id).is_some_and(|cur| cur.state_at > s.state_at) {
+            return Ok(false);
+        }
+        subs.insert(s.id.clone(), s.clone());
+        Ok(true)
+    }
+    async fn set_account_plan(
+        &self,
+        account: &str,
+        plan: &AccountPlan,
+        _now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        {
+            let mut fail = self.fail_plan_updates.borrow_mut();
+            if *fail > 0 {
+                *fail -= 1;
+                return Err(StoreError("injected plan update failure".into()));
+            }
+        }
+        let mut plans = self.account_plans.borrow_mut();
+        if plans.get(account).is_some_and(|cur| cur.state_at > plan.state_at) {
+            return Ok(());
+        }
+        plans.insert(account.to_owned(), plan.clone());
+        for (rec, _, _) in self.keys.borrow_mut().values_mut() {
+            if rec.account == account && rec.status == KeyStatus::Active {
+                rec.plan = plan.plan.clone();
+            }
+        }
+        Ok(())
+    }
+    async fn account_customer(&self, account: &str) -> Result<Option<String>, StoreError> {
+        self.check()?;
+        Ok(self.customers.borrow().get(account).cloned())
+    }
 }

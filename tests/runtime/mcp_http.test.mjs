@@ -29,7 +29,7 @@ test('2025 generation: initialized is 202, ping, tools/list, tools/call without 
   assert.deepEqual((await post(w.url, { jsonrpc: '2.0', id: 2, method: 'ping' }, h)).body.result, {});
   const list = await post(w.url, { jsonrpc: '2.0', id: 3, method: 'tools/list' }, h);
   const names = list.body.result.tools.map((t) => t.name);
-  assert.deepEqual(names, ['whoami', 'hash']);
+  assert.deepEqual(names, ['whoami', 'hash', 'hmac']);
   assert.ok(!('resultType' in list.body.result) && !('ttlMs' in list.body.result));
   for (const t of list.body.result.tools) {
     assert.equal(t.inputSchema.type, 'object');

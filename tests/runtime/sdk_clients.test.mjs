@@ -23,7 +23,7 @@ const offerVersion = (v) => async (url, init) => {
 
 async function exerciseTools(client) {
   const { tools } = await client.listTools(); // also arms the client's outputSchema validation
-  assert.deepEqual(tools.map((t) => t.name), ['whoami', 'hash']);
+  assert.deepEqual(tools.map((t) => t.name), ['whoami', 'hash', 'hmac']);
   const who = await client.callTool({ name: 'whoami', arguments: {} });
   assert.notEqual(who.isError, true);
   assert.equal(who.structuredContent.kind, 'anonymous');

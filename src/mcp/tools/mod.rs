@@ -6,6 +6,7 @@
 //! `pub fn def() -> ToolDef` and list it in [`registry`].
 
 mod hash;
+mod hmac_sign;
 mod whoami;
 
 use std::{cell::RefCell, future::Future, pin::Pin, sync::OnceLock};
@@ -176,7 +177,7 @@ pub fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         #[allow(unused_mut)] // extended below when the conformance fixtures are built in
-        let mut tools = vec![whoami::def(), hash::def()];
+        let mut tools = vec![whoami::def(), hash::def(), hmac_sign::def()];
         #[cfg(feature = "conformance")]
         tools.extend(crate::mcp::fixtures::tools());
         Registry { tools }

@@ -1,0 +1,366 @@
+//! `POST /api/stripe/webhook`: Stripe's events keep accounts, keys and plans true.
+//!
+//! Order of work for each delivery: verify the signature on the raw body; record the
+//! event id in D1 (a duplicate is acknowledged and ignored, a delivery racing another
+//! is told to retry); act; mark the event done. A failure forgets the event id and
+//! answers 500, so Stripe retries, and every step is idempotent, so the retry converges.
+//!
+//! Stripe delivers out of order and for days. Each subscription's state is stamped with
+//! the `created` time of the event it came from, and a state from an older event never
+//! replaces a newer one (in D1 and in the account's Durable Object alike).
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::signature;
+use crate::{
+    app::{self, AppContext},
+    auth::{
+        api_key::{ApiKey, KeyHash},
+        principal::ALL_SCOPES,
+    },
+    config::{Config, FALLBACK_PLAN},
+    http::{HttpRequest, HttpResponse},
+    store::{
+        AccountPlan, Backend, CheckoutRecord, EventClaim, KeyRecord, KeyStatus, StoreError,
+        SubscriptionState,
+    },
+};
+
+/// The event types acted on; others are acknowledged and ignored.
+pub const HANDLED: [&str; 6] = [
+    "checkout.session.completed",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "invoice.paid",
+    "invoice.payment_failed",
+];
+
+#[derive(Debug, Deserialize)]
+struct Event {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    created: u64,
+    #[serde(default)]
+    livemode: bool,
+    data: EventData,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventData {
+    object: Value,
+}
+
+/// What processing an event did, for the acknowledgement and the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Applied(String),
+    Ignored(String),
+}
+
+/// A processing failure: Stripe is asked to retry.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("could not create a key: {0}")]
+    Random(String),
+}
+
+pub async fn handle<B: Backend>(
+    req: &HttpRequest,
+    cx: &AppContext<'_, B>,
+    out: &mut app::Handled,
+) -> HttpResponse {
+    if cx.config.stripe_webhook_secrets.is_empty() {
+        out.error = Some("STRIPE_WEBHOOK_SECRET is unset".to_owned());
+        return app::error(
+            503,
+            "billing_not_configured",
+            "the webhook signing secret is not configured",
+        );
+    }
+    if let Err(e) = signature::verify(
+        req.header("stripe-signature"),
+        &req.body,
+        &cx.config.stripe_webhook_secrets,
+        cx.now_ms / 1000,
+    ) {
+        return app::error(400, "invalid_signature", &e.to_string());
+    }
+    let event: Event = match serde_json::from_slice(&req.body) {
+        Ok(e) => e,
+        Err(e) => return app::bad_request(&format!("not a Stripe event: {e}")),
+    };
+    if !HANDLED.contains(&event.kind.as_str()) {
+        return HttpResponse::json(200, &json!({ "received": true, "ignored": event.kind }));
+    }
+    let claim = match cx
+        .backend
+        .begin_event(&event.id, &event.kind, event.created, cx.now_ms)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            out.error = Some(format!("webhook {}: {e}", event.kind));
+            return app::error(500, "storage_unavailable", "try again later");
+        }
+    };
+    match claim {
+        EventClaim::Done => {
+            return HttpResponse::json(200, &json!({ "received": true, "duplicate": true }));
+        }
+        EventClaim::InFlight => {
+            return app::error(
+                409,
+                "in_progress",
+                "this event is being processed by another delivery",
+            );
+        }
+        EventClaim::New => {}
+    }
+    match process(&event, req, cx).await {
+        Ok(outcome) => {
+            if let Err(e) = cx.backend.end_event(&event.id, true, cx.now_ms).await {
+                // The work is done and idempotent: a retry redoes nothing harmful.
+                out.error = Some(format!("webhook {}: marking done: {e}", event.kind));
+            }
+            let (key, what) = match outcome {
+                Outcome::Applied(w) => ("applied", w),
+                Outcome::Ignored(w) => ("ignored", w),
+            };
+            HttpResponse::json(200, &json!({ "received": true, key: what }))
+        }
+        Err(e) => {
+            out.error = Some(format!("webhook {} {}: {e}", event.kind, event.id));
+            let _ = cx.backend.end_event(&event.id, false, cx.now_ms).await;
+            app::error(500, "processing_failed", "the event will be processed on retry")
+        }
+    }
+}
+
+async fn process<B: Backend>(
+    event: &Event,
+    req: &HttpRequest,
+    cx: &AppContext<'_, B>,
+) -> Result<Outcome, ProcessError> {
+    let o = &event.data.object;
+    match event.kind.as_str() {
+        "checkout.session.completed" => checkout_completed(event, req, cx).await,
+        "customer.subscription.created"
+        | "customer.subscription.updated"
+        | "customer.subscription.deleted" => {
+            let (Some(id), Some(customer)) = (str_at(o, "/id"), str_at(o, "/customer")) else {
+                return Ok(Outcome::Ignored("subscription without id or customer".to_owned()));
+            };
+            let status = if event.kind.ends_with("deleted") {
+                "canceled"
+            } else {
+                str_at(o, "/status").unwrap_or("active")
+            };
+            let Some(plan) = plan_of_subscription(cx.config, o) else {
+                return Ok(Outcome::Ignored(format!("subscription {id}: no configured plan")));
+            };
+            let account = cx
+                .backend
+                .account_for_customer(customer, str_at(o, "/metadata/account"), cx.now_ms)
+                .await?;
+            let previous = cx.backend.subscription(id).await?;
+            let state = SubscriptionState {
+                id: id.to_owned(),
+                account,
+                customer: customer.to_owned(),
+                plan,
+                status: status.to_owned(),
+                grace_until: grace(cx.config, status, previous.as_ref(), event.created),
+                state_at: event.created,
+            };
+            apply(cx, &state).await
+        }
+        "invoice.paid" | "invoice.payment_failed" => {
+            let sub = str_at(o, "/subscription")
+                .or_else(|| str_at(o, "/parent/subscription_details/subscription"));
+            let Some(sub) = sub else {
+                return Ok(Outcome::Ignored("invoice without a subscription".to_owned()));
+            };
+            let Some(previous) = cx.backend.subscription(sub).await? else {
+                // Its subscription's own events carry the plan; nothing to restore yet.
+                return Ok(Outcome::Ignored(format!("unknown subscription {sub}")));
+            };
+            let status = if event.kind == "invoice.paid" {
+                "active"
+            } else {
+                "past_due"
+            };
+            if previous.status == "canceled" {
+                return Ok(Outcome::Ignored(format!("subscription {sub} is canceled")));
+            }
+            let state = SubscriptionState {
+                status: status.to_owned(),
+                grace_until: grace(cx.config, status, Some(&previous), event.created),
+                state_at: event.created,
+                ..previous
+            };
+            apply(cx, &state).await
+        }
+        _ => Ok(Outcome::Ignored(event.kind.clone())),
+    }
+}
+
+/// Stores a subscription state and, unless a newer one is stored, the account's plan.
+async fn apply<B: Backend>(
+    cx: &AppContext<'_, B>,
+    s: &SubscriptionState,
+) -> Result<Outcome, ProcessError> {
+    if !cx.backend.put_subscription(s).await? {
+        return Ok(Outcome::Ignored(format!(
+            "subscription {}: a newer state is stored",
+            s.id
+        )));
+    }
+    let plan = account_plan(s);
+    cx.backend
+        .set_account_plan(&s.account, &plan, cx.now_ms)
+        .await?;
+    Ok(Outcome::Applied(format!(
+        "account {} plan {} ({})",
+        s.account,
+        plan.effective(cx.now_ms),
+        s.status
+    )))
+}
+
+/// The plan a subscription state grants: its plan while active or trialing, and while
+/// past due until the grace period ends; the fallback plan otherwise.
+pub fn account_plan(s: &SubscriptionState) -> AccountPlan {
+    let plan = match s.status.as_str() {
+        "active" | "trialing" | "past_due" => s.plan.clone(),
+        _ => FALLBACK_PLAN.to_owned(),
+    };
+    AccountPlan {
+        plan,
+        fallback: FALLBACK_PLAN.to_owned(),
+        grace_until: s.grace_until.filter(|_| s.status == "past_due"),
+        customer: Some(s.customer.clone()),
+        state_at: s.state_at,
+    }
+}
+
+/// Grace end of a past-due state: kept from the state before if that was already past
+/// due (a second failed payment does not extend it), else from this event's time.
+fn grace(
+    config: &Config,
+    status: &str,
+    previous: Option<&SubscriptionState>,
+    created_s: u64,
+) -> Option<u64> {
+    if status != "past_due" {
+        return None;
+    }
+    previous
+        .filter(|p| p.status == "past_due")
+        .and_then(|p| p.grace_until)
+        .or(Some((created_s + config.past_due_grace_s) * 1000))
+}
+
+/// The plan of a subscription object: the plan whose Stripe Price is on its first item,
+/// else the plan named in its metadata.
+fn plan_of_subscription(config: &Config, o: &Value) -> Option<String> {
+    let by_price = o
+        .pointer("/items/data")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|item| str_at(item, "/price/id"))
+        .find_map(|price| config.plan_for_price(price));
+    by_price
+        .or_else(|| str_at(o, "/metadata/plan").and_then(|p| config.plan(p)))
+        .map(|p| p.id.clone())
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// `checkout.session.completed`: find or create the customer's account, mint its key
+/// (once per session), stash the plain key for the claim page, and start the plan.
+async fn checkout_completed<B: Backend>(
+    event: &Event,
+    _req: &HttpRequest,
+    cx: &AppContext<'_, B>,
+) -> Result<Outcome, ProcessError> {
+    let o = &event.data.object;
+    let (Some(session_id), Some(customer)) = (str_at(o, "/id"), str_at(o, "/customer")) else {
+        return Ok(Outcome::Ignored("session without id or customer".to_owned()));
+    };
+    if str_at(o, "/mode") != Some("subscription") {
+        return Ok(Outcome::Ignored(format!("session {session_id} is not a subscription")));
+    }
+    let known = cx.backend.checkout(session_id).await?;
+    let plan_id = str_at(o, "/metadata/plan")
+        .map(str::to_owned)
+        .or_else(|| known.as_ref().map(|k| k.plan.clone()));
+    let Some(plan) = plan_id.and_then(|p| cx.config.plan(&p)).filter(|p| p.is_paid()) else {
+        return Ok(Outcome::Ignored(format!("session {session_id}: no configured paid plan")));
+    };
+    let reference = str_at(o, "/client_reference_id")
+        .map(str::to_owned)
+        .or_else(|| known.as_ref().map(|k| k.reference.clone()));
+    let account = cx
+        .backend
+        .account_for_customer(customer, reference.as_deref(), cx.now_ms)
+        .await?;
+    let record = KeyRecord {
+        account: account.clone(),
+        plan: plan.id.clone(),
+        scopes: ALL_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+        status: KeyStatus::Active,
+        expires_at: None,
+    };
+    match known.as_ref().and_then(|k| k.key_hash.clone()) {
+        // A retry after the key was stored: make sure its KV record exists too.
+        Some(hash) => {
+            cx.backend
+                .put_key_record(&KeyHash(hash), &record)
+                .await?;
+        }
+        None => {
+            let key =
+                ApiKey::generate(event.livemode).map_err(|e| ProcessError::Random(e.to_string()))?;
+            // Stash first: a key whose stash write failed was never stored, so a retry
+            // minting another leaves nothing behind.
+            cx.backend.stash_claim(session_id, key.expose()).await?;
+            let session = CheckoutRecord {
+                id: session_id.to_owned(),
+                plan: plan.id.clone(),
+                reference: reference.unwrap_or_else(|| account.clone()),
+                created_at: known.as_ref().map_or(cx.now_ms, |k| k.created_at),
+                account: Some(account.clone()),
+                key_hash: Some(key.hash().0),
+                completed_at: Some(cx.now_ms),
+                claimed_at: None,
+            };
+            cx.backend
+                .complete_checkout(&session, &key.hash(), &record, cx.now_ms)
+                .await?;
+        }
+    }
+    if let Some(sub) = str_at(o, "/subscription") {
+        let state = SubscriptionState {
+            id: sub.to_owned(),
+            account: account.clone(),
+            customer: customer.to_owned(),
+            plan: plan.id.clone(),
+            status: "active".to_owned(),
+            grace_until: None,
+            state_at: event.created,
+        };
+        apply(cx, &state).await?;
+    }
+    Ok(Outcome::Applied(format!(
+        "session {session_id}: key for account {account} on plan {}",
+        plan.id
+    )))
+}
