@@ -11,8 +11,8 @@ use crate::{
     quota::{ConsumeRequest, ConsumeResponse},
     store::{
         AccountPlan, Backend, BillingStore, CheckoutRecord, EventClaim, KeyListing, KeyRecord,
-        KeyStatus, OutboundRequest, OutboundResponse, StoreError, SubscriptionState,
-        UsageRecord, UsageRow,
+        KeyStatus, OutboundRequest, OutboundResponse, StoreError, SubscriptionState, UsageRecord,
+        UsageRow,
     },
 };
 
@@ -541,7 +541,9 @@ impl BillingStore for WorkerBackend {
     async fn mark_claimed(&self, session: &str, now_ms: u64) -> Result<bool, StoreError> {
         let result = self
             .db
-            .prepare("UPDATE checkout_sessions SET claimed_at = ?1 WHERE id = ?2 AND claimed_at IS NULL")
+            .prepare(
+                "UPDATE checkout_sessions SET claimed_at = ?1 WHERE id = ?2 AND claimed_at IS NULL",
+            )
             .bind(&[num(now_ms), session.into()])?
             .run()
             .await?;

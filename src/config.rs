@@ -151,8 +151,9 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
-            stripe_api_base: get("STRIPE_API_BASE")
-                .map_or(defaults.stripe_api_base, |u| u.trim_end_matches('/').to_owned()),
+            stripe_api_base: get("STRIPE_API_BASE").map_or(defaults.stripe_api_base, |u| {
+                u.trim_end_matches('/').to_owned()
+            }),
             stripe_meter_event: get("STRIPE_METER_EVENT"),
             past_due_grace_s: get("PAST_DUE_GRACE_DAYS")
                 .and_then(|v| v.parse::<f64>().ok())

@@ -85,11 +85,12 @@ fn pricing(config: &Config) -> String {
         .plans
         .iter()
         .map(|p| {
-            let action = if p.is_paid() && p.stripe_price.is_some() && config.stripe_secret_key.is_some() {
-                subscribe_form(&p.id, "Subscribe")
-            } else {
-                String::new()
-            };
+            let action =
+                if p.is_paid() && p.stripe_price.is_some() && config.stripe_secret_key.is_some() {
+                    subscribe_form(&p.id, "Subscribe")
+                } else {
+                    String::new()
+                };
             format!(
                 "<tr><td><b>{}</b></td><td>{}</td><td>{}</td><td>{action}</td></tr>",
                 escape(&p.id),
@@ -98,7 +99,9 @@ fn pricing(config: &Config) -> String {
             )
         })
         .collect();
-    format!("<h2 id=\"pricing\">Plans</h2>\n<table><tr><th>plan</th><th>price</th><th>limits</th><th></th></tr>{rows}</table>\n<p>Subscribers get an API key on the page Stripe returns to. Manage or cancel a subscription with <code>curl -X POST -H 'Authorization: Bearer KEY' …/api/stripe/portal</code>.</p>")
+    format!(
+        "<h2 id=\"pricing\">Plans</h2>\n<table><tr><th>plan</th><th>price</th><th>limits</th><th></th></tr>{rows}</table>\n<p>Subscribers get an API key on the page Stripe returns to. Manage or cancel a subscription with <code>curl -X POST -H 'Authorization: Bearer KEY' …/api/stripe/portal</code>.</p>"
+    )
 }
 
 fn subscribe_form(plan: &str, label: &str) -> String {

@@ -33,7 +33,10 @@ pub async fn handle<B: Backend>(
 ) -> HttpResponse {
     let name = &cx.config.server_name;
     let page = |status: u16, title: &str, text: &str| {
-        private(HttpResponse::html(status, pages::message(name, title, text)))
+        private(HttpResponse::html(
+            status,
+            pages::message(name, title, text),
+        ))
     };
     let id = req.query_param("session_id").unwrap_or_default();
     if !valid_session_id(&id) {
@@ -73,11 +76,8 @@ pub async fn handle<B: Backend>(
                 "This checkout was not completed. If you were charged, contact support with the address of this page.",
             );
         }
-        return private(HttpResponse::html(
-            200,
-            pages::confirming(name, REFRESH_S),
-        ))
-        .with_header("refresh", &REFRESH_S.to_string());
+        return private(HttpResponse::html(200, pages::confirming(name, REFRESH_S)))
+            .with_header("refresh", &REFRESH_S.to_string());
     }
     let gone = |text: &str| page(410, "Key already shown", text);
     if session.claimed_at.is_some() {
@@ -136,7 +136,14 @@ mod tests {
     #[test]
     fn session_ids_are_checked() {
         assert!(valid_session_id("cs_test_a1B2c3"));
-        for bad in ["", "cs_", "pi_123", "cs_test_<script>", "cs_test_a b", &format!("cs_{}", "a".repeat(300))] {
+        for bad in [
+            "",
+            "cs_",
+            "pi_123",
+            "cs_test_<script>",
+            "cs_test_a b",
+            &format!("cs_{}", "a".repeat(300)),
+        ] {
             assert!(!valid_session_id(bad), "{bad}");
         }
     }

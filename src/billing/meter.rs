@@ -37,7 +37,8 @@ pub async fn report(
         loop {
             attempt += 1;
             let req = stripe::meter_event(name, &e.customer, &e.identifier, e.at_s);
-            match stripe::send::<serde_json::Value>(config, backend, req, Some(&e.identifier)).await {
+            match stripe::send::<serde_json::Value>(config, backend, req, Some(&e.identifier)).await
+            {
                 Ok(_) => break,
                 Err(err) if err.transient() && attempt < MAX_ATTEMPTS => {}
                 Err(err) => {
@@ -51,5 +52,8 @@ pub async fn report(
 }
 
 fn describe(e: &MeterEvent, err: &StripeError, attempts: u32) -> String {
-    format!("meter event {} not reported after {attempts} attempt(s): {err}", e.identifier)
+    format!(
+        "meter event {} not reported after {attempts} attempt(s): {err}",
+        e.identifier
+    )
 }

@@ -101,10 +101,7 @@ async fn checkout<B: Backend>(
             .filter(|p| p.is_paid())
             .map(|p| p.id.as_str())
             .collect();
-        return app::bad_request(&format!(
-            "plan must be one of: {}",
-            paid.join(", ")
-        ));
+        return app::bad_request(&format!("plan must be one of: {}", paid.join(", ")));
     };
     let Some(price) = plan.stripe_price.as_deref() else {
         out.error = Some(format!("plan {} has no stripe_price", plan.id));
@@ -130,8 +127,12 @@ async fn checkout<B: Backend>(
         Ok(u) if u.admitted => {}
         Ok(_) => {
             let retry = windows[0].reset_in(cx.now_ms / 1000).max(1);
-            return app::error(429, "too_many_checkouts", "too many checkouts today; try tomorrow")
-                .with_header("retry-after", &retry.to_string());
+            return app::error(
+                429,
+                "too_many_checkouts",
+                "too many checkouts today; try tomorrow",
+            )
+            .with_header("retry-after", &retry.to_string());
         }
         Err(_) => return unavailable(),
     }
@@ -152,10 +153,11 @@ async fn checkout<B: Backend>(
     let Ok(idempotency_key) = random_id("checkout_") else {
         return unavailable();
     };
-    let build = || {
-        stripe::checkout_session(plan, price, base_url, &reference, customer.as_deref(), None)
-    };
-    let mut result = stripe::send::<stripe::Session>(cx.config, cx.backend, build(), Some(&idempotency_key)).await;
+    let build =
+        || stripe::checkout_session(plan, price, base_url, &reference, customer.as_deref(), None);
+    let mut result =
+        stripe::send::<stripe::Session>(cx.config, cx.backend, build(), Some(&idempotency_key))
+            .await;
     if result.as_ref().is_err_and(stripe::StripeError::transient) {
         // Same Idempotency-Key: if the first attempt reached Stripe, this returns its session.
         result = stripe::send(cx.config, cx.backend, build(), Some(&idempotency_key)).await;
@@ -164,12 +166,20 @@ async fn checkout<B: Backend>(
         Ok(s) => s,
         Err(e) => {
             out.error = Some(format!("checkout: {e}"));
-            return app::error(502, "stripe_unavailable", "could not start checkout; try again");
+            return app::error(
+                502,
+                "stripe_unavailable",
+                "could not start checkout; try again",
+            );
         }
     };
     let Some(url) = session.url.clone() else {
         out.error = Some("checkout: session without url".to_owned());
-        return app::error(502, "stripe_unavailable", "could not start checkout; try again");
+        return app::error(
+            502,
+            "stripe_unavailable",
+            "could not start checkout; try again",
+        );
     };
     let record = CheckoutRecord {
         id: session.id.clone(),
@@ -217,11 +227,15 @@ async fn portal<B: Backend>(
     };
     out.principal_kind = principal.kind();
     let Some(account) = principal.account() else {
-        return app::error(401, "unauthorized", "the portal needs your API key as a Bearer token")
-            .with_header(
-                "www-authenticate",
-                &auth::challenge(base_url, None, &auth::all_scopes()),
-            );
+        return app::error(
+            401,
+            "unauthorized",
+            "the portal needs your API key as a Bearer token",
+        )
+        .with_header(
+            "www-authenticate",
+            &auth::challenge(base_url, None, &auth::all_scopes()),
+        );
     };
     let customer = match cx.backend.account_customer(account).await {
         Ok(Some(c)) => c,
@@ -242,13 +256,21 @@ async fn portal<B: Backend>(
     )
     .await
     {
-        Ok(s) if req.header("accept").is_some_and(|a| a.contains("text/html")) => {
+        Ok(s)
+            if req
+                .header("accept")
+                .is_some_and(|a| a.contains("text/html")) =>
+        {
             HttpResponse::empty(303).with_header("location", &s.url)
         }
         Ok(s) => HttpResponse::json(200, &json!({ "url": s.url })),
         Err(e) => {
             out.error = Some(format!("portal: {e}"));
-            app::error(502, "stripe_unavailable", "could not open the billing portal; try again")
+            app::error(
+                502,
+                "stripe_unavailable",
+                "could not open the billing portal; try again",
+            )
         }
     }
     .with_header("cache-control", "no-store")

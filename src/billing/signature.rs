@@ -111,7 +111,8 @@ mod tests {
     #[test]
     fn matches_stripes_own_library() {
         let body = br#"{"id":"evt_test","object":"event"}"#;
-        let theirs = "t=1795341600,v1=de299a61664bef399f07a32d1b3bb2f8e1002a089b476fbe4d1c1e0a11da1703";
+        let theirs =
+            "t=1795341600,v1=de299a61664bef399f07a32d1b3bb2f8e1002a089b476fbe4d1c1e0a11da1703";
         assert_eq!(header_for("whsec_test_secret", NOW, body), theirs);
         let s = secrets(&["whsec_test_secret"]);
         assert_eq!(verify(Some(theirs), body, &s, NOW + 10), Ok(NOW));
@@ -149,7 +150,13 @@ mod tests {
             Err(SignatureError::Stale),
             "from the future"
         );
-        for bad in ["", "v1=abcd", "t=x,v1=00", "t=1795341600", "t=1795341600,v0=00"] {
+        for bad in [
+            "",
+            "v1=abcd",
+            "t=x,v1=00",
+            "t=1795341600",
+            "t=1795341600,v0=00",
+        ] {
             assert_eq!(
                 verify(Some(bad), BODY, &s, NOW),
                 Err(SignatureError::Malformed),

@@ -136,7 +136,11 @@ pub async fn handle<B: Backend>(
         Err(e) => {
             out.error = Some(format!("webhook {} {}: {e}", event.kind, event.id));
             let _ = cx.backend.end_event(&event.id, false, cx.now_ms).await;
-            app::error(500, "processing_failed", "the event will be processed on retry")
+            app::error(
+                500,
+                "processing_failed",
+                "the event will be processed on retry",
+            )
         }
     }
 }
@@ -153,7 +157,9 @@ async fn process<B: Backend>(
         | "customer.subscription.updated"
         | "customer.subscription.deleted" => {
             let (Some(id), Some(customer)) = (str_at(o, "/id"), str_at(o, "/customer")) else {
-                return Ok(Outcome::Ignored("subscription without id or customer".to_owned()));
+                return Ok(Outcome::Ignored(
+                    "subscription without id or customer".to_owned(),
+                ));
             };
             let status = if event.kind.ends_with("deleted") {
                 "canceled"
@@ -161,7 +167,9 @@ async fn process<B: Backend>(
                 str_at(o, "/status").unwrap_or("active")
             };
             let Some(plan) = plan_of_subscription(cx.config, o) else {
-                return Ok(Outcome::Ignored(format!("subscription {id}: no configured plan")));
+                return Ok(Outcome::Ignored(format!(
+                    "subscription {id}: no configured plan"
+                )));
             };
             let account = cx
                 .backend
@@ -183,7 +191,9 @@ async fn process<B: Backend>(
             let sub = str_at(o, "/subscription")
                 .or_else(|| str_at(o, "/parent/subscription_details/subscription"));
             let Some(sub) = sub else {
-                return Ok(Outcome::Ignored("invoice without a subscription".to_owned()));
+                return Ok(Outcome::Ignored(
+                    "invoice without a subscription".to_owned(),
+                ));
             };
             let Some(previous) = cx.backend.subscription(sub).await? else {
                 // Its subscription's own events carry the plan; nothing to restore yet.
@@ -281,7 +291,9 @@ fn plan_of_subscription(config: &Config, o: &Value) -> Option<String> {
 }
 
 fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
 }
 
 /// `checkout.session.completed`: find or create the customer's account, mint its key
@@ -293,17 +305,26 @@ async fn checkout_completed<B: Backend>(
 ) -> Result<Outcome, ProcessError> {
     let o = &event.data.object;
     let (Some(session_id), Some(customer)) = (str_at(o, "/id"), str_at(o, "/customer")) else {
-        return Ok(Outcome::Ignored("session without id or customer".to_owned()));
+        return Ok(Outcome::Ignored(
+            "session without id or customer".to_owned(),
+        ));
     };
     if str_at(o, "/mode") != Some("subscription") {
-        return Ok(Outcome::Ignored(format!("session {session_id} is not a subscription")));
+        return Ok(Outcome::Ignored(format!(
+            "session {session_id} is not a subscription"
+        )));
     }
     let known = cx.backend.checkout(session_id).await?;
     let plan_id = str_at(o, "/metadata/plan")
         .map(str::to_owned)
         .or_else(|| known.as_ref().map(|k| k.plan.clone()));
-    let Some(plan) = plan_id.and_then(|p| cx.config.plan(&p)).filter(|p| p.is_paid()) else {
-        return Ok(Outcome::Ignored(format!("session {session_id}: no configured paid plan")));
+    let Some(plan) = plan_id
+        .and_then(|p| cx.config.plan(&p))
+        .filter(|p| p.is_paid())
+    else {
+        return Ok(Outcome::Ignored(format!(
+            "session {session_id}: no configured paid plan"
+        )));
     };
     let reference = str_at(o, "/client_reference_id")
         .map(str::to_owned)
@@ -322,13 +343,11 @@ async fn checkout_completed<B: Backend>(
     match known.as_ref().and_then(|k| k.key_hash.clone()) {
         // A retry after the key was stored: make sure its KV record exists too.
         Some(hash) => {
-            cx.backend
-                .put_key_record(&KeyHash(hash), &record)
-                .await?;
+            cx.backend.put_key_record(&KeyHash(hash), &record).await?;
         }
         None => {
-            let key =
-                ApiKey::generate(event.livemode).map_err(|e| ProcessError::Random(e.to_string()))?;
+            let key = ApiKey::generate(event.livemode)
+                .map_err(|e| ProcessError::Random(e.to_string()))?;
             // Stash first: a key whose stash write failed was never stored, so a retry
             // minting another leaves nothing behind.
             cx.backend.stash_claim(session_id, key.expose()).await?;

@@ -4,8 +4,9 @@
 //! any location can serve any request.
 
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, CallToolResult, DiscoverResult, ErrorCode, ErrorData, Implementation,
-    InitializeResult, ListToolsResult, ProtocolVersion, ServerCapabilities, ToolsCapability,
+    CacheScope, CallToolRequestParams, CallToolResult, DiscoverResult, ErrorCode, ErrorData,
+    Implementation, InitializeResult, ListToolsResult, ProtocolVersion, ServerCapabilities,
+    ToolsCapability,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -444,7 +445,11 @@ async fn tools_call<B: Backend>(
 /// The tool result for a tool the caller's plan does not include: which paid plans do,
 /// at what price, and a link that starts Checkout, so an assistant can tell the user how
 /// to unlock it. A result (`isError`), not a protocol error.
-fn plan_required<B>(cx: &McpContext<'_, B>, tool: &tools::ToolDef, plan_id: &str) -> CallToolResult {
+fn plan_required<B>(
+    cx: &McpContext<'_, B>,
+    tool: &tools::ToolDef,
+    plan_id: &str,
+) -> CallToolResult {
     let offers: Vec<Value> = cx
         .config
         .plans_including(tool.name)

@@ -221,6 +221,11 @@ impl Backend for MemoryBackend {
 
 /// A test configuration: small limits, an admin token and a JWT secret.
 pub fn test_config() -> Config {
+    config_with(&[])
+}
+
+/// [`test_config`] with more (or overriding) variables.
+pub fn config_with(extra: &[(&str, &str)]) -> Config {
     let vars = [
         (
             "PLANS",
@@ -232,7 +237,9 @@ pub fn test_config() -> Config {
         ("PUBLIC_URL", "https://mcp.example.com"),
     ];
     Config::from_lookup(|n| {
-        vars.iter()
+        extra
+            .iter()
+            .chain(vars.iter())
             .find(|(k, _)| *k == n)
             .map(|(_, v)| (*v).to_owned())
     })
@@ -491,7 +498,10 @@ impl BillingStore for MemoryBackend {
             }
         }
         let mut plans = self.account_plans.borrow_mut();
-        if plans.get(account).is_some_and(|cur| cur.state_at > plan.state_at) {
+        if plans
+            .get(account)
+            .is_some_and(|cur| cur.state_at > plan.state_at)
+        {
             return Ok(());
         }
         plans.insert(account.to_owned(), plan.clone());

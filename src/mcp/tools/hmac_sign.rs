@@ -82,7 +82,12 @@ fn call<'a>(_cx: &'a ToolContext<'a>, args: serde_json::Map<String, Value>) -> T
             Ok(a) => a,
             Err(e) => return e,
         };
-        ToolOutcome::Structured(sign(&args.key, &args.message, args.algorithm, args.encoding))
+        ToolOutcome::Structured(sign(
+            &args.key,
+            &args.message,
+            args.algorithm,
+            args.encoding,
+        ))
     })
 }
 
@@ -113,12 +118,27 @@ mod tests {
 
     #[test]
     fn signatures_match_rfc_4231_test_case_2() {
-        let s = sign("Jefe", "what do ya want for nothing?", Algorithm::Sha256, Encoding::Hex);
+        let s = sign(
+            "Jefe",
+            "what do ya want for nothing?",
+            Algorithm::Sha256,
+            Encoding::Hex,
+        );
         assert_eq!(
             s["signature"],
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
-        let s = sign("Jefe", "what do ya want for nothing?", Algorithm::Sha512, Encoding::Hex);
-        assert!(s["signature"].as_str().unwrap().starts_with("164b7a7bfcf819e2"));
+        let s = sign(
+            "Jefe",
+            "what do ya want for nothing?",
+            Algorithm::Sha512,
+            Encoding::Hex,
+        );
+        assert!(
+            s["signature"]
+                .as_str()
+                .unwrap()
+                .starts_with("164b7a7bfcf819e2")
+        );
     }
 }

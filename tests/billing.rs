@@ -1,0 +1,843 @@
+//! Checkout, the signed webhook, the claim page, the portal, paid tools and metered
+//! usage, through `app::handle` with the in-memory backend.
+
+mod common;
+
+use common::{MemoryBackend, NOW_MS, config_with, handle_with, json_body, mcp_post, request};
+use paid_mcp_worker::{
+    billing::{
+        meter::{self, MeterEvent},
+        signature,
+    },
+    config::Config,
+    http::{HttpResponse, form_value},
+};
+use serde_json::{Value, json};
+
+const SECRET: &str = "whsec_test_secret";
+const NOW_S: u64 = NOW_MS / 1000;
+
+fn config() -> Config {
+    config_with(&[
+        (
+            "PLANS",
+            r#"{"free":{"daily":5,"monthly":50,"tools":["whoami","hash"]},
+                "pro":{"daily":100,"monthly":1000,"price":"$9/month","stripe_price":"price_pro"},
+                "team":{"daily":1000,"price":"$49/month","stripe_price":"price_team"},
+                "usage":{"monthly":100000,"price":"$0.01/call","stripe_price":"price_usage","metered":true}}"#,
+        ),
+        ("STRIPE_SECRET_KEY", "sk_test_123"),
+        ("STRIPE_WEBHOOK_SECRET", SECRET),
+        ("STRIPE_API_BASE", "http://127.0.0.1:12111"),
+        ("STRIPE_METER_EVENT", "mcp_calls"),
+    ])
+}
+
+fn send(
+    config: &Config,
+    b: &MemoryBackend,
+    req: &paid_mcp_worker::http::HttpRequest,
+) -> HttpResponse {
+    handle_with(req, config, b, Some("203.0.113.9")).response
+}
+
+fn body_text(r: &HttpResponse) -> String {
+    String::from_utf8(r.body.clone()).unwrap()
+}
+
+/// Delivers an event signed as Stripe signs it.
+fn deliver(config: &Config, b: &MemoryBackend, event: &Value, signed_at: u64) -> HttpResponse {
+    let body = event.to_string();
+    let header = signature::header_for(SECRET, signed_at, body.as_bytes());
+    send(
+        config,
+        b,
+        &request(
+            "POST",
+            "/api/stripe/webhook",
+            &[("stripe-signature", &header)],
+            &body,
+        ),
+    )
+}
+
+fn event(id: &str, kind: &str, created: u64, object: Value) -> Value {
+    json!({ "id": id, "object": "event", "type": kind, "created": created, "livemode": false, "data": { "object": object } })
+}
+
+fn completed(session: &str, created: u64) -> Value {
+    event(
+        &format!("evt_done_{session}"),
+        "checkout.session.completed",
+        created,
+        json!({ "id": session, "object": "checkout.session", "mode": "subscription", "customer": "cus_1",
+                "subscription": "sub_1", "client_reference_id": "acct_buyer", "metadata": { "plan": "pro" },
+                "payment_status": "paid" }),
+    )
+}
+
+fn subscription(id: &str, kind: &str, created: u64, price: &str, status: &str) -> Value {
+    event(
+        id,
+        kind,
+        created,
+        json!({ "id": "sub_1", "object": "subscription", "customer": "cus_1", "status": status,
+                "items": { "data": [ { "price": { "id": price } } ] }, "metadata": { "account": "acct_buyer" } }),
+    )
+}
+
+fn call_tool(
+    config: &Config,
+    b: &MemoryBackend,
+    tool: &str,
+    key: Option<&str>,
+) -> (HttpResponse, Value) {
+    let args = match tool {
+        "hmac" => json!({ "key": "k", "message": "m" }),
+        "hash" => json!({ "text": "a" }),
+        _ => json!({}),
+    };
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":tool,"arguments":args}});
+    let mut headers = vec![("mcp-protocol-version", "2025-11-25")];
+    let auth = key.map(|k| format!("Bearer {k}"));
+    if let Some(a) = &auth {
+        headers.push(("authorization", a));
+    }
+    let mut req = mcp_post(body.to_string(), &headers);
+    req.origin = "https://mcp.example.com".into();
+    let handled = handle_with(&req, config, b, Some("203.0.113.9"));
+    let v = json_body(&handled.response);
+    (handled.response, v)
+}
+
+/// Starts a checkout (stand-in answers the session), completes it by webhook and claims
+/// the key. Returns the key.
+fn buy(config: &Config, b: &MemoryBackend, session: &str) -> String {
+    buy_at(config, b, session, NOW_S - 5)
+}
+
+fn buy_at(config: &Config, b: &MemoryBackend, session: &str, completed_at: u64) -> String {
+    b.outbound_replies.borrow_mut().push(Ok((
+        200,
+        json!({ "id": session, "object": "checkout.session", "url": format!("https://checkout.stripe.test/{session}") })
+            .to_string(),
+    )));
+    let r = send(
+        config,
+        b,
+        &request(
+            "POST",
+            "/api/stripe/checkout",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            "plan=pro",
+        ),
+    );
+    assert_eq!(r.status, 303, "{}", body_text(&r));
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://checkout.stripe.test/{session}").as_str())
+    );
+    let r = deliver(config, b, &completed(session, completed_at), NOW_S);
+    assert_eq!(r.status, 200, "{}", body_text(&r));
+    let page = send(
+        config,
+        b,
+        &request(
+            "GET",
+            &format!("/api/stripe/claim?session_id={session}"),
+            &[],
+            "",
+        ),
+    );
+    assert_eq!(page.status, 200);
+    let html = body_text(&page);
+    let start = html.find("mcp_test_").expect("the key is on the page");
+    html[start..start + 73].to_owned()
+}
+
+#[test]
+fn checkout_builds_the_stripe_request_and_redirects() {
+    let (c, b) = (config(), MemoryBackend::default());
+    b.outbound_replies.borrow_mut().push(Ok((
+        200,
+        r#"{"id":"cs_test_1","url":"https://checkout.stripe.test/1"}"#.into(),
+    )));
+    let r = send(
+        &c,
+        &b,
+        &request(
+            "POST",
+            "/api/stripe/checkout",
+            &[("content-type", "application/json")],
+            r#"{"plan":"pro"}"#,
+        ),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        json_body(&r),
+        json!({ "id": "cs_test_1", "url": "https://checkout.stripe.test/1" })
+    );
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+
+    let sent = b.outbound_log.borrow()[0].clone();
+    assert_eq!(sent.method, "POST");
+    assert_eq!(sent.url, "http://127.0.0.1:12111/v1/checkout/sessions");
+    let header = |n: &str| {
+        sent.headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        header("authorization").as_deref(),
+        Some("Bearer sk_test_123")
+    );
+    assert!(header("idempotency-key").is_some_and(|k| k.starts_with("checkout_")));
+    let form = sent.body.unwrap();
+    let field = |n: &str| form_value(&form, n);
+    assert_eq!(field("mode").as_deref(), Some("subscription"));
+    assert_eq!(field("line_items[0][price]").as_deref(), Some("price_pro"));
+    assert_eq!(field("line_items[0][quantity]").as_deref(), Some("1"));
+    assert_eq!(
+        field("success_url").as_deref(),
+        Some("https://mcp.example.com/api/stripe/claim?session_id={CHECKOUT_SESSION_ID}"),
+        "the braces reach Stripe literally"
+    );
+    let reference = field("client_reference_id").unwrap();
+    assert!(reference.starts_with("acct_"));
+    assert_eq!(
+        field("subscription_data[metadata][account]"),
+        Some(reference.clone())
+    );
+    assert_eq!(field("metadata[plan]").as_deref(), Some("pro"));
+    let rec = b.checkouts.borrow()["cs_test_1"].clone();
+    assert_eq!((rec.plan.as_str(), rec.reference), ("pro", reference));
+}
+
+#[test]
+fn checkout_refuses_bad_plans_and_reports_stripe_trouble() {
+    let (c, b) = (config(), MemoryBackend::default());
+    let post = |body: &str| {
+        request(
+            "POST",
+            "/api/stripe/checkout",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            body,
+        )
+    };
+    for bad in ["plan=gold", "plan=free", "", "plan=%zz"] {
+        assert_eq!(send(&c, &b, &post(bad)).status, 400, "{bad}");
+    }
+    assert!(b.outbound_log.borrow().is_empty());
+
+    // A transient failure is retried once with the same Idempotency-Key.
+    b.outbound_replies.borrow_mut().extend([
+        Ok((500, r#"{"error":{"message":"boom"}}"#.to_owned())),
+        Ok((
+            200,
+            r#"{"id":"cs_test_2","url":"https://checkout.stripe.test/2"}"#.to_owned(),
+        )),
+    ]);
+    assert_eq!(send(&c, &b, &post("plan=team")).status, 303);
+    let log = b.outbound_log.borrow();
+    let key = |i: usize| {
+        log[i]
+            .headers
+            .iter()
+            .find(|(k, _)| k == "idempotency-key")
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_eq!((log.len(), key(0)), (2, key(1)));
+    drop(log);
+
+    b.outbound_replies.borrow_mut().push(Ok((
+        400,
+        r#"{"error":{"message":"No such price"}}"#.to_owned(),
+    )));
+    assert_eq!(send(&c, &b, &post("plan=pro")).status, 502);
+
+    let unconfigured = config_with(&[]);
+    assert_eq!(send(&unconfigured, &b, &post("plan=pro")).status, 503);
+    assert_eq!(
+        send(&c, &b, &request("PUT", "/api/stripe/checkout", &[], "")).status,
+        405
+    );
+}
+
+#[test]
+fn checkouts_per_address_are_capped() {
+    let c = config_with(&[
+        ("STRIPE_SECRET_KEY", "sk_test_1"),
+        ("CHECKOUT_DAILY_LIMIT", "2"),
+        (
+            "PLANS",
+            r#"{"pro":{"price":"$9","stripe_price":"price_pro"}}"#,
+        ),
+    ]);
+    let b = MemoryBackend::default();
+    let post = request(
+        "POST",
+        "/api/stripe/checkout",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        "plan=pro",
+    );
+    for i in 0..2 {
+        b.outbound_replies.borrow_mut().push(Ok((
+            200,
+            format!(r#"{{"id":"cs_test_{i}","url":"https://x/{i}"}}"#),
+        )));
+        assert_eq!(send(&c, &b, &post).status, 303);
+    }
+    let r = send(&c, &b, &post);
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
+}
+
+#[test]
+fn the_whole_purchase_path_keeps_the_plan_true() {
+    let (c, b) = (config(), MemoryBackend::default());
+    let key = buy(&c, &b, "cs_test_path");
+    assert!(
+        key.starts_with("mcp_test_"),
+        "a test-mode event mints a test key"
+    );
+    assert!(
+        !b.keys
+            .borrow()
+            .values()
+            .any(|(r, _, _)| format!("{r:?}").contains(&key)),
+        "only the hash is stored"
+    );
+    assert!(
+        b.claims.borrow().is_empty(),
+        "the stash is deleted once shown"
+    );
+
+    // A second visit never shows the key again.
+    let again = send(
+        &c,
+        &b,
+        &request("GET", "/api/stripe/claim?session_id=cs_test_path", &[], ""),
+    );
+    assert_eq!(again.status, 410);
+    assert!(!body_text(&again).contains(&key));
+    assert_eq!(again.header("cache-control"), Some("no-store"));
+
+    // The key works, on the paid plan, including the paid tool.
+    let (_, v) = call_tool(&c, &b, "whoami", Some(&key));
+    assert_eq!(v["result"]["structuredContent"]["plan"], "pro");
+    let (r, v) = call_tool(&c, &b, "hmac", Some(&key));
+    assert_eq!(v["result"]["isError"], false, "{v}");
+    assert!(r.header("ratelimit-policy").unwrap().contains("q=100"));
+
+    // The subscription moves to team: limits follow on the next call.
+    let r = deliver(
+        &c,
+        &b,
+        &subscription(
+            "evt_up",
+            "customer.subscription.updated",
+            NOW_S,
+            "price_team",
+            "active",
+        ),
+        NOW_S,
+    );
+    assert_eq!(
+        json_body(&r)["applied"]
+            .as_str()
+            .map(|s| s.contains("team")),
+        Some(true)
+    );
+    let (r, _) = call_tool(&c, &b, "hash", Some(&key));
+    assert!(
+        r.header("ratelimit-policy").unwrap().contains("q=1000"),
+        "{:?}",
+        r.headers
+    );
+
+    // Cancelled: paid tools stop, the account is on free.
+    let r = deliver(
+        &c,
+        &b,
+        &subscription(
+            "evt_del",
+            "customer.subscription.deleted",
+            NOW_S + 1,
+            "price_team",
+            "canceled",
+        ),
+        NOW_S,
+    );
+    assert_eq!(r.status, 200);
+    let (_, v) = call_tool(&c, &b, "hmac", Some(&key));
+    assert_eq!(v["result"]["isError"], true);
+    assert_eq!(v["result"]["structuredContent"]["error"], "plan_required");
+    let (r, v) = call_tool(&c, &b, "hash", Some(&key));
+    assert_eq!(v["result"]["isError"], false);
+    assert!(r.header("ratelimit-policy").unwrap().contains("q=5;"));
+}
+
+#[test]
+fn forged_stale_and_malformed_deliveries_change_nothing() {
+    let (c, b) = (config(), MemoryBackend::default());
+    let ev = completed("cs_test_forged", NOW_S);
+    let body = ev.to_string();
+    let post = |sig: &str, body: &str| {
+        request(
+            "POST",
+            "/api/stripe/webhook",
+            &[("stripe-signature", sig)],
+            body,
+        )
+    };
+    let forged = signature::header_for("whsec_wrong", NOW_S, body.as_bytes());
+    let stale = signature::header_for(SECRET, NOW_S - 301, body.as_bytes());
+    let other_body = signature::header_for(SECRET, NOW_S, b"{}");
+    for (name, sig) in [
+        ("forged", forged),
+        ("stale", stale),
+        ("other body", other_body),
+        ("garbage", "t=1,v1=zz".to_owned()),
+    ] {
+        let r = send(&c, &b, &post(&sig, &body));
+        assert_eq!(r.status, 400, "{name}");
+        assert_eq!(json_body(&r)["error"], "invalid_signature");
+    }
+    let r = send(&c, &b, &request("POST", "/api/stripe/webhook", &[], &body));
+    assert_eq!(r.status, 400, "unsigned");
+    assert!(
+        b.events.borrow().is_empty() && b.keys.borrow().is_empty() && b.claims.borrow().is_empty()
+    );
+
+    // Signed but not an event.
+    let junk = "[1,2]";
+    let r = send(
+        &c,
+        &b,
+        &post(&signature::header_for(SECRET, NOW_S, junk.as_bytes()), junk),
+    );
+    assert_eq!(r.status, 400);
+    // Unknown types are acknowledged and ignored, without a D1 row.
+    let r = deliver(
+        &c,
+        &b,
+        &event("evt_x", "charge.refunded", NOW_S, json!({})),
+        NOW_S,
+    );
+    assert_eq!(
+        (r.status, json_body(&r)["ignored"].as_str()),
+        (200, Some("charge.refunded"))
+    );
+    assert!(b.events.borrow().is_empty());
+    // No secret configured: 503, so Stripe retries once the operator sets it.
+    let r = deliver(&config_with(&[]), &b, &ev, NOW_S);
+    assert_eq!(r.status, 503);
+}
+
+#[test]
+fn duplicates_are_acknowledged_and_do_nothing() {
+    let (c, b) = (config(), MemoryBackend::default());
+    let ev = completed("cs_test_dup", NOW_S);
+    assert_eq!(deliver(&c, &b, &ev, NOW_S).status, 200);
+    let keys = b.keys.borrow().len();
+    let r = deliver(&c, &b, &ev, NOW_S + 60);
+    assert_eq!(
+        (r.status, json_body(&r)["duplicate"].as_bool()),
+        (200, Some(true))
+    );
+    assert_eq!(b.keys.borrow().len(), keys, "no second key");
+}
+
+#[test]
+fn old_events_never_overwrite_newer_state() {
+    let (c, b) = (config(), MemoryBackend::default());
+    let key = buy(&c, &b, "cs_test_order");
+    // Newer: team. Then a late, older update to pro arrives.
+    deliver(
+        &c,
+        &b,
+        &subscription(
+            "evt_new",
+            "customer.subscription.updated",
+            NOW_S + 100,
+            "price_team",
+            "active",
+        ),
+        NOW_S,
+    );
+    let r = deliver(
+        &c,
+        &b,
+        &subscription(
+            "evt_old",
+            "customer.subscription.updated",
+            NOW_S + 50,
+            "price_pro",
+            "active",
+        ),
+        NOW_S,
+    );
+    assert!(json_body(&r)["ignored"].as_str().unwrap().contains("newer"));
+    let (_, v) = call_tool(&c, &b, "whoami", Some(&key));
+    assert_eq!(v["result"]["structuredContent"]["plan"], "team");
+    // A subscription.created from before checkout completed, delivered days late.
+    deliver(
+        &c,
+        &b,
+        &subscription(
+            "evt_created",
+            "customer.subscription.created",
+            NOW_S - 86_400 * 3,
+            "price_pro",
+            "active",
+        ),
+        NOW_S,
+    );
+    assert_eq!(b.subscriptions.borrow()["sub_1"].plan, "team");
+}
+
+#[test]
+fn payment_failure_keeps_the_plan_for_the_grace_period_then_falls_back() {
+    let c = config_with(&[
+        ("PAST_DUE_GRACE_DAYS", "2"),
+        ("STRIPE_SECRET_KEY", "sk_test_123"),
+        ("STRIPE_WEBHOOK_SECRET", SECRET),
+        (
+            "PLANS",
+            r#"{"free":{"daily":5,"tools":["whoami","hash"]},"pro":{"daily":100,"price":"$9","stripe_price":"price_pro"}}"#,
+        ),
+    ]);
+    let b = MemoryBackend::default();
+    let key = buy_at(&c, &b, "cs_test_grace", NOW_S - 10 * 86_400);
+    let invoice = |id: &str, kind: &str, created: u64| {
+        event(
+            id,
+            kind,
+            created,
+            json!({ "id": "in_1", "object": "invoice", "customer": "cus_1",
+            "parent": { "subscription_details": { "subscription": "sub_1" } } }),
+        )
+    };
+    // Failed an hour ago: within grace, still pro.
+    deliver(
+        &c,
+        &b,
+        &invoice("evt_f1", "invoice.payment_failed", NOW_S - 3600),
+        NOW_S,
+    );
+    assert_eq!(b.subscriptions.borrow()["sub_1"].status, "past_due");
+    let (_, v) = call_tool(&c, &b, "hmac", Some(&key));
+    assert_eq!(v["result"]["isError"], false, "{v}");
+    // A second failure does not extend the grace period.
+    let grace = b.subscriptions.borrow()["sub_1"].grace_until;
+    assert_eq!(grace, Some((NOW_S - 3600 + 2 * 86_400) * 1000));
+    deliver(
+        &c,
+        &b,
+        &invoice("evt_f1b", "invoice.payment_failed", NOW_S - 1800),
+        NOW_S,
+    );
+    assert_eq!(b.subscriptions.borrow()["sub_1"].grace_until, grace);
+    // Paid: restored.
+    deliver(
+        &c,
+        &b,
+        &invoice("evt_p1", "invoice.paid", NOW_S - 60),
+        NOW_S,
+    );
+    assert_eq!(b.subscriptions.borrow()["sub_1"].status, "active");
+    assert_eq!(b.subscriptions.borrow()["sub_1"].grace_until, None);
+
+    // A failure whose grace has ended (3 days ago, grace 2 days): the account is on free.
+    let b3 = MemoryBackend::default();
+    let key3 = buy_at(&c, &b3, "cs_test_grace3", NOW_S - 4 * 86_400);
+    deliver(
+        &c,
+        &b3,
+        &invoice("evt_f3", "invoice.payment_failed", NOW_S - 3 * 86_400),
+        NOW_S,
+    );
+    let (_, v) = call_tool(&c, &b3, "hmac", Some(&key3));
+    assert_eq!(
+        v["result"]["structuredContent"]["error"], "plan_required",
+        "{v}"
+    );
+    let plan = b3.account_plans.borrow().values().next().unwrap().clone();
+    assert_eq!(plan.plan, "pro");
+    assert_eq!(plan.effective(NOW_MS), "free");
+}
+
+#[test]
+fn a_failure_mid_event_answers_500_and_the_retry_completes_it() {
+    let (c, b) = (config(), MemoryBackend::default());
+    *b.fail_plan_updates.borrow_mut() = 1;
+    let ev = completed("cs_test_retry", NOW_S);
+    let r = deliver(&c, &b, &ev, NOW_S);
+    assert_eq!(r.status, 500);
+    assert!(
+        b.events.borrow().is_empty(),
+        "the event id is forgotten so the retry is processed"
+    );
+    let stashed = b.claims.borrow()["cs_test_retry"].clone();
+    let r = deliver(&c, &b, &ev, NOW_S + 30);
+    assert_eq!(r.status, 200, "{}", body_text(&r));
+    assert_eq!(
+        b.keys.borrow().len(),
+        1,
+        "the retry does not mint a second key"
+    );
+    assert_eq!(
+        b.claims.borrow()["cs_test_retry"],
+        stashed,
+        "the stashed key is the stored one"
+    );
+    assert_eq!(
+        b.account_plans.borrow().values().next().unwrap().plan,
+        "pro"
+    );
+}
+
+#[test]
+fn the_claim_page_handles_every_other_case_without_a_key() {
+    let (c, b) = (config(), MemoryBackend::default());
+    let get = |q: &str| {
+        send(
+            &c,
+            &b,
+            &request("GET", &format!("/api/stripe/claim{q}"), &[], ""),
+        )
+    };
+    for q in [
+        "",
+        "?session_id=",
+        "?session_id=pi_123",
+        "?session_id=cs_test_%3Cscript%3E",
+    ] {
+        let r = get(q);
+        assert_eq!(r.status, 400, "{q}");
+        assert!(!body_text(&r).contains("<script>"));
+    }
+    assert_eq!(get("?session_id=cs_test_unknown").status, 404);
+    // Created but not yet confirmed: a page that refreshes itself.
+    b.outbound_replies.borrow_mut().push(Ok((
+        200,
+        r#"{"id":"cs_test_wait","url":"https://x"}"#.into(),
+    )));
+    send(
+        &c,
+        &b,
+        &request(
+            "POST",
+            "/api/stripe/checkout",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            "plan=pro",
+        ),
+    );
+    let r = get("?session_id=cs_test_wait");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("refresh"), Some("3"));
+    assert!(body_text(&r).contains("http-equiv=\"refresh\""));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    // Completed, but the stash expired before the visit.
+    deliver(&c, &b, &completed("cs_test_wait", NOW_S), NOW_S);
+    b.claims.borrow_mut().clear();
+    let r = get("?session_id=cs_test_wait");
+    assert_eq!(r.status, 410);
+    assert!(!body_text(&r).contains("mcp_"));
+    assert_eq!(
+        send(&c, &b, &request("POST", "/api/stripe/claim", &[], "")).status,
+        405
+    );
+}
+
+#[test]
+fn paid_tools_explain_the_price_and_link_to_checkout() {
+    let (c, b) = (config(), MemoryBackend::default());
+    let (r, v) = call_tool(&c, &b, "hmac", None);
+    assert_eq!(r.status, 200, "a tool result, not a protocol error");
+    let result = &v["result"];
+    assert_eq!(result["isError"], true);
+    let plans = result["structuredContent"]["plans"].as_array().unwrap();
+    let ids: Vec<&str> = plans.iter().map(|p| p["plan"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["pro", "team", "usage"]);
+    assert_eq!(plans[0]["price"], "$9/month");
+    assert_eq!(
+        plans[0]["checkout_url"],
+        "https://mcp.example.com/api/stripe/checkout?plan=pro"
+    );
+    let text = result["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("$9/month") && text.contains("/api/stripe/checkout?plan=pro"),
+        "{text}"
+    );
+
+    // The link is a page with a button, so following it creates nothing by itself.
+    let page = send(
+        &c,
+        &b,
+        &request("GET", "/api/stripe/checkout?plan=pro", &[], ""),
+    );
+    assert_eq!(page.status, 200);
+    assert!(body_text(&page).contains(r#"action="/api/stripe/checkout""#));
+    assert!(b.outbound_log.borrow().is_empty());
+    assert_eq!(
+        send(
+            &c,
+            &b,
+            &request("GET", "/api/stripe/checkout?plan=free", &[], "")
+        )
+        .status,
+        404
+    );
+
+    // tools/list marks it.
+    let list = mcp_post(
+        json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string(),
+        &[("mcp-protocol-version", "2025-11-25")],
+    );
+    let v = json_body(&send(&c, &b, &list));
+    let hmac = v["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "hmac")
+        .unwrap()
+        .clone();
+    assert_eq!(hmac["_meta"]["paid"], true);
+    // The landing page offers each sellable plan.
+    let landing = body_text(&send(&c, &b, &request("GET", "/", &[], "")));
+    assert!(landing.contains(r#"name="plan" value="team""#));
+}
+
+#[test]
+fn metered_calls_are_reported_with_their_request_ids() {
+    let (c, b) = (config(), MemoryBackend::default());
+    let ev = event(
+        "evt_m",
+        "checkout.session.completed",
+        NOW_S,
+        json!({ "id": "cs_test_m", "mode": "subscription",
+        "customer": "cus_m", "subscription": "sub_m", "client_reference_id": "acct_m", "metadata": { "plan": "usage" } }),
+    );
+    deliver(&c, &b, &ev, NOW_S);
+    let key = b.claims.borrow()["cs_test_m"].clone();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hash","arguments":{"text":"a"}}});
+        let mut req = mcp_post(
+            body.to_string(),
+            &[
+                ("mcp-protocol-version", "2025-11-25"),
+                ("authorization", &format!("Bearer {key}")),
+            ],
+        );
+        req.origin = "https://mcp.example.com".into();
+        let handled = handle_with(&req, &c, &b, None);
+        assert_eq!(handled.meter.len(), 1);
+        assert_eq!(handled.meter[0].customer, "cus_m");
+        assert_eq!(handled.meter[0].identifier, handled.usage[0].request_id);
+        ids.push(handled.meter[0].identifier.clone());
+    }
+    assert_ne!(ids[0], ids[1]);
+
+    // Reported as Stripe meter events; transient failures retried, at most 3 attempts.
+    let events = vec![MeterEvent {
+        customer: "cus_m".into(),
+        identifier: "req_1".into(),
+        at_s: NOW_S,
+    }];
+    b.outbound_log.borrow_mut().clear();
+    b.outbound_replies.borrow_mut().extend([
+        Err("connection reset".to_owned()),
+        Ok((503, "{}".into())),
+        Ok((200, "{}".into())),
+    ]);
+    let failures = futures_executor::block_on(meter::report(&c, &b, &events));
+    assert!(failures.is_empty(), "{failures:?}");
+    let log = b.outbound_log.borrow().clone();
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[2].url, "http://127.0.0.1:12111/v1/billing/meter_events");
+    let form = log[2].body.clone().unwrap();
+    assert_eq!(
+        form_value(&form, "event_name").as_deref(),
+        Some("mcp_calls")
+    );
+    assert_eq!(form_value(&form, "identifier").as_deref(), Some("req_1"));
+    assert_eq!(
+        form_value(&form, "payload[stripe_customer_id]").as_deref(),
+        Some("cus_m")
+    );
+    assert_eq!(form_value(&form, "payload[value]").as_deref(), Some("1"));
+
+    b.outbound_log.borrow_mut().clear();
+    b.outbound_replies.borrow_mut().extend([
+        Ok((500, "{}".into())),
+        Ok((500, "{}".into())),
+        Ok((500, "{}".into())),
+    ]);
+    let failures = futures_executor::block_on(meter::report(&c, &b, &events));
+    assert_eq!((failures.len(), b.outbound_log.borrow().len()), (1, 3));
+    b.outbound_log.borrow_mut().clear();
+    b.outbound_replies
+        .borrow_mut()
+        .push(Ok((400, r#"{"error":{"message":"bad"}}"#.into())));
+    let failures = futures_executor::block_on(meter::report(&c, &b, &events));
+    assert_eq!(
+        (failures.len(), b.outbound_log.borrow().len()),
+        (1, 1),
+        "client errors are not retried"
+    );
+
+    // A non-metered plan reports nothing.
+    let key = buy(&c, &b, "cs_test_nm");
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hash","arguments":{"text":"a"}}});
+    let req = mcp_post(
+        body.to_string(),
+        &[
+            ("mcp-protocol-version", "2025-11-25"),
+            ("authorization", &format!("Bearer {key}")),
+        ],
+    );
+    assert!(handle_with(&req, &c, &b, None).meter.is_empty());
+}
+
+#[test]
+fn the_portal_needs_an_account_with_a_customer() {
+    let (c, b) = (config(), MemoryBackend::default());
+    let post = |auth: Option<&str>| {
+        let h: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        send(&c, &b, &request("POST", "/api/stripe/portal", &h, ""))
+    };
+    let r = post(None);
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").is_some());
+    assert_eq!(post(Some("Bearer mcp_test_nope")).status, 401);
+    let key = buy(&c, &b, "cs_test_portal");
+    b.outbound_log.borrow_mut().clear();
+    b.outbound_replies.borrow_mut().push(Ok((
+        200,
+        r#"{"id":"bps_1","url":"https://billing.stripe.test/p/1"}"#.into(),
+    )));
+    let r = post(Some(&format!("Bearer {key}")));
+    assert_eq!(r.status, 200);
+    assert_eq!(json_body(&r)["url"], "https://billing.stripe.test/p/1");
+    let sent = b.outbound_log.borrow()[0].clone();
+    assert_eq!(
+        sent.url,
+        "http://127.0.0.1:12111/v1/billing_portal/sessions"
+    );
+    let form = sent.body.unwrap();
+    assert_eq!(form_value(&form, "customer").as_deref(), Some("cus_1"));
+    assert_eq!(
+        form_value(&form, "return_url").as_deref(),
+        Some("https://mcp.example.com/")
+    );
+    assert_eq!(
+        send(&c, &b, &request("GET", "/api/stripe/portal", &[], "")).status,
+        405
+    );
+}
