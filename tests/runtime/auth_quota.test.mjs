@@ -3,9 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
-import { startWorker, post, ROOT } from './harness.mjs';
+import { startWorker, post, d1Query, eventually } from './harness.mjs';
 
 const ADMIN = 'runtime-admin-token';
 const JWT_SECRET = 'runtime-jwt-secret-0123456789abcdef0123';
@@ -37,21 +35,7 @@ async function admin(path, body) {
   return { status: res.status, body: await res.json() };
 }
 
-function d1(sql) {
-  const out = execFileSync(join(ROOT, 'node_modules', '.bin', 'wrangler'),
-    ['d1', 'execute', 'DB', '--local', '--persist-to', w.state, '--json', '--command', sql],
-    { cwd: ROOT, env: { ...process.env, CI: 'true', WRANGLER_SEND_METRICS: 'false' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  return JSON.parse(out.toString())[0].results;
-}
-
-async function eventually(fn, what) {
-  for (let i = 0; i < 50; i++) {
-    const v = fn();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
+const d1 = (sql) => d1Query(w.state, sql);
 
 const b64u = (b) => Buffer.from(b).toString('base64url');
 function jwt(claims, secret = JWT_SECRET, alg = 'HS256') {

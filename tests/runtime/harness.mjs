@@ -90,3 +90,21 @@ export function req2026(id, method, params = {}, { caps = {} } = {}) {
   if (method === 'tools/call' || method === 'prompts/get') headers['mcp-name'] = params.name;
   return { body, headers };
 }
+
+/** Runs SQL against the worker's local D1 (`state` from startWorker) and returns the rows. */
+export function d1Query(state, sql) {
+  const out = execFileSync(WRANGLER,
+    ['d1', 'execute', 'DB', '--local', '--persist-to', state, '--json', '--command', sql],
+    { cwd: ROOT, env: { ...ENV, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return JSON.parse(out.toString())[0].results;
+}
+
+/** Polls `fn` (sync or async) until it returns something truthy, for up to 10 s. */
+export async function eventually(fn, what) {
+  for (let i = 0; i < 50; i++) {
+    const v = await fn();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
