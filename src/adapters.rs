@@ -8,11 +8,15 @@ use worker::{D1Database, Date, Env, KvStore, Method, ObjectNamespace, Request, R
 use crate::{
     auth::api_key::{KeyHash, random_id},
     config::FALLBACK_PLAN,
+    oauth::{
+        clients::ClientRecord,
+        grants::{CodeRecord, ExchangeRequest, GrantOutcome, Granted, RefreshRequest, Refused},
+    },
     quota::{ConsumeRequest, ConsumeResponse},
     store::{
         AccountPlan, Backend, BillingStore, CheckoutRecord, EventClaim, KeyListing, KeyRecord,
-        KeyStatus, OutboundRequest, OutboundResponse, StoreError, SubscriptionState, UsageRecord,
-        UsageRow,
+        KeyStatus, OAuthStore, OutboundRequest, OutboundResponse, StoreError, SubscriptionState,
+        UsageRecord, UsageRow,
     },
 };
 
@@ -255,8 +259,6 @@ impl Backend for WorkerBackend {
     }
 }
 
-/// Outbound requests give up after this long (Stripe answers in well under a second).
-const OUTBOUND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// A webhook delivery still "processing" after this long is taken to have died.
 const EVENT_LEASE_MS: u64 = 60_000;
 /// How long the plain key waits for the claim page (KV TTL, seconds).
@@ -315,19 +317,39 @@ impl BillingStore for WorkerBackend {
             init.with_body(Some(JsValue::from_str(body)));
         }
         let request = Request::new_with_init(&req.url, &init)?;
+        let limit = req.max_response_bytes;
         let send = async {
             let mut resp = worker::Fetch::Request(request).send().await?;
             let status = resp.status_code();
-            let body = resp.bytes().await?;
+            let declared = resp
+                .headers()
+                .get("content-length")?
+                .and_then(|n| n.parse::<usize>().ok());
+            if declared.is_some_and(|n| n > limit) {
+                return Err(worker::Error::RustError(format!(
+                    "answer larger than {limit} bytes"
+                )));
+            }
+            let mut body = Vec::new();
+            let mut stream = resp.stream()?;
+            while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+                let chunk = chunk?;
+                if body.len() + chunk.len() > limit {
+                    return Err(worker::Error::RustError(format!(
+                        "answer larger than {limit} bytes"
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
             Ok::<_, worker::Error>(OutboundResponse { status, body })
         };
-        let timeout = worker::Delay::from(OUTBOUND_TIMEOUT);
+        let timeout = worker::Delay::from(std::time::Duration::from_millis(req.timeout_ms));
         futures_util::pin_mut!(send);
         match futures_util::future::select(send, timeout).await {
             futures_util::future::Either::Left((result, _)) => Ok(result?),
             futures_util::future::Either::Right(_) => Err(StoreError(format!(
-                "no answer within {} s",
-                OUTBOUND_TIMEOUT.as_secs()
+                "no answer within {} ms",
+                req.timeout_ms
             ))),
         }
     }
@@ -661,4 +683,88 @@ struct LiveKeyRow {
     key_hash: String,
     scopes: String,
     expires_at: Option<f64>,
+}
+
+#[derive(serde::Deserialize)]
+struct ClientRow {
+    client_id: String,
+    client_name: String,
+    redirect_uris: String,
+    created_at: f64,
+    fetched_at: Option<f64>,
+}
+
+impl OAuthStore for WorkerBackend {
+    async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        let row: Option<ClientRow> = self
+            .db
+            .prepare("SELECT client_id, client_name, redirect_uris, created_at, fetched_at FROM oauth_clients WHERE client_id = ?1")
+            .bind(&[client_id.into()])?
+            .first(None)
+            .await?;
+        Ok(row.map(|r| ClientRecord {
+            client_id: r.client_id,
+            client_name: r.client_name,
+            redirect_uris: serde_json::from_str(&r.redirect_uris).unwrap_or_default(),
+            created_at: r.created_at as u64,
+            fetched_at: r.fetched_at.map(|t| t as u64),
+        }))
+    }
+
+    async fn put_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
+        let uris =
+            serde_json::to_string(&c.redirect_uris).map_err(|e| StoreError(e.to_string()))?;
+        self.db
+            .prepare(
+                "INSERT INTO oauth_clients (client_id, client_name, redirect_uris, created_at, fetched_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT(client_id) DO UPDATE SET client_name = excluded.client_name, redirect_uris = excluded.redirect_uris, \
+                 fetched_at = excluded.fetched_at",
+            )
+            .bind(&[
+                c.client_id.as_str().into(),
+                c.client_name.as_str().into(),
+                uris.into(),
+                num(c.created_at),
+                opt(c.fetched_at),
+            ])?
+            .run()
+            .await?;
+        Ok(())
+    }
+
+    async fn put_code(&self, account: &str, code: &CodeRecord) -> Result<(), StoreError> {
+        let _: serde_json::Value = self
+            .call_counter(&format!("acct:{account}"), "oauth/code", code)
+            .await?;
+        Ok(())
+    }
+
+    async fn exchange_code(
+        &self,
+        account: &str,
+        req: &ExchangeRequest,
+    ) -> Result<Result<Granted, Refused>, StoreError> {
+        let o: GrantOutcome = self
+            .call_counter(&format!("acct:{account}"), "oauth/exchange", req)
+            .await?;
+        Ok(o.into())
+    }
+
+    async fn refresh_token(
+        &self,
+        account: &str,
+        req: &RefreshRequest,
+    ) -> Result<Result<Granted, Refused>, StoreError> {
+        let o: GrantOutcome = self
+            .call_counter(&format!("acct:{account}"), "oauth/refresh", req)
+            .await?;
+        Ok(o.into())
+    }
+
+    async fn revoke_token(&self, account: &str, token_hash: &str) -> Result<(), StoreError> {
+        let _: serde_json::Value = self
+            .call_counter(&format!("acct:{account}"), "oauth/revoke", &token_hash)
+            .await?;
+        Ok(())
+    }
 }

@@ -7,7 +7,7 @@ use crate::{
     admin, auth, billing,
     config::Config,
     http::{HttpRequest, HttpResponse},
-    mcp, pages,
+    mcp, oauth, pages,
     store::{Backend, UsageRecord},
     usage,
 };
@@ -69,6 +69,10 @@ pub async fn handle<B: Backend>(req: &HttpRequest, cx: &AppContext<'_, B>) -> Ha
     };
     let base_url = cx.config.base_url(&req.origin);
     let get = matches!(req.method.as_str(), "GET" | "HEAD");
+    if let Some(resp) = oauth::handle(req, cx, &mut out).await {
+        out.response = resp;
+        return out;
+    }
     out.response = match (req.method.as_str(), req.path.as_str()) {
         (_, "/mcp") => mcp::transport::handle(req, cx, &mut out).await,
         ("GET" | "HEAD", "/health") => HttpResponse::json(200, &json!({ "status": "ok" }))

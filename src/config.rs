@@ -40,6 +40,13 @@ pub struct Config {
     pub past_due_grace_s: u64,
     /// Checkout Sessions one address bucket may create per UTC day (`CHECKOUT_DAILY_LIMIT`).
     pub checkout_daily_limit: u64,
+    /// Lifetime of OAuth access tokens issued here (`OAUTH_ACCESS_TTL_S`).
+    pub oauth_access_ttl_s: u64,
+    /// Client registrations one address may make per UTC day (`REGISTRATIONS_DAILY_LIMIT`).
+    pub registrations_daily_limit: u64,
+    /// Accept `http://127.0.0.1:…` client metadata document URLs
+    /// (`OAUTH_CIMD_ALLOW_HTTP_LOOPBACK=true`): for local testing only.
+    pub cimd_allow_http_loopback: bool,
     /// Problems found while reading the configuration, reported in the log.
     pub warnings: Vec<String>,
 }
@@ -67,6 +74,9 @@ impl Default for Config {
             stripe_meter_event: None,
             past_due_grace_s: 3 * 86_400,
             checkout_daily_limit: 20,
+            oauth_access_ttl_s: 900,
+            registrations_daily_limit: 50,
+            cimd_allow_http_loopback: false,
             warnings: Vec::new(),
         }
     }
@@ -162,6 +172,15 @@ impl Config {
             checkout_daily_limit: get("CHECKOUT_DAILY_LIMIT")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(defaults.checkout_daily_limit),
+            oauth_access_ttl_s: get("OAUTH_ACCESS_TTL_S")
+                .and_then(|v| v.parse().ok())
+                .filter(|s| *s > 0)
+                .unwrap_or(defaults.oauth_access_ttl_s),
+            registrations_daily_limit: get("REGISTRATIONS_DAILY_LIMIT")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(defaults.registrations_daily_limit),
+            cimd_allow_http_loopback: get("OAUTH_CIMD_ALLOW_HTTP_LOOPBACK").as_deref()
+                == Some("true"),
             warnings,
         }
     }
@@ -197,6 +216,12 @@ impl Config {
             .iter()
             .filter(|p| p.is_paid() && p.includes(tool))
             .collect()
+    }
+
+    /// Whether this server is its own OAuth authorization server: it signs tokens
+    /// (`JWT_SECRET` is set) and no external one is configured.
+    pub fn authorization_server_enabled(&self) -> bool {
+        self.jwt_secret.is_some() && self.authorization_server.is_none()
     }
 
     /// The plan whose Stripe Price is `price`.

@@ -15,6 +15,7 @@ pub mod config;
 mod entry;
 pub mod http;
 pub mod mcp;
+pub mod oauth;
 pub mod pages;
 pub mod quota;
 pub mod store;

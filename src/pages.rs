@@ -154,7 +154,21 @@ pub fn confirming(server_name: &str, refresh_s: u32) -> String {
 }
 
 /// The one time an API key is shown: the key and how to connect each client with it.
-pub fn claimed_key(server_name: &str, base_url: &str, key: &str, plan: &str) -> String {
+pub fn claimed_key(
+    server_name: &str,
+    base_url: &str,
+    key: &str,
+    plan: &str,
+    return_to: Option<&str>,
+) -> String {
+    let resume = return_to
+        .map(|to| {
+            format!(
+                "<p><b>Signing in to an application?</b> Copy the key, then <a href=\"{}\">continue signing in</a> and paste it there.</p>\n",
+                escape(to)
+            )
+        })
+        .unwrap_or_default();
     let k = escape(key);
     let n = escape(server_name);
     let url = escape(&format!("{base_url}/mcp"));
@@ -164,7 +178,7 @@ pub fn claimed_key(server_name: &str, base_url: &str, key: &str, plan: &str) -> 
         "",
         &format!(
             "<p>Thank you: plan <b>{plan}</b> is active. This is your API key. <b>It is shown only this once</b>; this server keeps only a hash of it, so copy it now and keep it secret.</p>\n\
-             <pre id=\"key\">{k}</pre>\n\
+             <pre id=\"key\">{k}</pre>\n{resume}\
              <h2>Connect</h2>\n\
              <p><b>Claude Desktop / claude.ai</b>: Settings → Connectors → Add custom connector, URL <code>{url}</code>; sign in with this key when asked.</p>\n\
              <p><b>Claude Code</b>:</p>\n<pre>claude mcp add --transport http {n} {url} --header \"Authorization: Bearer {k}\"</pre>\n\
@@ -188,4 +202,102 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
     }
+}
+
+/// What the authorize page shows.
+pub struct AuthorizePage<'a> {
+    pub server_name: &'a str,
+    pub client_name: &'a str,
+    pub client_id: &'a str,
+    pub redirect_uri: &'a str,
+    pub scopes: &'a [String],
+    /// The authorization request, carried through the form.
+    pub hidden: &'a [(&'static str, String)],
+    pub csrf: &'a str,
+    pub error: Option<&'a str>,
+    /// Plans that can be bought here, for visitors without a key.
+    pub plans: &'a [&'a Plan],
+    /// Where Checkout's claim page sends the new subscriber back to.
+    pub return_to: &'a str,
+}
+
+fn scope_text(scope: &str) -> &'static str {
+    match scope {
+        "mcp:tools" => "call this server's tools on your account, within your plan",
+        "mcp:usage" => "read your account's usage and remaining quota",
+        _ => "an unknown permission",
+    }
+}
+
+/// The sign-in page of the authorization server.
+pub fn authorize(p: &AuthorizePage<'_>) -> String {
+    let hidden: String = p
+        .hidden
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{k}\" value=\"{}\">",
+                escape(v)
+            )
+        })
+        .collect();
+    let scopes: String = p
+        .scopes
+        .iter()
+        .map(|s| format!("<li><code>{}</code>: {}</li>", escape(s), scope_text(s)))
+        .collect();
+    let error = p
+        .error
+        .map(|e| {
+            format!(
+                "<p role=\"alert\" style=\"color:#a00\"><b>{}</b></p>",
+                escape(e)
+            )
+        })
+        .unwrap_or_default();
+    let host = p
+        .redirect_uri
+        .split_once("://")
+        .map_or(p.redirect_uri, |(_, r)| {
+            r.split(['/', '?']).next().unwrap_or(r)
+        });
+    let subscribe = if p.plans.is_empty() {
+        String::new()
+    } else {
+        let buttons: String = p
+            .plans
+            .iter()
+            .map(|plan| {
+                format!(
+                    "<form method=\"post\" action=\"/api/stripe/checkout\" style=\"display:inline-block;margin:0 .5rem .5rem 0\">\
+                     <input type=\"hidden\" name=\"plan\" value=\"{id}\"><input type=\"hidden\" name=\"return_to\" value=\"{ret}\">\
+                     <button type=\"submit\">Subscribe to {id} ({price})</button></form>",
+                    id = escape(&plan.id),
+                    price = escape(plan.price.as_deref().unwrap_or_default()),
+                    ret = escape(p.return_to),
+                )
+            })
+            .collect();
+        format!(
+            "<h2>No key yet?</h2>\n<p>Subscribe: after paying you get a key and come straight back here to finish signing in.</p>\n{buttons}"
+        )
+    };
+    page(
+        p.server_name,
+        "Sign in",
+        "",
+        &format!(
+            "<p><b>{client}</b> wants access to your account on {server}. It will be able to:</p>\n<ul>{scopes}</ul>\n\
+             <p style=\"font-size:.9em;color:#555\">Client id <code>{client_id}</code>; you will be sent back to <code>{host}</code>.</p>\n{error}\
+             <form method=\"post\" action=\"/authorize\">{hidden}<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
+             <p><label>Your API key<br><input name=\"api_key\" type=\"password\" autocomplete=\"off\" required size=\"60\" placeholder=\"mcp_live_…\"></label></p>\n\
+             <p><button type=\"submit\" name=\"action\" value=\"approve\">Allow</button> \
+             <button type=\"submit\" name=\"action\" value=\"deny\" formnovalidate>Deny</button></p></form>\n{subscribe}",
+            client = escape(p.client_name),
+            server = escape(p.server_name),
+            client_id = escape(p.client_id),
+            host = escape(host),
+            csrf = escape(p.csrf),
+        ),
+    )
 }

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     auth::api_key::KeyHash,
+    oauth::{
+        clients::ClientRecord,
+        grants::{CodeRecord, ExchangeRequest, Granted, RefreshRequest, Refused},
+    },
     quota::{ConsumeRequest, ConsumeResponse},
 };
 
@@ -78,7 +82,7 @@ pub struct UsageRow {
 
 /// Storage as the app sees it.
 #[allow(async_fn_in_trait)] // Workers are single-threaded; futures need not be Send.
-pub trait Backend: BillingStore {
+pub trait Backend: BillingStore + OAuthStore {
     /// The record of an API key by hash (KV; eventually consistent).
     async fn key_record(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError>;
     /// Check-and-increment in the bucket's counter (Durable Object; atomic).
@@ -119,6 +123,10 @@ pub struct OutboundRequest {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Option<String>,
+    /// Larger answers are refused without being read whole.
+    pub max_response_bytes: usize,
+    /// Give up after this long.
+    pub timeout_ms: u64,
 }
 
 /// Its answer: status and body.
@@ -258,4 +266,32 @@ pub trait BillingStore {
     ) -> Result<(), StoreError>;
     /// The Stripe customer of an account.
     async fn account_customer(&self, account: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// OAuth storage: clients in D1; codes and refresh tokens (hashed) in the account's
+/// Durable Object, where one request at a time decides a code's single use or a token's
+/// rotation.
+#[allow(async_fn_in_trait)]
+pub trait OAuthStore {
+    /// A registered or cached client.
+    async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;
+    /// Stores (or refreshes the cache of) a client.
+    async fn put_client(&self, client: &ClientRecord) -> Result<(), StoreError>;
+    /// Stores an approved authorization's code.
+    async fn put_code(&self, account: &str, code: &CodeRecord) -> Result<(), StoreError>;
+    /// Exchanges a code: checks it, marks it used and issues the family's first refresh
+    /// token, or refuses (revoking the family on replay).
+    async fn exchange_code(
+        &self,
+        account: &str,
+        req: &ExchangeRequest,
+    ) -> Result<Result<Granted, Refused>, StoreError>;
+    /// Rotates a refresh token, or refuses (revoking the family on reuse).
+    async fn refresh_token(
+        &self,
+        account: &str,
+        req: &RefreshRequest,
+    ) -> Result<Result<Granted, Refused>, StoreError>;
+    /// Revokes the family of a refresh token (unknown tokens are ignored).
+    async fn revoke_token(&self, account: &str, token_hash: &str) -> Result<(), StoreError>;
 }

@@ -114,8 +114,22 @@ pub async fn handle<B: Backend>(
     let base_url = cx.config.base_url(&req.origin);
     private(HttpResponse::html(
         200,
-        pages::claimed_key(name, base_url, &key, &session.plan),
+        pages::claimed_key(
+            name,
+            base_url,
+            &key,
+            &session.plan,
+            req.query_param("return_to")
+                .filter(|t| valid_return_to(t))
+                .as_deref(),
+        ),
     ))
+}
+
+/// Where a new subscriber may be sent back to: this server's own authorization page
+/// (never another site: an open redirect would leak the freshly shown key's context).
+pub fn valid_return_to(to: &str) -> bool {
+    to.starts_with("/authorize?") && to.len() <= 4096 && !to.contains(['\\', '\n', '\r'])
 }
 
 /// Headers of every claim page: never cached, never framed, never leaked as a referrer.

@@ -171,6 +171,8 @@ pub fn outbound(
         url,
         headers,
         body: req.body,
+        max_response_bytes: 1 << 20,
+        timeout_ms: 10_000,
     })
 }
 

@@ -13,13 +13,97 @@
 //!
 //! Routes (POST, JSON): `/consume` ([`ConsumeRequest`] → [`ConsumeResponse`]),
 //! `/peek` (window keys → counts), `/revoke` (key hash → `{"revoked": true}`),
-//! `/account` ([`AccountPlan`] → `{"stored": bool}`; older states are ignored).
+//! `/account` ([`AccountPlan`] → `{"stored": bool}`; older states are ignored), and the
+//! account's OAuth grants: `/oauth/code` ([`CodeRecord`]), `/oauth/exchange`
+//! ([`ExchangeRequest`] → [`GrantOutcome`]), `/oauth/refresh` ([`RefreshRequest`] →
+//! [`GrantOutcome`]), `/oauth/revoke` (refresh token hash). Codes and refresh tokens are
+//! stored by hash only; the decisions are [`crate::oauth::grants`]'.
 
 use serde::Deserialize;
 use worker::{DurableObject, Env, Request, Response, Result, SqlStorage, State, durable_object};
 
 use super::{ConsumeRequest, ConsumeResponse};
-use crate::store::AccountPlan;
+use crate::{
+    oauth::grants::{
+        self, CodeRecord, ExchangeRequest, GrantOutcome, Granted, RefreshDecision, RefreshRecord,
+        RefreshRequest, Refused,
+    },
+    store::AccountPlan,
+};
+
+#[derive(Deserialize)]
+struct RecordRow {
+    record: String,
+}
+
+fn record<T: serde::de::DeserializeOwned>(
+    sql: &SqlStorage,
+    query: &str,
+    key: &str,
+) -> Result<Option<T>> {
+    let rows: Vec<RecordRow> = sql.exec(query, vec![key.into()])?.to_array()?;
+    Ok(rows
+        .first()
+        .and_then(|r| serde_json::from_str(&r.record).ok()))
+}
+
+fn key_revoked(sql: &SqlStorage, key_hash: &str) -> Result<bool> {
+    let rows: Vec<serde_json::Value> = sql
+        .exec(
+            "SELECT 1 AS r FROM revoked_keys WHERE key_hash = ?",
+            vec![key_hash.into()],
+        )?
+        .to_array()?;
+    Ok(!rows.is_empty())
+}
+
+fn family_revoked(sql: &SqlStorage, family: &str) -> Result<bool> {
+    let rows: Vec<serde_json::Value> = sql
+        .exec(
+            "SELECT 1 AS r FROM oauth_families WHERE family = ? AND revoked_at IS NOT NULL",
+            vec![family.into()],
+        )?
+        .to_array()?;
+    Ok(!rows.is_empty())
+}
+
+fn revoke_family(sql: &SqlStorage, family: &str, now_ms: u64) -> Result<()> {
+    sql.exec(
+        "INSERT INTO oauth_families (family, revoked_at) VALUES (?, ?) \
+         ON CONFLICT(family) DO UPDATE SET revoked_at = COALESCE(oauth_families.revoked_at, excluded.revoked_at)",
+        vec![family.into(), (now_ms as f64).into()],
+    )?;
+    Ok(())
+}
+
+fn put_refresh(sql: &SqlStorage, r: &RefreshRecord) -> Result<()> {
+    sql.exec(
+        "INSERT INTO oauth_refresh (token_hash, family, record, expires_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT(token_hash) DO UPDATE SET record = excluded.record",
+        vec![
+            r.token_hash.clone().into(),
+            r.family.clone().into(),
+            serde_json::to_string(r)?.into(),
+            (r.expires_at as f64).into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// The plan in force for the account now, else the one the grant was made with.
+fn plan_in_force(sql: &SqlStorage, granted_with: &str, now_ms: u64) -> Result<String> {
+    Ok(account_plan(sql)?.map_or_else(
+        || granted_with.to_owned(),
+        |a| a.effective(now_ms).to_owned(),
+    ))
+}
+
+fn refused(sql: &SqlStorage, r: Refused, now_ms: u64) -> Result<Response> {
+    if let Some(f) = &r.revoke_family {
+        revoke_family(sql, f, now_ms)?;
+    }
+    Response::from_json(&GrantOutcome::Refused(r))
+}
 
 #[derive(Deserialize)]
 struct StateRow {
@@ -66,6 +150,9 @@ impl DurableObject for QuotaCounter {
             "CREATE TABLE IF NOT EXISTS counters (window TEXT PRIMARY KEY, used INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS revoked_keys (key_hash TEXT PRIMARY KEY)",
             "CREATE TABLE IF NOT EXISTS account (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS oauth_codes (code_hash TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS oauth_refresh (token_hash TEXT PRIMARY KEY, family TEXT NOT NULL, record TEXT NOT NULL, expires_at INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS oauth_families (family TEXT PRIMARY KEY, revoked_at INTEGER)",
         ] {
             if let Err(e) = sql.exec(ddl, None) {
                 worker::console_error!("QuotaCounter schema: {e}");
@@ -178,6 +265,144 @@ impl DurableObject for QuotaCounter {
                     )?;
                 }
                 Response::from_json(&serde_json::json!({ "stored": newer }))
+            }
+            "/oauth/code" => {
+                let Ok(c) = req.json::<CodeRecord>().await else {
+                    return Response::error("bad code", 400);
+                };
+                // Expired rows go when new ones come: the table stays small.
+                sql.exec(
+                    "DELETE FROM oauth_codes WHERE expires_at < ?",
+                    vec![((c.expires_at - grants::CODE_TTL_MS * 10) as f64).into()],
+                )?;
+                sql.exec(
+                    "INSERT INTO oauth_codes (code_hash, record, expires_at) VALUES (?, ?, ?)",
+                    vec![
+                        c.code_hash.clone().into(),
+                        serde_json::to_string(&c)?.into(),
+                        (c.expires_at as f64).into(),
+                    ],
+                )?;
+                Response::from_json(&serde_json::json!({ "stored": true }))
+            }
+            "/oauth/exchange" => {
+                let Ok(x) = req.json::<ExchangeRequest>().await else {
+                    return Response::error("bad exchange", 400);
+                };
+                let code: Option<CodeRecord> = record(
+                    &sql,
+                    "SELECT record FROM oauth_codes WHERE code_hash = ?",
+                    &x.code_hash,
+                )?;
+                let revoked = match &code {
+                    Some(c) => key_revoked(&sql, &c.key_hash)?,
+                    None => false,
+                };
+                if let Err(r) = grants::check_exchange(code.as_ref(), revoked, &x) {
+                    return refused(&sql, r, x.now_ms);
+                }
+                let Some(mut code) = code else {
+                    return Response::error("unreachable", 500);
+                };
+                code.used_at = Some(x.now_ms);
+                sql.exec(
+                    "UPDATE oauth_codes SET record = ? WHERE code_hash = ?",
+                    vec![
+                        serde_json::to_string(&code)?.into(),
+                        code.code_hash.clone().into(),
+                    ],
+                )?;
+                sql.exec(
+                    "INSERT INTO oauth_families (family, revoked_at) VALUES (?, NULL) ON CONFLICT DO NOTHING",
+                    vec![code.family.clone().into()],
+                )?;
+                put_refresh(
+                    &sql,
+                    &RefreshRecord {
+                        token_hash: x.new_refresh_hash.clone(),
+                        family: code.family.clone(),
+                        client_id: code.client_id.clone(),
+                        scope: code.scope.clone(),
+                        resource: code.resource.clone(),
+                        key_hash: code.key_hash.clone(),
+                        plan: code.plan.clone(),
+                        expires_at: x.now_ms + grants::REFRESH_TTL_MS,
+                        rotated_at: None,
+                    },
+                )?;
+                Response::from_json(&GrantOutcome::Granted(Granted {
+                    scope: code.scope,
+                    plan: plan_in_force(&sql, &code.plan, x.now_ms)?,
+                    resource: code.resource,
+                    family: code.family,
+                }))
+            }
+            "/oauth/refresh" => {
+                let Ok(x) = req.json::<RefreshRequest>().await else {
+                    return Response::error("bad refresh", 400);
+                };
+                let token: Option<RefreshRecord> = record(
+                    &sql,
+                    "SELECT record FROM oauth_refresh WHERE token_hash = ?",
+                    &x.token_hash,
+                )?;
+                let (fam_revoked, k_revoked) = match &token {
+                    Some(t) => (
+                        family_revoked(&sql, &t.family)?,
+                        key_revoked(&sql, &t.key_hash)?,
+                    ),
+                    None => (false, false),
+                };
+                let decision = grants::check_refresh(token.as_ref(), fam_revoked, k_revoked, &x);
+                let Some(mut token) = token else {
+                    return refused(
+                        &sql,
+                        Refused {
+                            description: "unknown refresh token".to_owned(),
+                            revoke_family: None,
+                        },
+                        x.now_ms,
+                    );
+                };
+                match decision {
+                    RefreshDecision::Refuse(r) => return refused(&sql, r, x.now_ms),
+                    RefreshDecision::Rotate => {
+                        token.rotated_at = Some(x.now_ms);
+                        put_refresh(&sql, &token)?;
+                    }
+                    RefreshDecision::Grace => {}
+                }
+                let plan = plan_in_force(&sql, &token.plan, x.now_ms)?;
+                put_refresh(
+                    &sql,
+                    &RefreshRecord {
+                        token_hash: x.new_refresh_hash.clone(),
+                        rotated_at: None,
+                        expires_at: x.now_ms + grants::REFRESH_TTL_MS,
+                        plan: plan.clone(),
+                        ..token.clone()
+                    },
+                )?;
+                Response::from_json(&GrantOutcome::Granted(Granted {
+                    scope: token.scope,
+                    plan,
+                    resource: token.resource,
+                    family: token.family,
+                }))
+            }
+            "/oauth/revoke" => {
+                let Ok(hash) = req.json::<String>().await else {
+                    return Response::error("bad revoke request", 400);
+                };
+                let token: Option<RefreshRecord> = record(
+                    &sql,
+                    "SELECT record FROM oauth_refresh WHERE token_hash = ?",
+                    &hash,
+                )?;
+                if let Some(t) = token {
+                    revoke_family(&sql, &t.family, worker::Date::now().as_millis())?;
+                }
+                Response::from_json(&serde_json::json!({ "revoked": true }))
             }
             _ => Response::error("not found", 404),
         }

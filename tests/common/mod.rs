@@ -15,6 +15,16 @@ use paid_mcp_worker::{
         UsageRow,
     },
 };
+use paid_mcp_worker::{
+    oauth::{
+        clients::ClientRecord,
+        grants::{
+            self, CodeRecord, ExchangeRequest, Granted, RefreshDecision, RefreshRecord,
+            RefreshRequest, Refused,
+        },
+    },
+    store::OAuthStore,
+};
 use serde_json::{Value, json};
 
 /// 2026-11-22T10:00:00Z
@@ -45,6 +55,11 @@ pub struct MemoryBackend {
     pub outbound_replies: RefCell<Vec<Result<(u16, String), String>>>,
     /// Fail `set_account_plan` this many times (a processing failure mid-event).
     pub fail_plan_updates: RefCell<u32>,
+    /// OAuth: clients, codes and refresh tokens by hash, revoked families.
+    pub clients: RefCell<HashMap<String, ClientRecord>>,
+    pub codes: RefCell<HashMap<String, CodeRecord>>,
+    pub refresh: RefCell<HashMap<String, RefreshRecord>>,
+    pub revoked_families: RefCell<Vec<String>>,
 }
 
 impl MemoryBackend {
@@ -253,12 +268,23 @@ pub fn handle_with(
     backend: &MemoryBackend,
     client_ip: Option<&str>,
 ) -> Handled {
-    let clock = || NOW_MS;
+    handle_at(req, config, backend, client_ip, NOW_MS)
+}
+
+/// [`handle_with`] at another time.
+pub fn handle_at(
+    req: &HttpRequest,
+    config: &Config,
+    backend: &MemoryBackend,
+    client_ip: Option<&str>,
+    now_ms: u64,
+) -> Handled {
+    let clock = move || now_ms;
     let cx = AppContext {
         config,
         client_ip,
         backend,
-        now_ms: NOW_MS,
+        now_ms,
         clock: &clock,
     };
     let handled = futures_executor::block_on(app::handle(req, &cx));
@@ -515,5 +541,129 @@ impl BillingStore for MemoryBackend {
     async fn account_customer(&self, account: &str) -> Result<Option<String>, StoreError> {
         self.check()?;
         Ok(self.customers.borrow().get(account).cloned())
+    }
+}
+
+impl MemoryBackend {
+    fn plan_in_force(&self, account: &str, granted_with: &str, now_ms: u64) -> String {
+        self.account_plans.borrow().get(account).map_or_else(
+            || granted_with.to_owned(),
+            |p| p.effective(now_ms).to_owned(),
+        )
+    }
+
+    fn refuse(&self, r: Refused) -> Result<Result<Granted, Refused>, StoreError> {
+        if let Some(f) = &r.revoke_family {
+            self.revoked_families.borrow_mut().push(f.clone());
+        }
+        Ok(Err(r))
+    }
+}
+
+impl OAuthStore for MemoryBackend {
+    async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
+        self.check()?;
+        Ok(self.clients.borrow().get(client_id).cloned())
+    }
+    async fn put_client(&self, client: &ClientRecord) -> Result<(), StoreError> {
+        self.check()?;
+        self.clients
+            .borrow_mut()
+            .insert(client.client_id.clone(), client.clone());
+        Ok(())
+    }
+    async fn put_code(&self, _account: &str, code: &CodeRecord) -> Result<(), StoreError> {
+        self.check()?;
+        self.codes
+            .borrow_mut()
+            .insert(code.code_hash.clone(), code.clone());
+        Ok(())
+    }
+    async fn exchange_code(
+        &self,
+        account: &str,
+        req: &ExchangeRequest,
+    ) -> Result<Result<Granted, Refused>, StoreError> {
+        self.check()?;
+        let code = self.codes.borrow().get(&req.code_hash).cloned();
+        let key_revoked = code
+            .as_ref()
+            .is_some_and(|c| self.revoked.borrow().contains(&c.key_hash));
+        if let Err(r) = grants::check_exchange(code.as_ref(), key_revoked, req) {
+            return self.refuse(r);
+        }
+        let mut code = code.expect("checked");
+        code.used_at = Some(req.now_ms);
+        self.codes
+            .borrow_mut()
+            .insert(code.code_hash.clone(), code.clone());
+        self.refresh.borrow_mut().insert(
+            req.new_refresh_hash.clone(),
+            RefreshRecord {
+                token_hash: req.new_refresh_hash.clone(),
+                family: code.family.clone(),
+                client_id: code.client_id.clone(),
+                scope: code.scope.clone(),
+                resource: code.resource.clone(),
+                key_hash: code.key_hash.clone(),
+                plan: code.plan.clone(),
+                expires_at: req.now_ms + grants::REFRESH_TTL_MS,
+                rotated_at: None,
+            },
+        );
+        Ok(Ok(Granted {
+            plan: self.plan_in_force(account, &code.plan, req.now_ms),
+            scope: code.scope,
+            resource: code.resource,
+            family: code.family,
+        }))
+    }
+    async fn refresh_token(
+        &self,
+        account: &str,
+        req: &RefreshRequest,
+    ) -> Result<Result<Granted, Refused>, StoreError> {
+        self.check()?;
+        let token = self.refresh.borrow().get(&req.token_hash).cloned();
+        let (fam, key) = token.as_ref().map_or((false, false), |t| {
+            (
+                self.revoked_families.borrow().contains(&t.family),
+                self.revoked.borrow().contains(&t.key_hash),
+            )
+        });
+        let mut token = match (grants::check_refresh(token.as_ref(), fam, key, req), token) {
+            (RefreshDecision::Refuse(r), _) => return self.refuse(r),
+            (decision, Some(mut t)) => {
+                if decision == RefreshDecision::Rotate {
+                    t.rotated_at = Some(req.now_ms);
+                    self.refresh
+                        .borrow_mut()
+                        .insert(t.token_hash.clone(), t.clone());
+                }
+                t
+            }
+            (_, None) => unreachable!("an unknown token is refused"),
+        };
+        let plan = self.plan_in_force(account, &token.plan, req.now_ms);
+        token.token_hash = req.new_refresh_hash.clone();
+        token.rotated_at = None;
+        token.plan = plan.clone();
+        token.expires_at = req.now_ms + grants::REFRESH_TTL_MS;
+        self.refresh
+            .borrow_mut()
+            .insert(token.token_hash.clone(), token.clone());
+        Ok(Ok(Granted {
+            scope: token.scope,
+            plan,
+            resource: token.resource,
+            family: token.family,
+        }))
+    }
+    async fn revoke_token(&self, _account: &str, token_hash: &str) -> Result<(), StoreError> {
+        self.check()?;
+        if let Some(t) = self.refresh.borrow().get(token_hash) {
+            self.revoked_families.borrow_mut().push(t.family.clone());
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,285 @@
+//! OAuth clients: Dynamic Client Registration (RFC 7591) for public clients, and Client ID
+//! Metadata Documents (a `client_id` that is an https URL naming a JSON document that
+//! describes the client).
+
+use serde::{Deserialize, Serialize};
+
+/// Redirect URIs one client may register.
+pub const MAX_REDIRECT_URIS: usize = 10;
+/// Longest redirect URI accepted.
+pub const MAX_URI_LEN: usize = 2000;
+/// Longest client name kept (longer names are cut).
+pub const MAX_NAME_LEN: usize = 100;
+/// Largest metadata document fetched.
+pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024;
+/// How long a fetched metadata document is trusted before it is fetched again.
+pub const DOCUMENT_TTL_MS: u64 = 3_600_000;
+
+/// A client as stored (D1 `oauth_clients`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    pub client_id: String,
+    pub client_name: String,
+    pub redirect_uris: Vec<String>,
+    pub created_at: u64,
+    /// Set for metadata-document clients: when the document was fetched.
+    #[serde(default)]
+    pub fetched_at: Option<u64>,
+}
+
+/// The part of a registration request (or metadata document) this server reads.
+#[derive(Debug, Deserialize)]
+pub struct ClientMetadata {
+    #[serde(default)]
+    pub client_id: Option<String>,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub client_name: Option<String>,
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
+    #[serde(default)]
+    pub grant_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub response_types: Option<Vec<String>>,
+}
+
+/// An RFC 7591 error (`invalid_redirect_uri`, `invalid_client_metadata`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataError {
+    pub code: &'static str,
+    pub description: String,
+}
+
+fn bad(code: &'static str, description: impl Into<String>) -> MetadataError {
+    MetadataError {
+        code,
+        description: description.into(),
+    }
+}
+
+/// Whether a redirect URI may be registered: `https` with a host, or `http` on a loopback
+/// host with any port (RFC 8252 §7.3); never with a fragment or user info.
+pub fn valid_redirect_uri(uri: &str) -> bool {
+    if uri.len() > MAX_URI_LEN
+        || uri.contains('#')
+        || uri.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return false;
+    }
+    let (scheme, rest) = match uri.split_once("://") {
+        Some(p) => p,
+        None => return false,
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') {
+        return false;
+    }
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, port)) if port.is_empty() || valid_port(port) => h,
+            _ => return false,
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((h, port)) if valid_port(&format!(":{port}")) => h,
+            Some(_) => return false,
+            None => authority,
+        }
+    };
+    match scheme {
+        "https" => !host.is_empty(),
+        "http" => matches!(
+            host.to_ascii_lowercase().as_str(),
+            "127.0.0.1" | "::1" | "localhost"
+        ),
+        _ => false,
+    }
+}
+
+fn valid_port(p: &str) -> bool {
+    p.strip_prefix(':')
+        .is_some_and(|n| !n.is_empty() && n.parse::<u16>().is_ok())
+}
+
+/// A registration request's client, checked: public (`none` authentication), the
+/// authorization-code flow, valid redirect URIs.
+pub fn registration(meta: &ClientMetadata) -> Result<(String, Vec<String>), MetadataError> {
+    if meta.redirect_uris.is_empty() {
+        return Err(bad("invalid_redirect_uri", "redirect_uris is required"));
+    }
+    if meta.redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err(bad(
+            "invalid_redirect_uri",
+            format!("at most {MAX_REDIRECT_URIS} redirect_uris"),
+        ));
+    }
+    if let Some(bad_uri) = meta.redirect_uris.iter().find(|u| !valid_redirect_uri(u)) {
+        return Err(bad(
+            "invalid_redirect_uri",
+            format!(
+                "redirect URIs must be https, or http on a loopback address: {}",
+                bad_uri.chars().take(100).collect::<String>()
+            ),
+        ));
+    }
+    if meta
+        .token_endpoint_auth_method
+        .as_deref()
+        .is_some_and(|m| m != "none")
+    {
+        return Err(bad(
+            "invalid_client_metadata",
+            "only public clients (token_endpoint_auth_method \"none\") can register",
+        ));
+    }
+    if meta.grant_types.as_ref().is_some_and(|g| {
+        g.iter()
+            .any(|t| t != "authorization_code" && t != "refresh_token")
+    }) {
+        return Err(bad(
+            "invalid_client_metadata",
+            "grant_types may be authorization_code and refresh_token",
+        ));
+    }
+    if meta
+        .response_types
+        .as_ref()
+        .is_some_and(|r| r.iter().any(|t| t != "code"))
+    {
+        return Err(bad("invalid_client_metadata", "response_types may be code"));
+    }
+    let name = meta
+        .client_name
+        .as_deref()
+        .map(|n| {
+            n.trim()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_NAME_LEN)
+                .collect::<String>()
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "Unnamed client".to_owned());
+    Ok((name, meta.redirect_uris.clone()))
+}
+
+/// Whether a `client_id` names a metadata document: an https URL with a path.
+pub fn is_document_url(client_id: &str, allow_loopback_http: bool) -> bool {
+    let ok_scheme = client_id.starts_with("https://")
+        || (allow_loopback_http
+            && (client_id.starts_with("http://127.0.0.1:")
+                || client_id.starts_with("http://localhost:")));
+    ok_scheme
+        && client_id.len() <= MAX_URI_LEN
+        && !client_id.contains('#')
+        && client_id.split_once("://").is_some_and(|(_, rest)| {
+            rest.split_once('/')
+                .is_some_and(|(host, path)| !host.is_empty() && !path.is_empty())
+        })
+}
+
+/// A fetched metadata document, checked against the URL it came from.
+pub fn document(client_id: &str, body: &[u8], now_ms: u64) -> Result<ClientRecord, MetadataError> {
+    if body.len() > MAX_DOCUMENT_BYTES {
+        return Err(bad("invalid_client", "client metadata document too large"));
+    }
+    let meta: ClientMetadata = serde_json::from_slice(body).map_err(|e| {
+        bad(
+            "invalid_client",
+            format!("client metadata document is not valid JSON: {e}"),
+        )
+    })?;
+    if meta.client_id.as_deref() != Some(client_id) {
+        return Err(bad(
+            "invalid_client",
+            "the client metadata document names another client_id",
+        ));
+    }
+    let (client_name, redirect_uris) = registration(&meta)?;
+    Ok(ClientRecord {
+        client_id: client_id.to_owned(),
+        client_name,
+        redirect_uris,
+        created_at: now_ms,
+        fetched_at: Some(now_ms),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris_are_https_or_loopback_http() {
+        for ok in [
+            "https://claude.ai/api/mcp/auth_callback",
+            "http://127.0.0.1:33418/callback",
+            "http://localhost:6274/oauth/callback",
+            "http://[::1]:8080/cb",
+            "http://127.0.0.1/cb",
+            "https://app.example.com:8443/cb?x=1",
+        ] {
+            assert!(valid_redirect_uri(ok), "{ok}");
+        }
+        for bad in [
+            "http://example.com/cb",
+            "http://127.0.0.1.evil.com/cb",
+            "http://localhost.evil.com:80/cb",
+            "https://app.example.com/cb#frag",
+            "https://user@app.example.com/cb",
+            "javascript:alert(1)",
+            "cursor://anysphere/cb",
+            "https:///cb",
+            "http://127.0.0.1:99999/cb",
+            "https://app.example.com/ cb",
+            "",
+        ] {
+            assert!(!valid_redirect_uri(bad), "{bad}");
+        }
+    }
+
+    fn meta(json: &str) -> ClientMetadata {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn registrations_are_public_code_flow_clients() {
+        let (name, uris) = registration(&meta(r#"{"redirect_uris":["http://127.0.0.1:1/cb"],"client_name":"  Claude Code  ","token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token"]}"#)).unwrap();
+        assert_eq!((name.as_str(), uris.len()), ("Claude Code", 1));
+        for bad in [
+            r#"{}"#,
+            r#"{"redirect_uris":["http://evil.example/cb"]}"#,
+            r#"{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"client_secret_basic"}"#,
+            r#"{"redirect_uris":["https://a.example/cb"],"grant_types":["client_credentials"]}"#,
+            r#"{"redirect_uris":["https://a.example/cb"],"response_types":["token"]}"#,
+        ] {
+            assert!(registration(&meta(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_metadata_document_must_name_its_own_url() {
+        let url = "https://client.example/oauth/metadata.json";
+        assert!(is_document_url(url, false));
+        assert!(!is_document_url("https://client.example", false));
+        assert!(!is_document_url("http://client.example/m.json", false));
+        assert!(!is_document_url("http://127.0.0.1:9/m.json", false));
+        assert!(is_document_url("http://127.0.0.1:9/m.json", true));
+        assert!(!is_document_url("mcpc_123", true));
+        let good = format!(
+            r#"{{"client_id":"{url}","client_name":"Doc","redirect_uris":["https://client.example/cb"]}}"#
+        );
+        assert_eq!(
+            document(url, good.as_bytes(), 1).unwrap().client_name,
+            "Doc"
+        );
+        let lying = r#"{"client_id":"https://other.example/m.json","redirect_uris":["https://client.example/cb"]}"#;
+        assert_eq!(
+            document(url, lying.as_bytes(), 1).unwrap_err().code,
+            "invalid_client"
+        );
+        assert!(document(url, b"not json", 1).is_err());
+        assert!(document(url, &vec![b' '; MAX_DOCUMENT_BYTES + 1], 1).is_err());
+    }
+}
