@@ -77,12 +77,19 @@ pub async fn resolve<B: Backend>(
         .jwt_secret
         .as_deref()
         .ok_or_else(|| invalid("access tokens are not accepted here"))?;
-    let claims = jwt::verify(
+    // Tokens from this server's own authorization server share its clock: no skew allowance.
+    let leeway = if config.authorization_server_enabled() {
+        0
+    } else {
+        jwt::LEEWAY_S
+    };
+    let claims = jwt::verify_with_leeway(
         token,
         secret.as_bytes(),
         base_url,
         &resource(base_url),
         now_ms / 1000,
+        leeway,
     )
     .map_err(|e| invalid(&e.to_string()))?;
     Ok(Principal::OAuth {
