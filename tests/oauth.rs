@@ -652,3 +652,105 @@ fn client_metadata_documents_are_fetched_checked_and_cached() {
     )));
     assert_eq!(get(&other_uri).status, 400);
 }
+
+#[test]
+fn someone_without_a_key_subscribes_and_comes_back_to_the_same_authorization() {
+    use paid_mcp_worker::billing::signature;
+    let c = config_with(&[
+        (
+            "PLANS",
+            r#"{"free":{"daily":5},"pro":{"daily":100,"price":"$9/month","stripe_price":"price_pro"}}"#,
+        ),
+        ("STRIPE_SECRET_KEY", "sk_test_1"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_1"),
+    ]);
+    let b = MemoryBackend::default();
+    let send = |req: &HttpRequest| handle_at(req, &c, &b, Some("203.0.113.9"), NOW_MS).response;
+    let client_id = client(&b);
+    let query = authorize_query(&client_id, &[]);
+    let html = text(&send(&request(
+        "GET",
+        &format!("/authorize?{query}"),
+        &[],
+        "",
+    )));
+    assert!(html.contains("Subscribe to pro ($9/month)"));
+    let return_to = html
+        .split("name=\"return_to\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    assert!(
+        return_to.starts_with("/authorize?") && return_to.contains(&percent_encode(&client_id))
+    );
+
+    b.outbound_replies.borrow_mut().push(Ok((
+        200,
+        r#"{"id":"cs_test_oauth","url":"https://checkout.stripe.test/x"}"#.into(),
+    )));
+    let r = send(&request(
+        "POST",
+        "/api/stripe/checkout",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &form(&[("plan", "pro"), ("return_to", &return_to)]),
+    ));
+    assert_eq!(r.status, 303);
+    let sent = b.outbound_log.borrow()[0].body.clone().unwrap();
+    let success = form_value(&sent, "success_url").unwrap();
+    assert!(
+        success.starts_with(
+            "https://mcp.example.com/api/stripe/claim?session_id={CHECKOUT_SESSION_ID}&return_to="
+        ),
+        "{success} {return_to}"
+    );
+    // Somewhere else is not a place to come back to.
+    b.outbound_replies.borrow_mut().push(Ok((
+        200,
+        r#"{"id":"cs_test_evil","url":"https://checkout.stripe.test/y"}"#.into(),
+    )));
+    send(&request(
+        "POST",
+        "/api/stripe/checkout",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        &form(&[("plan", "pro"), ("return_to", "https://evil.example/")]),
+    ));
+    let evil = b.outbound_log.borrow()[1].body.clone().unwrap();
+    assert!(
+        !form_value(&evil, "success_url")
+            .unwrap()
+            .contains("return_to")
+    );
+
+    let event = json!({ "id": "evt_o", "type": "checkout.session.completed", "created": NOW_MS / 1000, "livemode": false,
+        "data": { "object": { "id": "cs_test_oauth", "mode": "subscription", "customer": "cus_o", "metadata": { "plan": "pro" } } } }).to_string();
+    let sig = signature::header_for("whsec_1", NOW_MS / 1000, event.as_bytes());
+    assert_eq!(
+        send(&request(
+            "POST",
+            "/api/stripe/webhook",
+            &[("stripe-signature", &sig)],
+            &event
+        ))
+        .status,
+        200
+    );
+    let claim_path = success
+        .strip_prefix("https://mcp.example.com")
+        .unwrap()
+        .replace("{CHECKOUT_SESSION_ID}", "cs_test_oauth");
+    let page = text(&send(&request("GET", &claim_path, &[], "")));
+    assert!(page.contains("continue signing in"));
+    assert!(page.contains(&format!("href=\"{}\"", return_to.replace('&', "&amp;"))));
+    // The new key signs in on the page it links back to.
+    let key = page
+        .split("mcp_test_")
+        .nth(1)
+        .map(|s| format!("mcp_test_{}", &s[..64]))
+        .unwrap();
+    let r = approve(&b, &query, &key);
+    assert_eq!(r.status, 303);
+    assert!(location_param(&r, "code").is_some());
+}

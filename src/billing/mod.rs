@@ -153,8 +153,20 @@ async fn checkout<B: Backend>(
     let Ok(idempotency_key) = random_id("checkout_") else {
         return unavailable();
     };
-    let build =
-        || stripe::checkout_session(plan, price, base_url, &reference, customer.as_deref(), None);
+    // Where the claim page offers to go next: the sign-in page the buyer came from.
+    let return_to = req
+        .body_field("return_to")
+        .filter(|t| claim::valid_return_to(t));
+    let build = || {
+        stripe::checkout_session(
+            plan,
+            price,
+            base_url,
+            &reference,
+            customer.as_deref(),
+            return_to.as_deref(),
+        )
+    };
     let mut result =
         stripe::send::<stripe::Session>(cx.config, cx.backend, build(), Some(&idempotency_key))
             .await;
