@@ -50,7 +50,7 @@ pub fn landing(config: &Config, base_url: &str, registry: &Registry) -> String {
 <table><tr><th>name</th><th>what it does</th></tr>{tools}</table>
 {pricing}
 <h2>Connect</h2>
-<p><b>Claude Desktop / claude.ai</b>: Settings → Connectors → Add custom connector, URL <code>{mcp_url}</code>.</p>
+<p><b>Claude Desktop / claude.ai</b>: Settings → Connectors → Add custom connector, URL <code>{mcp_url}</code>; when asked, sign in with your API key (or subscribe there).</p>
 <p><b>Claude Code</b>:</p>
 <pre>claude mcp add --transport http {name} {mcp_url}</pre>
 <p><b>Cursor</b> (<code>~/.cursor/mcp.json</code>):</p>
