@@ -119,6 +119,11 @@ pub fn error(status: u16, code: &str, description: &str) -> HttpResponse {
     )
 }
 
+/// 503 for a storage or service hiccup: try again shortly.
+pub fn unavailable() -> HttpResponse {
+    error(503, "unavailable", "try again").with_header("retry-after", "5")
+}
+
 /// 413 naming the limit.
 pub fn payload_too_large(limit: usize) -> HttpResponse {
     error(

@@ -1,7 +1,22 @@
 //! Server-rendered HTML pages: the landing page at `/`, and the billing pages (checkout
 //! button, claim page). No scripts: every page works without JavaScript.
 
-use crate::{config::Config, mcp::tools::Registry, quota::policy::Plan};
+use crate::{config::Config, http::HttpResponse, mcp::tools::Registry, quota::policy::Plan};
+
+/// Content-Security-Policy of a page without forms.
+pub const CSP_NO_FORMS: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'";
+/// Content-Security-Policy of a page whose forms post here and may redirect to a client.
+pub const CSP_FORMS: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http:; frame-ancestors 'none'";
+
+/// Headers of pages that show or take secrets (keys, sign-in): never cached, never
+/// framed (clickjacking), never leaked as a referrer.
+pub fn private(resp: HttpResponse, csp: &str) -> HttpResponse {
+    resp.with_header("cache-control", "no-store")
+        .with_header("x-frame-options", "DENY")
+        .with_header("referrer-policy", "no-referrer")
+        .with_header("content-security-policy", csp)
+}
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(s: &str) -> String {

@@ -31,7 +31,7 @@ pub async fn handle<B: Backend>(
             );
         }
         Err(AuthError::Store(_)) => {
-            return app::error(503, "unavailable", "try again").with_header("retry-after", "5");
+            return app::unavailable();
         }
     };
     out.principal_kind = principal.kind();
@@ -80,14 +80,14 @@ pub async fn handle<B: Backend>(
     let rows = match cx.backend.usage(&bucket, since_s * 1000).await {
         Ok(r) => r,
         Err(_) => {
-            return app::error(503, "unavailable", "try again").with_header("retry-after", "5");
+            return app::unavailable();
         }
     };
     let keys: Vec<String> = windows.iter().map(|w| w.key.clone()).collect();
     let used = match cx.backend.peek(&bucket, &keys).await {
         Ok(u) => u,
         Err(_) => {
-            return app::error(503, "unavailable", "try again").with_header("retry-after", "5");
+            return app::unavailable();
         }
     };
     let quota = policy::quota_report(&windows, &used);

@@ -132,15 +132,9 @@ pub fn valid_return_to(to: &str) -> bool {
     to.starts_with("/authorize?") && to.len() <= 4096 && !to.contains(['\\', '\n', '\r'])
 }
 
-/// Headers of every claim page: never cached, never framed, never leaked as a referrer.
+/// Headers of every claim page.
 fn private(resp: HttpResponse) -> HttpResponse {
-    resp.with_header("cache-control", "no-store")
-        .with_header("x-frame-options", "DENY")
-        .with_header("referrer-policy", "no-referrer")
-        .with_header(
-            "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-        )
+    pages::private(resp, pages::CSP_NO_FORMS)
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ async fn checkout<B: Backend>(
     let principal = match cx.principal(req).await {
         Ok(p) => p,
         Err(AuthError::InvalidToken(why)) => return app::error(401, "invalid_token", &why),
-        Err(AuthError::Store(_)) => return unavailable(),
+        Err(AuthError::Store(_)) => return app::unavailable(),
     };
     out.principal_kind = principal.kind();
 
@@ -134,24 +134,24 @@ async fn checkout<B: Backend>(
             )
             .with_header("retry-after", &retry.to_string());
         }
-        Err(_) => return unavailable(),
+        Err(_) => return app::unavailable(),
     }
 
     let (reference, customer) = match principal.account() {
         Some(account) => {
             let customer = match cx.backend.account_customer(account).await {
                 Ok(c) => c,
-                Err(_) => return unavailable(),
+                Err(_) => return app::unavailable(),
             };
             (account.to_owned(), customer)
         }
         None => match random_id("acct_") {
             Ok(id) => (id, None),
-            Err(_) => return unavailable(),
+            Err(_) => return app::unavailable(),
         },
     };
     let Ok(idempotency_key) = random_id("checkout_") else {
-        return unavailable();
+        return app::unavailable();
     };
     // Where the claim page offers to go next: the sign-in page the buyer came from.
     let return_to = req
@@ -202,7 +202,7 @@ async fn checkout<B: Backend>(
     };
     if let Err(e) = cx.backend.put_checkout(&record).await {
         out.error = Some(format!("checkout: recording session: {e}"));
-        return unavailable();
+        return app::unavailable();
     }
     if wants_json(req) {
         HttpResponse::json(200, &json!({ "id": session.id, "url": url }))
@@ -210,10 +210,6 @@ async fn checkout<B: Backend>(
         HttpResponse::empty(303).with_header("location", &url)
     }
     .with_header("cache-control", "no-store")
-}
-
-fn unavailable() -> HttpResponse {
-    app::error(503, "unavailable", "try again").with_header("retry-after", "5")
 }
 
 /// `POST /api/stripe/portal` with the bearer's API key or access token: a Billing Portal
@@ -235,7 +231,7 @@ async fn portal<B: Backend>(
                 &auth::challenge(base_url, Some(("invalid_token", &why)), &auth::all_scopes()),
             );
         }
-        Err(AuthError::Store(_)) => return unavailable(),
+        Err(AuthError::Store(_)) => return app::unavailable(),
     };
     out.principal_kind = principal.kind();
     let Some(account) = principal.account() else {
@@ -258,7 +254,7 @@ async fn portal<B: Backend>(
                 "this account has no Stripe subscription to manage",
             );
         }
-        Err(_) => return unavailable(),
+        Err(_) => return app::unavailable(),
     };
     match stripe::send::<stripe::PortalSession>(
         cx.config,

@@ -200,13 +200,7 @@ fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
 
 /// Headers of every authorize page.
 fn guarded(resp: HttpResponse) -> HttpResponse {
-    resp.with_header("cache-control", "no-store")
-        .with_header("x-frame-options", "DENY")
-        .with_header("referrer-policy", "no-referrer")
-        .with_header(
-            "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http:; frame-ancestors 'none'",
-        )
+    pages::private(resp, pages::CSP_FORMS)
 }
 
 pub async fn handle<B: Backend>(

@@ -82,25 +82,23 @@ fn call<'a>(_cx: &'a ToolContext<'a>, args: serde_json::Map<String, Value>) -> T
             Ok(a) => a,
             Err(e) => return e,
         };
-        ToolOutcome::Structured(sign(
-            &args.key,
-            &args.message,
-            args.algorithm,
-            args.encoding,
-        ))
+        match sign(&args.key, &args.message, args.algorithm, args.encoding) {
+            Some(v) => ToolOutcome::Structured(v),
+            None => ToolOutcome::Error("could not compute the HMAC".to_owned()),
+        }
     })
 }
 
-fn sign(key: &str, message: &str, algorithm: Algorithm, encoding: Encoding) -> Value {
-    // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
+fn sign(key: &str, message: &str, algorithm: Algorithm, encoding: Encoding) -> Option<Value> {
+    // HMAC accepts keys of any length, so `new_from_slice` does not fail in practice.
     let (name, bytes) = match algorithm {
         Algorithm::Sha256 => {
-            let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("any key length");
+            let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).ok()?;
             mac.update(message.as_bytes());
             ("hmac-sha256", mac.finalize().into_bytes().to_vec())
         }
         Algorithm::Sha512 => {
-            let mut mac = Hmac::<Sha512>::new_from_slice(key.as_bytes()).expect("any key length");
+            let mut mac = Hmac::<Sha512>::new_from_slice(key.as_bytes()).ok()?;
             mac.update(message.as_bytes());
             ("hmac-sha512", mac.finalize().into_bytes().to_vec())
         }
@@ -109,7 +107,7 @@ fn sign(key: &str, message: &str, algorithm: Algorithm, encoding: Encoding) -> V
         Encoding::Hex => ("hex", hex::encode(bytes)),
         Encoding::Base64 => ("base64", STANDARD.encode(bytes)),
     };
-    json!({ "algorithm": name, "encoding": encoding, "signature": signature })
+    Some(json!({ "algorithm": name, "encoding": encoding, "signature": signature }))
 }
 
 #[cfg(test)]
@@ -123,7 +121,8 @@ mod tests {
             "what do ya want for nothing?",
             Algorithm::Sha256,
             Encoding::Hex,
-        );
+        )
+        .unwrap();
         assert_eq!(
             s["signature"],
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
@@ -133,7 +132,8 @@ mod tests {
             "what do ya want for nothing?",
             Algorithm::Sha512,
             Encoding::Hex,
-        );
+        )
+        .unwrap();
         assert!(
             s["signature"]
                 .as_str()
