@@ -450,9 +450,9 @@ impl BillingStore for WorkerBackend {
     async fn account_for_customer(
         &self,
         customer: &str,
-        reference: Option<&str>,
+        create_as: Option<&str>,
         now_ms: u64,
-    ) -> Result<String, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         let by_customer = || async {
             self.db
                 .prepare("SELECT id FROM accounts WHERE stripe_customer = ?1")
@@ -461,42 +461,39 @@ impl BillingStore for WorkerBackend {
                 .await
         };
         if let Some(id) = by_customer().await? {
-            return Ok(id);
+            return Ok(Some(id));
         }
-        if let Some(reference) = reference.filter(|r| crate::admin::valid_account_id(r)) {
-            // An existing account buying (or a new one named by the Checkout Session).
-            let claimed = self
-                .db
-                .prepare("UPDATE accounts SET stripe_customer = ?1 WHERE id = ?2 AND stripe_customer IS NULL")
-                .bind(&[customer.into(), reference.into()])?
-                .run()
-                .await?;
-            if changes(&claimed) == 0 {
-                self.db
-                    .prepare(
-                        "INSERT INTO accounts (id, plan, created_at, stripe_customer) VALUES (?1, ?2, ?3, ?4) \
-                         ON CONFLICT DO NOTHING",
-                    )
-                    .bind(&[reference.into(), FALLBACK_PLAN.into(), num(now_ms), customer.into()])?
-                    .run()
-                    .await?;
-            }
-            if let Some(id) = by_customer().await? {
-                return Ok(id);
-            }
+        let Some(id) = create_as.filter(|r| crate::admin::valid_account_id(r)) else {
+            return Ok(None);
+        };
+        // Attach to the account if it exists without a customer, else create it; both
+        // conditional, so a concurrent delivery cannot attach two customers.
+        let attach = self
+            .db
+            .prepare("UPDATE accounts SET stripe_customer = ?1 WHERE id = ?2 AND stripe_customer IS NULL")
+            .bind(&[customer.into(), id.into()])?;
+        let create = self
+            .db
+            .prepare(
+                "INSERT INTO accounts (id, plan, created_at, stripe_customer) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&[id.into(), FALLBACK_PLAN.into(), num(now_ms), customer.into()])?;
+        self.db.batch(vec![attach, create]).await?;
+        if let Some(found) = by_customer().await? {
+            return Ok(Some(found));
         }
-        let id = random_id("acct_").map_err(|e| StoreError(e.to_string()))?;
+        // The named account already belongs to another customer: a new account.
+        let fresh = random_id("acct_").map_err(|e| StoreError(e.to_string()))?;
         self.db
             .prepare(
                 "INSERT INTO accounts (id, plan, created_at, stripe_customer) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT DO NOTHING",
             )
-            .bind(&[id.as_str().into(), FALLBACK_PLAN.into(), num(now_ms), customer.into()])?
+            .bind(&[fresh.as_str().into(), FALLBACK_PLAN.into(), num(now_ms), customer.into()])?
             .run()
             .await?;
-        by_customer()
-            .await?
-            .ok_or_else(|| StoreError("account for customer not stored".to_owned()))
+        Ok(by_customer().await?)
     }
 
     async fn complete_checkout(

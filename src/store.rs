@@ -224,14 +224,17 @@ pub trait BillingStore {
     async fn put_checkout(&self, rec: &CheckoutRecord) -> Result<(), StoreError>;
     /// A Checkout Session by id.
     async fn checkout(&self, id: &str) -> Result<Option<CheckoutRecord>, StoreError>;
-    /// The account of a Stripe customer: found by customer, else the `reference` account
-    /// (if it exists and has no customer yet), else a new account on the fallback plan.
+    /// The account of a Stripe customer. When the customer has none and `create_as` is
+    /// given, the customer is attached to that account if it exists without one, else a
+    /// new account on the fallback plan is created (by that id when free). `create_as` is
+    /// only ever the reference of a Checkout Session this server created, or a fresh id:
+    /// never an id taken from an event, which anyone with a payment link could choose.
     async fn account_for_customer(
         &self,
         customer: &str,
-        reference: Option<&str>,
+        create_as: Option<&str>,
         now_ms: u64,
-    ) -> Result<String, StoreError>;
+    ) -> Result<Option<String>, StoreError>;
     /// Stores the key minted for a completed Checkout Session and marks the session
     /// completed, in one D1 batch; then the key's KV record.
     async fn complete_checkout(

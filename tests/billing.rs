@@ -841,3 +841,64 @@ fn the_portal_needs_an_account_with_a_customer() {
         405
     );
 }
+
+#[test]
+fn events_cannot_name_an_existing_account() {
+    let (c, b) = (config(), MemoryBackend::default());
+    let victim_key = buy(&c, &b, "cs_test_victim");
+    let victim = b
+        .customers
+        .borrow()
+        .iter()
+        .find(|(_, cus)| *cus == "cus_1")
+        .map(|(a, _)| a.clone())
+        .unwrap();
+    // A session this server never created (a payment link, say), naming the victim's
+    // account as client_reference_id: the buyer gets a new account, not the victim's.
+    let ev = event(
+        "evt_hijack",
+        "checkout.session.completed",
+        NOW_S,
+        json!({ "id": "cs_test_foreign", "mode": "subscription",
+        "customer": "cus_attacker", "subscription": "sub_attacker", "client_reference_id": victim, "metadata": { "plan": "pro" } }),
+    );
+    assert_eq!(deliver(&c, &b, &ev, NOW_S).status, 200);
+    let attacker = b
+        .customers
+        .borrow()
+        .iter()
+        .find(|(_, cus)| *cus == "cus_attacker")
+        .map(|(a, _)| a.clone())
+        .unwrap();
+    assert_ne!(attacker, victim);
+    let key = b.claims.borrow()["cs_test_foreign"].clone();
+    let (_, v) = call_tool(&c, &b, "whoami", Some(&key));
+    assert_eq!(
+        v["result"]["structuredContent"]["subject"],
+        attacker.as_str()
+    );
+    let (_, v) = call_tool(&c, &b, "whoami", Some(&victim_key));
+    assert_eq!(v["result"]["structuredContent"]["subject"], victim.as_str());
+
+    // A subscription event for a customer without an account is acknowledged and ignored.
+    let r = deliver(
+        &c,
+        &b,
+        &event(
+            "evt_orphan",
+            "customer.subscription.updated",
+            NOW_S,
+            json!({ "id": "sub_x", "customer": "cus_nobody",
+        "status": "active", "items": { "data": [ { "price": { "id": "price_team" } } ] }, "metadata": { "account": victim } }),
+        ),
+        NOW_S,
+    );
+    assert_eq!(r.status, 200);
+    assert!(
+        json_body(&r)["ignored"]
+            .as_str()
+            .unwrap()
+            .contains("no account")
+    );
+    assert!(!b.subscriptions.borrow().contains_key("sub_x"));
+}

@@ -16,7 +16,7 @@ use super::signature;
 use crate::{
     app::{self, AppContext},
     auth::{
-        api_key::{ApiKey, KeyHash},
+        api_key::{ApiKey, KeyHash, random_id},
         principal::ALL_SCOPES,
     },
     config::{Config, FALLBACK_PLAN},
@@ -171,10 +171,17 @@ async fn process<B: Backend>(
                     "subscription {id}: no configured plan"
                 )));
             };
-            let account = cx
+            // Accounts start at checkout.session.completed; a subscription event that
+            // overtakes it is acknowledged, and that event applies the plan itself.
+            let Some(account) = cx
                 .backend
-                .account_for_customer(customer, str_at(o, "/metadata/account"), cx.now_ms)
-                .await?;
+                .account_for_customer(customer, None, cx.now_ms)
+                .await?
+            else {
+                return Ok(Outcome::Ignored(format!(
+                    "subscription {id}: no account for its customer yet"
+                )));
+            };
             let previous = cx.backend.subscription(id).await?;
             let state = SubscriptionState {
                 id: id.to_owned(),
@@ -315,9 +322,12 @@ async fn checkout_completed<B: Backend>(
         )));
     }
     let known = cx.backend.checkout(session_id).await?;
-    let plan_id = str_at(o, "/metadata/plan")
-        .map(str::to_owned)
-        .or_else(|| known.as_ref().map(|k| k.plan.clone()));
+    // What this server recorded when it created the session wins over the event's
+    // metadata, which payment links let the buyer influence.
+    let plan_id = known
+        .as_ref()
+        .map(|k| k.plan.clone())
+        .or_else(|| str_at(o, "/metadata/plan").map(str::to_owned));
     let Some(plan) = plan_id
         .and_then(|p| cx.config.plan(&p))
         .filter(|p| p.is_paid())
@@ -326,13 +336,22 @@ async fn checkout_completed<B: Backend>(
             "session {session_id}: no configured paid plan"
         )));
     };
-    let reference = str_at(o, "/client_reference_id")
-        .map(str::to_owned)
-        .or_else(|| known.as_ref().map(|k| k.reference.clone()));
-    let account = cx
+    // The account the purchase is for: the one this server named when it created the
+    // session (client_reference_id of other sessions is the buyer's to choose, so it is
+    // never trusted to name an existing account).
+    let reference = match known.as_ref() {
+        Some(k) => k.reference.clone(),
+        None => random_id("acct_").map_err(|e| ProcessError::Random(e.to_string()))?,
+    };
+    let Some(account) = cx
         .backend
-        .account_for_customer(customer, reference.as_deref(), cx.now_ms)
-        .await?;
+        .account_for_customer(customer, Some(&reference), cx.now_ms)
+        .await?
+    else {
+        return Err(ProcessError::Store(StoreError(
+            "no account stored for the customer".to_owned(),
+        )));
+    };
     let record = KeyRecord {
         account: account.clone(),
         plan: plan.id.clone(),
@@ -354,7 +373,7 @@ async fn checkout_completed<B: Backend>(
             let session = CheckoutRecord {
                 id: session_id.to_owned(),
                 plan: plan.id.clone(),
-                reference: reference.unwrap_or_else(|| account.clone()),
+                reference,
                 created_at: known.as_ref().map_or(cx.now_ms, |k| k.created_at),
                 account: Some(account.clone()),
                 key_hash: Some(key.hash().0),

@@ -429,20 +429,24 @@ impl BillingStore for MemoryBackend {
     async fn account_for_customer(
         &self,
         customer: &str,
-        reference: Option<&str>,
+        create_as: Option<&str>,
         _now_ms: u64,
-    ) -> Result<String, StoreError> {
+    ) -> Result<Option<String>, StoreError> {
         self.check()?;
         let mut customers = self.customers.borrow_mut();
         if let Some((a, _)) = customers.iter().find(|(_, c)| *c == customer) {
-            return Ok(a.clone());
+            return Ok(Some(a.clone()));
         }
-        let account = match reference {
-            Some(r) if !customers.contains_key(r) => r.to_owned(),
-            _ => format!("acct_{}", customers.len() + 1),
+        let Some(id) = create_as else {
+            return Ok(None);
+        };
+        let account = if customers.contains_key(id) {
+            format!("acct_{}", customers.len() + 1)
+        } else {
+            id.to_owned()
         };
         customers.insert(account.clone(), customer.to_owned());
-        Ok(account)
+        Ok(Some(account))
     }
     async fn complete_checkout(
         &self,
