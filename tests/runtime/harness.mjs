@@ -93,10 +93,18 @@ export function req2026(id, method, params = {}, { caps = {} } = {}) {
 
 /** Runs SQL against the worker's local D1 (`state` from startWorker) and returns the rows. */
 export function d1Query(state, sql) {
-  const out = execFileSync(WRANGLER,
-    ['d1', 'execute', 'DB', '--local', '--persist-to', state, '--json', '--command', sql],
-    { cwd: ROOT, env: { ...ENV, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  return JSON.parse(out.toString())[0].results;
+  // The worker writes the same SQLite file; a read that meets its lock is tried again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const out = execFileSync(WRANGLER,
+        ['d1', 'execute', 'DB', '--local', '--persist-to', state, '--json', '--command', sql],
+        { cwd: ROOT, env: { ...ENV, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      return JSON.parse(out.toString())[0].results;
+    } catch (e) {
+      if (attempt >= 3) throw e;
+      execFileSync('sleep', ['0.5']);
+    }
+  }
 }
 
 /** Polls `fn` (sync or async) until it returns something truthy, for up to 10 s. */
