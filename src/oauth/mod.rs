@@ -80,19 +80,10 @@ pub async fn handle<B: Backend>(
         ("GET" | "HEAD" | "POST", "/authorize") => authorize::handle(req, cx, out).await,
         ("POST", "/token") => token(req, cx, out).await,
         ("POST", "/revoke") => revoke(req, cx).await,
-        ("GET" | "HEAD", _) | ("POST", _) => {
-            app::method_not_allowed(if path.starts_with("/.well-known/") {
-                "GET, HEAD"
-            } else {
-                "POST"
-            })
-        }
-        _ => app::method_not_allowed(if path == "/authorize" {
-            "GET, POST"
-        } else if path.starts_with("/.well-known/") {
-            "GET, HEAD"
-        } else {
-            "POST"
+        _ => app::method_not_allowed(match path {
+            "/authorize" => "GET, HEAD, POST",
+            p if p.starts_with("/.well-known/") => "GET, HEAD",
+            _ => "POST",
         }),
     };
     Some(if cors {
