@@ -121,7 +121,7 @@ pub async fn handle<B: Backend>(
         }
         EventClaim::New => {}
     }
-    match process(&event, req, cx).await {
+    match process(&event, cx).await {
         Ok(outcome) => {
             if let Err(e) = cx.backend.end_event(&event.id, true, cx.now_ms).await {
                 // The work is done and idempotent: a retry redoes nothing harmful.
@@ -147,12 +147,11 @@ pub async fn handle<B: Backend>(
 
 async fn process<B: Backend>(
     event: &Event,
-    req: &HttpRequest,
     cx: &AppContext<'_, B>,
 ) -> Result<Outcome, ProcessError> {
     let o = &event.data.object;
     match event.kind.as_str() {
-        "checkout.session.completed" => checkout_completed(event, req, cx).await,
+        "checkout.session.completed" => checkout_completed(event, cx).await,
         "customer.subscription.created"
         | "customer.subscription.updated"
         | "customer.subscription.deleted" => {
@@ -307,7 +306,6 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
 /// (once per session), stash the plain key for the claim page, and start the plan.
 async fn checkout_completed<B: Backend>(
     event: &Event,
-    _req: &HttpRequest,
     cx: &AppContext<'_, B>,
 ) -> Result<Outcome, ProcessError> {
     let o = &event.data.object;
