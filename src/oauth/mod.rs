@@ -38,6 +38,9 @@ use self::{
     grants::{ExchangeRequest, Granted, RefreshRequest},
 };
 
+/// Client metadata documents one address may have fetched per UTC day.
+const CIMD_FETCHES_PER_DAY: u64 = 100;
+
 /// Routes the authorization server's paths; `None` for other paths.
 pub async fn handle<B: Backend>(
     req: &HttpRequest,
@@ -225,6 +228,16 @@ pub async fn find_client<B: Backend>(
             .is_some_and(|t| cx.now_ms.saturating_sub(t) < clients::DOCUMENT_TTL_MS)
     }) {
         return Ok(Some(c));
+    }
+    // Each fetch is a request to a URL the caller chose: a per-address daily cap.
+    match allowance(cx, "cimd", CIMD_FETCHES_PER_DAY).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(
+                "too many client metadata documents fetched for this address today".to_owned(),
+            );
+        }
+        Err(()) => return Err("try again".to_owned()),
     }
     let resp = cx
         .backend
