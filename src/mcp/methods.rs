@@ -429,14 +429,15 @@ async fn tools_call<B: Backend>(
             .and_then(|c| c.as_text())
             .map(|t| t.text.chars().take(200).collect());
     }
-    if plan.metered && record.status == "success" {
-        if let Some(customer) = customer {
-            fx.meter.push(MeterEvent {
-                customer,
-                identifier: record.request_id.clone(),
-                at_s: started / 1000,
-            });
-        }
+    if plan.metered
+        && record.status == "success"
+        && let Some(customer) = customer
+    {
+        fx.meter.push(MeterEvent {
+            customer,
+            identifier: record.request_id.clone(),
+            at_s: started / 1000,
+        });
     }
     fx.usage.push(record);
     Ok(value)

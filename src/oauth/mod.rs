@@ -302,14 +302,14 @@ async fn token<B: Backend>(
     let Some(client_id) = field("client_id") else {
         return oauth_error(400, "invalid_request", "client_id is required");
     };
-    if let Some(resource) = field("resource") {
-        if resource.trim_end_matches('/') != auth::resource(base) {
-            return oauth_error(
-                400,
-                "invalid_target",
-                "resource must be this server's /mcp URL",
-            );
-        }
+    if let Some(resource) = field("resource")
+        && resource.trim_end_matches('/') != auth::resource(base)
+    {
+        return oauth_error(
+            400,
+            "invalid_target",
+            "resource must be this server's /mcp URL",
+        );
     }
     let grant_type = field("grant_type").unwrap_or_default();
     let (account, outcome) = match grant_type.as_str() {
@@ -455,15 +455,14 @@ async fn revoke<B: Backend>(req: &HttpRequest, cx: &AppContext<'_, B>) -> HttpRe
     let Some(token) = form_value(&form, "token").filter(|t| !t.is_empty()) else {
         return oauth_error(400, "invalid_request", "token is required");
     };
-    if let Some(account) = token_account(&token) {
-        if cx
+    if let Some(account) = token_account(&token)
+        && cx
             .backend
             .revoke_token(account, &token_hash(&token))
             .await
             .is_err()
-        {
-            return oauth_error(503, "temporarily_unavailable", "try again");
-        }
+    {
+        return oauth_error(503, "temporarily_unavailable", "try again");
     }
     HttpResponse::json(200, &json!({})).with_header("cache-control", "no-store")
 }
