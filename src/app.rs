@@ -8,7 +8,8 @@ use crate::{
     config::Config,
     http::{HttpRequest, HttpResponse},
     mcp, oauth, pages,
-    store::{Backend, UsageRecord},
+    quota::{ConsumeRequest, policy},
+    store::{Backend, StoreError, UsageRecord},
     usage,
 };
 
@@ -40,6 +41,34 @@ impl<B: Backend> AppContext<'_, B> {
             self.now_ms,
         )
         .await
+    }
+}
+
+impl<B: Backend> AppContext<'_, B> {
+    /// Counts one use of a daily allowance kept in `bucket`'s counter (checkouts,
+    /// registrations, document fetches): `Ok(None)` when admitted, else the seconds until
+    /// the allowance resets.
+    pub async fn daily_allowance(
+        &self,
+        bucket: &str,
+        limit: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let now_s = self.now_ms / 1000;
+        let windows = policy::windows(Some(limit), None, now_s);
+        let req = ConsumeRequest {
+            windows: windows.iter().map(|w| (w.key.clone(), w.limit)).collect(),
+            cost: 1,
+            key_hash: None,
+            plan: None,
+        };
+        let usage = self.backend.consume(bucket, &req).await?;
+        Ok((!usage.admitted).then(|| windows.first().map_or(1, |w| w.reset_in(now_s).max(1))))
+    }
+
+    /// The caller's address bucket as text (`unknown` when Cloudflare sent none).
+    pub fn address_bucket(&self) -> String {
+        auth::principal::AddressBucket::parse(self.client_ip.unwrap_or_default())
+            .map_or_else(|| "unknown".to_owned(), |b| b.as_str().to_owned())
     }
 }
 

@@ -25,10 +25,7 @@ pub async fn handle<B: Backend>(
         Ok(p) => p,
         Err(AuthError::InvalidToken(why)) => {
             out.principal_kind = "invalid_credentials";
-            return app::error(401, "invalid_token", &why).with_header(
-                "www-authenticate",
-                &auth::challenge(base_url, Some(("invalid_token", &why)), SCOPE_USAGE),
-            );
+            return auth::invalid_token(base_url, &why, SCOPE_USAGE);
         }
         Err(AuthError::Store(_)) => {
             return app::unavailable();

@@ -124,6 +124,18 @@ pub fn challenge(base_url: &str, error: Option<(&str, &str)>, scope: &str) -> St
     v
 }
 
+/// 401 `invalid_token` with its challenge, for credentials that were sent and refused.
+pub fn invalid_token(base_url: &str, why: &str, scope: &str) -> HttpResponse {
+    HttpResponse::json(
+        401,
+        &json!({ "error": "invalid_token", "error_description": why }),
+    )
+    .with_header(
+        "www-authenticate",
+        &challenge(base_url, Some(("invalid_token", why)), scope),
+    )
+}
+
 /// The scopes to ask for when challenging: all of them.
 pub fn all_scopes() -> String {
     ALL_SCOPES.join(" ")

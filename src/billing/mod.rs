@@ -16,7 +16,6 @@ use crate::{
     auth::{self, AuthError, api_key::random_id},
     http::{HttpRequest, HttpResponse},
     pages,
-    quota::{ConsumeRequest, policy},
     store::{Backend, CheckoutRecord},
 };
 
@@ -109,24 +108,21 @@ async fn checkout<B: Backend>(
     };
     let principal = match cx.principal(req).await {
         Ok(p) => p,
-        Err(AuthError::InvalidToken(why)) => return app::error(401, "invalid_token", &why),
+        Err(AuthError::InvalidToken(why)) => {
+            return auth::invalid_token(base_url, &why, &auth::all_scopes());
+        }
         Err(AuthError::Store(_)) => return app::unavailable(),
     };
     out.principal_kind = principal.kind();
 
     // Creating sessions costs Stripe API calls and D1 rows: a per-address daily cap.
     let bucket = format!("checkout:{}", principal.bucket());
-    let windows = policy::windows(Some(cx.config.checkout_daily_limit), None, cx.now_ms / 1000);
-    let consume = ConsumeRequest {
-        windows: windows.iter().map(|w| (w.key.clone(), w.limit)).collect(),
-        cost: 1,
-        key_hash: None,
-        plan: None,
-    };
-    match cx.backend.consume(&bucket, &consume).await {
-        Ok(u) if u.admitted => {}
-        Ok(_) => {
-            let retry = windows[0].reset_in(cx.now_ms / 1000).max(1);
+    match cx
+        .daily_allowance(&bucket, cx.config.checkout_daily_limit)
+        .await
+    {
+        Ok(None) => {}
+        Ok(Some(retry)) => {
             return app::error(
                 429,
                 "too_many_checkouts",
@@ -226,10 +222,7 @@ async fn portal<B: Backend>(
     let principal = match cx.principal(req).await {
         Ok(p) => p,
         Err(AuthError::InvalidToken(why)) => {
-            return app::error(401, "invalid_token", &why).with_header(
-                "www-authenticate",
-                &auth::challenge(base_url, Some(("invalid_token", &why)), &auth::all_scopes()),
-            );
+            return auth::invalid_token(base_url, &why, &auth::all_scopes());
         }
         Err(AuthError::Store(_)) => return app::unavailable(),
     };

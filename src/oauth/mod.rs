@@ -29,7 +29,6 @@ use crate::{
         principal::ALL_SCOPES,
     },
     http::{HttpRequest, HttpResponse, form_value},
-    quota::{ConsumeRequest, policy},
     store::Backend,
 };
 
@@ -127,24 +126,6 @@ pub fn oauth_error(status: u16, code: &str, description: &str) -> HttpResponse {
     app::error(status, code, description).with_header("cache-control", "no-store")
 }
 
-/// Counts one use of a per-address daily allowance; `false` when it is used up.
-async fn allowance<B: Backend>(cx: &AppContext<'_, B>, what: &str, limit: u64) -> Result<bool, ()> {
-    let bucket = auth::principal::AddressBucket::parse(cx.client_ip.unwrap_or_default())
-        .map_or_else(|| "unknown".to_owned(), |b| b.as_str().to_owned());
-    let windows = policy::windows(Some(limit), None, cx.now_ms / 1000);
-    let req = ConsumeRequest {
-        windows: windows.iter().map(|w| (w.key.clone(), w.limit)).collect(),
-        cost: 1,
-        key_hash: None,
-        plan: None,
-    };
-    cx.backend
-        .consume(&format!("{what}:{bucket}"), &req)
-        .await
-        .map(|u| u.admitted)
-        .map_err(|_| ())
-}
-
 /// `POST /register` (RFC 7591).
 async fn register<B: Backend>(
     req: &HttpRequest,
@@ -168,9 +149,13 @@ async fn register<B: Backend>(
         Ok(v) => v,
         Err(e) => return oauth_error(400, e.code, &e.description),
     };
-    match allowance(cx, "register", cx.config.registrations_daily_limit).await {
-        Ok(true) => {}
-        Ok(false) => {
+    let bucket = format!("register:{}", cx.address_bucket());
+    match cx
+        .daily_allowance(&bucket, cx.config.registrations_daily_limit)
+        .await
+    {
+        Ok(None) => {}
+        Ok(Some(_)) => {
             return oauth_error(
                 429,
                 "too_many_registrations",
@@ -178,7 +163,7 @@ async fn register<B: Backend>(
             )
             .with_header("retry-after", "3600");
         }
-        Err(()) => return oauth_error(503, "temporarily_unavailable", "try again"),
+        Err(_) => return oauth_error(503, "temporarily_unavailable", "try again"),
     }
     let Ok(client_id) = random_id("mcpc_") else {
         return oauth_error(503, "temporarily_unavailable", "try again");
@@ -230,14 +215,15 @@ pub async fn find_client<B: Backend>(
         return Ok(Some(c));
     }
     // Each fetch is a request to a URL the caller chose: a per-address daily cap.
-    match allowance(cx, "cimd", CIMD_FETCHES_PER_DAY).await {
-        Ok(true) => {}
-        Ok(false) => {
+    let bucket = format!("cimd:{}", cx.address_bucket());
+    match cx.daily_allowance(&bucket, CIMD_FETCHES_PER_DAY).await {
+        Ok(None) => {}
+        Ok(Some(_)) => {
             return Err(
                 "too many client metadata documents fetched for this address today".to_owned(),
             );
         }
-        Err(()) => return Err("try again".to_owned()),
+        Err(_) => return Err("try again".to_owned()),
     }
     let resp = cx
         .backend

@@ -1,13 +1,12 @@
 //! `hash`: cryptographic digests of text, which language models cannot compute themselves.
 
-use base64::{Engine, engine::general_purpose::STANDARD};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use crate::auth::principal::SCOPE_TOOLS;
 
-use super::{Hints, ToolContext, ToolDef, ToolFuture, ToolOutcome, parse_args};
+use super::{Encoding, Hints, ToolContext, ToolDef, ToolFuture, ToolOutcome, parse_args};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,14 +25,6 @@ enum Algorithm {
     Sha256,
     Sha384,
     Sha512,
-}
-
-#[derive(Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-enum Encoding {
-    #[default]
-    Hex,
-    Base64,
 }
 
 pub(super) fn def() -> ToolDef {
@@ -90,10 +81,7 @@ fn digest(text: &str, algorithm: Algorithm, encoding: Encoding) -> Value {
         Algorithm::Sha384 => ("sha384", Sha384::digest(text).to_vec()),
         Algorithm::Sha512 => ("sha512", Sha512::digest(text).to_vec()),
     };
-    let (encoding, digest) = match encoding {
-        Encoding::Hex => ("hex", hex::encode(bytes)),
-        Encoding::Base64 => ("base64", STANDARD.encode(bytes)),
-    };
+    let (encoding, digest) = encoding.encode(&bytes);
     json!({ "algorithm": name, "encoding": encoding, "digest": digest, "bytes": text.len() })
 }
 

@@ -2,7 +2,6 @@
 //! models cannot compute themselves. A paid tool: callers on a free plan get a result
 //! explaining which plan includes it and how to subscribe.
 
-use base64::{Engine, engine::general_purpose::STANDARD};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -10,7 +9,7 @@ use sha2::{Sha256, Sha512};
 
 use crate::auth::principal::SCOPE_TOOLS;
 
-use super::{Hints, ToolContext, ToolDef, ToolFuture, ToolOutcome, parse_args};
+use super::{Encoding, Hints, ToolContext, ToolDef, ToolFuture, ToolOutcome, parse_args};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,14 +28,6 @@ enum Algorithm {
     #[default]
     Sha256,
     Sha512,
-}
-
-#[derive(Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-enum Encoding {
-    #[default]
-    Hex,
-    Base64,
 }
 
 pub(super) fn def() -> ToolDef {
@@ -103,10 +94,7 @@ fn sign(key: &str, message: &str, algorithm: Algorithm, encoding: Encoding) -> O
             ("hmac-sha512", mac.finalize().into_bytes().to_vec())
         }
     };
-    let (encoding, signature) = match encoding {
-        Encoding::Hex => ("hex", hex::encode(bytes)),
-        Encoding::Base64 => ("base64", STANDARD.encode(bytes)),
-    };
+    let (encoding, signature) = encoding.encode(&bytes);
     Some(json!({ "algorithm": name, "encoding": encoding, "signature": signature }))
 }
 

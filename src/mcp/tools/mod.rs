@@ -148,6 +148,26 @@ impl ToolOutcome {
     }
 }
 
+/// How a tool returns bytes (digests, signatures): `hex` (default) or `base64`.
+#[derive(serde::Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+impl Encoding {
+    /// The encoding's name and the bytes in it.
+    pub fn encode(self, bytes: &[u8]) -> (&'static str, String) {
+        use base64::{Engine, engine::general_purpose::STANDARD};
+        match self {
+            Self::Hex => ("hex", hex::encode(bytes)),
+            Self::Base64 => ("base64", STANDARD.encode(bytes)),
+        }
+    }
+}
+
 /// Decodes `arguments` into a tool's typed arguments; a mismatch is a tool error the model
 /// can read and correct (MCP 2025-11-25: input validation errors are tool errors).
 pub fn parse_args<T: DeserializeOwned>(args: Map<String, Value>) -> Result<T, ToolOutcome> {
