@@ -106,6 +106,10 @@ pub async fn handle<B: Backend>(req: &HttpRequest, cx: &AppContext<'_, B>) -> Ha
         (_, "/mcp") => mcp::transport::handle(req, cx, &mut out).await,
         ("GET" | "HEAD", "/health") => HttpResponse::json(200, &json!({ "status": "ok" }))
             .with_header("cache-control", "no-store"),
+        // Browsers ask for an icon on every page; there is none (pages load no assets).
+        ("GET" | "HEAD", "/favicon.ico") => {
+            HttpResponse::empty(204).with_header("cache-control", "public, max-age=86400")
+        }
         ("GET" | "HEAD", "/") => HttpResponse::html(
             200,
             pages::landing(cx.config, base_url, mcp::tools::registry()),

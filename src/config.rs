@@ -2,6 +2,10 @@
 //!
 //! Parsing takes a lookup function so that the host tests can feed it a map.
 
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
 use crate::quota::policy::Plan;
 
 /// Largest request body accepted anywhere, unless `MAX_BODY_BYTES` says otherwise.
@@ -22,6 +26,10 @@ pub struct Config {
     pub plans: Vec<Plan>,
     /// Calls per UTC day for each anonymous address bucket; 0 turns the free tier off.
     pub anon_daily_limit: u64,
+    /// Address ranges of hosted clients that call for many users at once
+    /// (`SHARED_EGRESS_RANGES`, default Anthropic's published egress range): anonymous
+    /// callers from them get no shared allowance, and counted calls are challenged to sign in.
+    pub shared_egress_ranges: Vec<IpNet>,
     /// Secret that signs access tokens (`JWT_SECRET`); tokens are refused when unset.
     pub jwt_secret: Option<String>,
     /// Secret of the admin routes (`ADMIN_TOKEN`); the routes answer 404 when unset.
@@ -53,6 +61,10 @@ pub struct Config {
 
 /// Stripe's API, unless `STRIPE_API_BASE` points elsewhere (a local stand-in in tests).
 pub const DEFAULT_STRIPE_API_BASE: &str = "https://api.stripe.com";
+/// Shared egress ranges when `SHARED_EGRESS_RANGES` is unset: the range Anthropic
+/// publishes for Claude's hosted connectors (claude.ai, Claude Desktop), which forward no
+/// end-user address.
+pub const DEFAULT_SHARED_EGRESS_RANGES: &str = "160.79.104.0/21";
 /// The plan an account falls back to when its subscription ends.
 pub const FALLBACK_PLAN: &str = "free";
 
@@ -65,6 +77,7 @@ impl Default for Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             plans: default_plans(),
             anon_daily_limit: 20,
+            shared_egress_ranges: parse_ranges(DEFAULT_SHARED_EGRESS_RANGES).unwrap_or_default(),
             jwt_secret: None,
             admin_token: None,
             authorization_server: None,
@@ -93,6 +106,23 @@ fn default_plans() -> Vec<Plan> {
         stripe_price: None,
         metered: false,
     }]
+}
+
+/// Parses `SHARED_EGRESS_RANGES`: comma-separated CIDRs (`160.79.104.0/21, 2001:db8::/32`),
+/// or `none` for no range.
+pub fn parse_ranges(text: &str) -> Result<Vec<IpNet>, String> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    text.split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            r.parse::<IpNet>()
+                .map(|n| n.trunc())
+                .map_err(|_| format!("SHARED_EGRESS_RANGES: {r} is not a CIDR range"))
+        })
+        .collect()
 }
 
 /// Parses `PLANS`: `{"free": {"daily": 100, "monthly": 1000, "tools": ["*"]}, "pro": {…}}`.
@@ -148,6 +178,15 @@ impl Config {
             anon_daily_limit: get("ANON_DAILY_LIMIT")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(defaults.anon_daily_limit),
+            shared_egress_ranges: match get("SHARED_EGRESS_RANGES").map(|r| parse_ranges(&r)) {
+                None => defaults.shared_egress_ranges,
+                Some(Ok(ranges)) => ranges,
+                Some(Err(e)) => {
+                    // Failing open would hand hosted clients the shared allowance again.
+                    warnings.push(format!("{e}; using the default ranges"));
+                    defaults.shared_egress_ranges
+                }
+            },
             jwt_secret: get("JWT_SECRET"),
             admin_token: get("ADMIN_TOKEN"),
             authorization_server: get("AUTHORIZATION_SERVER")
@@ -222,6 +261,26 @@ impl Config {
     /// (`JWT_SECRET` is set) and no external one is configured.
     pub fn authorization_server_enabled(&self) -> bool {
         self.jwt_secret.is_some() && self.authorization_server.is_none()
+    }
+
+    /// Whether a client address lies in a shared egress range. IPv4-mapped IPv6 addresses
+    /// count as their IPv4 address.
+    pub fn is_shared_egress(&self, client_ip: &str) -> bool {
+        let Ok(ip) = client_ip.trim().parse::<IpAddr>() else {
+            return false;
+        };
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        self.shared_egress_ranges.iter().any(|r| r.contains(&ip))
+    }
+
+    /// Whether a caller can sign in here: access tokens are accepted (this server's own
+    /// authorization server, or an external one whose tokens `JWT_SECRET` verifies).
+    /// Anonymous calls that need more than anonymity are then challenged (lazy auth).
+    pub fn sign_in_available(&self) -> bool {
+        self.jwt_secret.is_some()
     }
 
     /// The plan whose Stripe Price is `price`.
@@ -359,6 +418,27 @@ mod tests {
         assert_eq!(c.warnings.len(), 1);
         let c = config(&[("PLANS", r#"{"pro":{"daily":"lots"}}"#)]);
         assert!(c.warnings[0].contains("PLANS.pro"));
+    }
+
+    #[test]
+    fn shared_egress_defaults_to_anthropics_range_and_can_be_replaced_or_emptied() {
+        let c = config(&[]);
+        for inside in ["160.79.104.1", "160.79.111.254", "::ffff:160.79.105.9"] {
+            assert!(c.is_shared_egress(inside), "{inside}");
+        }
+        for outside in ["160.79.112.0", "160.79.103.255", "203.0.113.7", "junk", ""] {
+            assert!(!c.is_shared_egress(outside), "{outside}");
+        }
+        let c = config(&[("SHARED_EGRESS_RANGES", "203.0.113.0/24, 2001:db8:1::/48")]);
+        assert!(c.is_shared_egress("203.0.113.9") && c.is_shared_egress("2001:db8:1:ffff::1"));
+        assert!(!c.is_shared_egress("160.79.104.1"));
+        assert!(
+            config(&[("SHARED_EGRESS_RANGES", "none")])
+                .shared_egress_ranges
+                .is_empty()
+        );
+        let c = config(&[("SHARED_EGRESS_RANGES", "10.0.0.0/33")]);
+        assert!(c.is_shared_egress("160.79.104.1") && c.warnings.len() == 1);
     }
 
     #[test]

@@ -142,8 +142,17 @@ impl HttpResponse {
             .with_body(text.as_bytes().to_vec())
     }
 
-    /// Adds a header (does not replace one of the same name).
+    /// Sets a header, replacing any of the same name (so that a page's own policy
+    /// overrides a default instead of being sent beside it).
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        let name = name.to_ascii_lowercase();
+        self.headers.retain(|(n, _)| *n != name);
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    /// Adds a header beside any of the same name (`set-cookie`, `vary`).
+    pub fn append_header(mut self, name: &str, value: &str) -> Self {
         self.headers
             .push((name.to_ascii_lowercase(), value.to_owned()));
         self
@@ -177,6 +186,25 @@ mod tests {
         assert_eq!(req.query_param("session_id").as_deref(), Some("cs_test x"));
         assert_eq!(req.query_param("b").as_deref(), Some(""));
         assert_eq!(req.query_param("c"), None);
+    }
+
+    #[test]
+    fn with_header_replaces_and_append_header_adds() {
+        let r = HttpResponse::html(200, String::new())
+            .with_header("Content-Security-Policy", "default-src 'self'")
+            .append_header("set-cookie", "a=1")
+            .append_header("set-cookie", "b=2");
+        let csp: Vec<_> = r
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "content-security-policy")
+            .collect();
+        assert_eq!(csp.len(), 1);
+        assert_eq!(csp[0].1, "default-src 'self'");
+        assert_eq!(
+            r.headers.iter().filter(|(n, _)| n == "set-cookie").count(),
+            2
+        );
     }
 
     #[test]

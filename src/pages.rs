@@ -6,11 +6,31 @@ use crate::{config::Config, http::HttpResponse, mcp::tools::Registry, quota::pol
 /// Content-Security-Policy of a page without forms.
 pub const CSP_NO_FORMS: &str =
     "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'";
-/// Content-Security-Policy of a page whose forms post here and may redirect to a client.
+/// Content-Security-Policy of a page whose forms post here and may redirect to a client
+/// or to Stripe (browsers check `form-action` along the redirects too).
 pub const CSP_FORMS: &str = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http:; frame-ancestors 'none'";
 
+/// [`CSP_FORMS`], also letting the form's redirect reach a native application's
+/// private-use scheme (`cursor:`), when the sign-in sends the user back to one.
+pub fn csp_forms_to(redirect_uri: &str) -> String {
+    match private_use_scheme(redirect_uri) {
+        Some(scheme) => CSP_FORMS.replace(
+            "form-action 'self' https: http:",
+            &format!("form-action 'self' https: http: {scheme}:"),
+        ),
+        None => CSP_FORMS.to_owned(),
+    }
+}
+
+/// The scheme of a redirect URI that is neither `https` nor `http`.
+fn private_use_scheme(uri: &str) -> Option<&str> {
+    let (scheme, _) = uri.split_once(':')?;
+    (!scheme.eq_ignore_ascii_case("https") && !scheme.eq_ignore_ascii_case("http"))
+        .then_some(scheme)
+}
+
 /// Headers of pages that show or take secrets (keys, sign-in): never cached, never
-/// framed (clickjacking), never leaked as a referrer.
+/// framed (clickjacking), never leaked as a referrer. Replaces the page's default CSP.
 pub fn private(resp: HttpResponse, csp: &str) -> HttpResponse {
     resp.with_header("cache-control", "no-store")
         .with_header("x-frame-options", "DENY")
@@ -34,14 +54,30 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#222}\
-code,pre{background:#f4f4f4;border-radius:4px}pre{padding:.75rem;overflow-x:auto}code{padding:.1rem .3rem}\
-h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem}td,th{text-align:left;padding:.2rem .8rem .2rem 0}";
+/// One style sheet for every page: readable on a phone and a desktop, light and dark;
+/// long keys and commands wrap inside their box.
+const STYLE: &str = ":root{color-scheme:light dark;--fg:#1b1b1f;--bg:#fff;--muted:#4d5156;--box:#f1f3f5;--line:#cfd4da;--accent:#0b57d0;--on-accent:#fff;--err:#b3261e}\
+@media (prefers-color-scheme:dark){:root{--fg:#e6e6ea;--bg:#16171a;--muted:#b4b8be;--box:#24262b;--line:#41454d;--accent:#8ab4f8;--on-accent:#0b1a33;--err:#f2b8b5}}\
+*{box-sizing:border-box}\
+body{font:16px/1.55 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:46rem;margin:0 auto;padding:1.25rem 1rem 2rem;color:var(--fg);background:var(--bg)}\
+a{color:var(--accent)}h1{font-size:1.6rem;line-height:1.25;margin:.5rem 0 1rem}h2{font-size:1.2rem;margin-top:2rem}\
+code,pre{font:.9em/1.5 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:var(--box);border-radius:6px}\
+code{padding:.1rem .3rem;overflow-wrap:anywhere}pre{padding:.75rem;overflow-x:auto;white-space:pre-wrap;overflow-wrap:anywhere}\
+pre.key{font-size:1rem;border:1px solid var(--line);word-break:break-all}\
+.scroll{overflow-x:auto}table{border-collapse:collapse;width:100%}\
+td,th{text-align:left;padding:.45rem .75rem .45rem 0;border-bottom:1px solid var(--line);vertical-align:top}\
+label{display:block;font-weight:600;margin:1rem 0 .3rem}\
+input{width:100%;max-width:36rem;font:inherit;padding:.55rem .7rem;border:1px solid var(--muted);border-radius:6px;background:var(--bg);color:var(--fg)}\
+button{font:inherit;font-weight:600;padding:.5rem 1.1rem;border-radius:6px;border:2px solid var(--accent);background:var(--accent);color:var(--on-accent);cursor:pointer}\
+button.secondary{background:transparent;color:var(--accent)}\
+a:focus-visible,button:focus-visible,input:focus-visible{outline:3px solid var(--accent);outline-offset:2px}\
+.actions{display:flex;flex-wrap:wrap;gap:.6rem;margin:1rem 0}.actions form{margin:0}\
+.muted{color:var(--muted);font-size:.92em}.error{color:var(--err);font-weight:600}\
+footer{margin-top:2.5rem;padding-top:1rem;border-top:1px solid var(--line)}";
 
-/// The landing page: what the server is, its tools, and how to connect.
+/// The landing page: what the server is, its tools, its plans, and how to connect.
 pub fn landing(config: &Config, base_url: &str, registry: &Registry) -> String {
     let name = escape(&config.server_name);
-    let pricing = pricing(config);
     let mcp_url = escape(&format!("{base_url}/mcp"));
     let tools: String = registry
         .tools()
@@ -53,16 +89,11 @@ pub fn landing(config: &Config, base_url: &str, registry: &Registry) -> String {
             )
         })
         .collect();
-    format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>{name}</title><style>{STYLE}</style></head>
-<body>
-<h1>{name}</h1>
-<p>A remote <a href="https://modelcontextprotocol.io">Model Context Protocol</a> server. Connect any MCP client to
+    let body = format!(
+        r#"<p>A remote <a href="https://modelcontextprotocol.io">Model Context Protocol</a> server. Connect any MCP client to
 <code>{mcp_url}</code> (Streamable HTTP).</p>
 <h2>Tools</h2>
-<table><tr><th>name</th><th>what it does</th></tr>{tools}</table>
+<div class="scroll"><table><tr><th scope="col">Name</th><th scope="col">What it does</th></tr>{tools}</table></div>
 {pricing}
 <h2>Connect</h2>
 <p><b>Claude Desktop / claude.ai</b>: Settings → Connectors → Add custom connector, URL <code>{mcp_url}</code>; when asked, sign in with your API key (or subscribe there).</p>
@@ -71,10 +102,10 @@ pub fn landing(config: &Config, base_url: &str, registry: &Registry) -> String {
 <p><b>Cursor</b> (<code>~/.cursor/mcp.json</code>):</p>
 <pre>{{ "mcpServers": {{ "{name}": {{ "url": "{mcp_url}" }} }} }}</pre>
 <p><b>stdio-only clients</b>, through <code>mcp-remote</code>:</p>
-<pre>npx mcp-remote {mcp_url}</pre>
-</body></html>
-"#
-    )
+<pre>npx mcp-remote {mcp_url}</pre>"#,
+        pricing = pricing(config),
+    );
+    document(&config.server_name, &config.server_name, "", &body, false)
 }
 
 fn limits(p: &Plan) -> String {
@@ -94,18 +125,22 @@ fn limits(p: &Plan) -> String {
     parts.join(", ")
 }
 
+/// Whether Stripe can sell a plan here.
+fn sellable(config: &Config, p: &Plan) -> bool {
+    p.is_paid() && p.stripe_price.is_some() && config.stripe_secret_key.is_some()
+}
+
 /// The plans table; each paid plan that Stripe can sell gets a Subscribe button.
 fn pricing(config: &Config) -> String {
     let rows: String = config
         .plans
         .iter()
         .map(|p| {
-            let action =
-                if p.is_paid() && p.stripe_price.is_some() && config.stripe_secret_key.is_some() {
-                    subscribe_form(&p.id, "Subscribe")
-                } else {
-                    String::new()
-                };
+            let action = if sellable(config, p) {
+                subscribe_form(&p.id, "Subscribe", &format!("Subscribe to {}", p.id), None)
+            } else {
+                String::new()
+            };
             format!(
                 "<tr><td><b>{}</b></td><td>{}</td><td>{}</td><td>{action}</td></tr>",
                 escape(&p.id),
@@ -114,27 +149,58 @@ fn pricing(config: &Config) -> String {
             )
         })
         .collect();
+    let manage = if config.stripe_secret_key.is_some() {
+        "<p>Subscribers get an API key on the page Stripe returns to. Change plan, payment method or cancel: <a href=\"/api/stripe/portal\">Manage subscription</a>.</p>"
+    } else {
+        ""
+    };
     format!(
-        "<h2 id=\"pricing\">Plans</h2>\n<table><tr><th>plan</th><th>price</th><th>limits</th><th></th></tr>{rows}</table>\n<p>Subscribers get an API key on the page Stripe returns to. Manage or cancel a subscription with <code>curl -X POST -H 'Authorization: Bearer KEY' …/api/stripe/portal</code>.</p>"
+        "<h2 id=\"pricing\">Plans</h2>\n<div class=\"scroll\"><table><tr><th scope=\"col\">Plan</th><th scope=\"col\">Price</th><th scope=\"col\">Limits</th><th scope=\"col\"><span class=\"muted\">Action</span></th></tr>{rows}</table></div>\n{manage}"
     )
 }
 
-fn subscribe_form(plan: &str, label: &str) -> String {
+/// A form with one button that starts Checkout for a plan (`return_to`: the sign-in
+/// page to come back to). `label` is the visible text, `name` the accessible name.
+fn subscribe_form(plan: &str, label: &str, name: &str, return_to: Option<&str>) -> String {
+    let back = return_to
+        .map(|r| {
+            format!(
+                "<input type=\"hidden\" name=\"return_to\" value=\"{}\">",
+                escape(r)
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "<form method=\"post\" action=\"/api/stripe/checkout\" style=\"margin:0\"><input type=\"hidden\" name=\"plan\" value=\"{}\"><button type=\"submit\">{}</button></form>",
+        "<form method=\"post\" action=\"/api/stripe/checkout\"><input type=\"hidden\" name=\"plan\" value=\"{}\">{back}<button type=\"submit\" aria-label=\"{}\">{}</button></form>",
         escape(plan),
+        escape(name),
         escape(label)
     )
 }
 
-fn page(server_name: &str, title: &str, head_extra: &str, body: &str) -> String {
+/// A whole page. `title` and `body` are the page's own; `body` is HTML already escaped.
+fn document(server_name: &str, title: &str, head_extra: &str, body: &str, footer: bool) -> String {
     let name = escape(server_name);
-    let title = escape(title);
+    let heading = escape(title);
+    let full_title = if title == server_name {
+        name.clone()
+    } else {
+        format!("{heading} · {name}")
+    };
+    let footer = if footer {
+        format!("<footer><a href=\"/\">{name}</a></footer>\n")
+    } else {
+        String::new()
+    };
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\n\
-         <meta name=\"robots\" content=\"noindex\">{head_extra}<title>{title} · {name}</title><style>{STYLE}</style></head>\n\
-         <body>\n<h1>{title}</h1>\n{body}\n<p><a href=\"/\">{name}</a></p>\n</body></html>\n"
+         <meta name=\"robots\" content=\"noindex\">{head_extra}<title>{full_title}</title><style>{STYLE}</style></head>\n\
+         <body>\n<main>\n<h1>{heading}</h1>\n{body}\n</main>\n{footer}</body></html>\n"
     )
+}
+
+fn page(server_name: &str, title: &str, head_extra: &str, body: &str) -> String {
+    document(server_name, title, head_extra, body, true)
 }
 
 /// A page with a title and one paragraph.
@@ -150,10 +216,10 @@ pub fn checkout(server_name: &str, plan: &Plan) -> String {
         &format!("Subscribe to {}", plan.id),
         "",
         &format!(
-            "<p>Plan <b>{}</b>: {price}, {}.</p>\n<p>Payment is handled by Stripe. Afterwards you are brought back here and shown your API key once.</p>\n{}",
+            "<p>Plan <b>{}</b>: {price}, {}.</p>\n<p>Payment is handled by Stripe. Afterwards you are brought back here and shown your API key once.</p>\n<div class=\"actions\">{}</div>",
             escape(&plan.id),
             escape(&limits(plan)),
-            subscribe_form(&plan.id, "Continue to payment")
+            subscribe_form(&plan.id, "Continue to payment", "Continue to payment", None)
         ),
     )
 }
@@ -193,17 +259,40 @@ pub fn claimed_key(
         "",
         &format!(
             "<p>Thank you: plan <b>{plan}</b> is active. This is your API key. <b>It is shown only this once</b>; this server keeps only a hash of it, so copy it now and keep it secret.</p>\n\
-             <pre id=\"key\">{k}</pre>\n{resume}\
+             <pre id=\"key\" class=\"key\">{k}</pre>\n{resume}\
              <h2>Connect</h2>\n\
              <p><b>Claude Desktop / claude.ai</b>: Settings → Connectors → Add custom connector, URL <code>{url}</code>; sign in with this key when asked.</p>\n\
              <p><b>Claude Code</b>:</p>\n<pre>claude mcp add --transport http {n} {url} --header \"Authorization: Bearer {k}\"</pre>\n\
              <p><b>Cursor</b> (<code>~/.cursor/mcp.json</code>):</p>\n<pre>{{ \"mcpServers\": {{ \"{n}\": {{ \"url\": \"{url}\", \"headers\": {{ \"Authorization\": \"Bearer {k}\" }} }} }} }}</pre>\n\
              <p><b>Any stdio client</b>, through <code>mcp-remote</code>:</p>\n<pre>npx mcp-remote {url} --header \"Authorization: Bearer {k}\"</pre>\n\
-             <p><b>Billing</b>: change or cancel the subscription in Stripe's portal: <code>curl -X POST -H \"Authorization: Bearer {k}\" {portal}</code></p>",
+             <h2>Billing</h2>\n<p>Change plan or payment method, see invoices or cancel in Stripe's portal: <a href=\"/api/stripe/portal\">Manage subscription</a> (you will need this key).</p>",
             plan = escape(plan),
-            portal = escape(&format!("{base_url}/api/stripe/portal")),
         ),
     )
+}
+
+/// The *Manage subscription* page: the API key goes in the form's body, and the browser
+/// is sent on to Stripe's Customer Portal.
+pub fn portal(server_name: &str, error: Option<&str>) -> String {
+    page(
+        server_name,
+        "Manage subscription",
+        "",
+        &format!(
+            "<p>Change your plan or payment method, see invoices, or cancel, in Stripe's customer portal. Enter the API key you got when you subscribed.</p>\n{}\
+             <form method=\"post\" action=\"/api/stripe/portal\">\n\
+             <label for=\"api_key\">Your API key</label>\n\
+             <input id=\"api_key\" name=\"api_key\" type=\"password\" autocomplete=\"off\" spellcheck=\"false\" required placeholder=\"mcp_live_…\">\n\
+             <div class=\"actions\"><button type=\"submit\">Open billing portal</button></div>\n</form>",
+            error_text(error),
+        ),
+    )
+}
+
+fn error_text(error: Option<&str>) -> String {
+    error
+        .map(|e| format!("<p role=\"alert\" class=\"error\">{}</p>\n", escape(e)))
+        .unwrap_or_default()
 }
 
 /// What the authorize page shows.
@@ -227,8 +316,30 @@ fn scope_text(scope: &str) -> &'static str {
     match scope {
         "mcp:tools" => "call this server's tools on your account, within your plan",
         "mcp:usage" => "read your account's usage and remaining quota",
+        "mcp:billing" => {
+            "manage your billing: open the subscription portal (change or cancel the plan, payment methods, invoices) and start new purchases on your account"
+        }
         _ => "an unknown permission",
     }
+}
+
+/// Where the sign-in sends the user, as the consent page names it: the host of a web
+/// address, or the whole address of a native application's private-use scheme (the
+/// scheme alone says little about which application answers it).
+pub fn redirect_destination(redirect_uri: &str) -> String {
+    if private_use_scheme(redirect_uri).is_some() {
+        return format!(
+            "the application that opens {} links: {}",
+            redirect_uri.split(':').next().unwrap_or_default(),
+            redirect_uri
+        );
+    }
+    redirect_uri
+        .split_once("://")
+        .map_or(redirect_uri, |(_, r)| {
+            r.split(['/', '?']).next().unwrap_or(r)
+        })
+        .to_owned()
 }
 
 /// The sign-in page of the authorization server.
@@ -248,21 +359,6 @@ pub fn authorize(p: &AuthorizePage<'_>) -> String {
         .iter()
         .map(|s| format!("<li><code>{}</code>: {}</li>", escape(s), scope_text(s)))
         .collect();
-    let error = p
-        .error
-        .map(|e| {
-            format!(
-                "<p role=\"alert\" style=\"color:#a00\"><b>{}</b></p>",
-                escape(e)
-            )
-        })
-        .unwrap_or_default();
-    let host = p
-        .redirect_uri
-        .split_once("://")
-        .map_or(p.redirect_uri, |(_, r)| {
-            r.split(['/', '?']).next().unwrap_or(r)
-        });
     let subscribe = if p.plans.is_empty() {
         String::new()
     } else {
@@ -270,18 +366,16 @@ pub fn authorize(p: &AuthorizePage<'_>) -> String {
             .plans
             .iter()
             .map(|plan| {
-                format!(
-                    "<form method=\"post\" action=\"/api/stripe/checkout\" style=\"display:inline-block;margin:0 .5rem .5rem 0\">\
-                     <input type=\"hidden\" name=\"plan\" value=\"{id}\"><input type=\"hidden\" name=\"return_to\" value=\"{ret}\">\
-                     <button type=\"submit\">Subscribe to {id} ({price})</button></form>",
-                    id = escape(&plan.id),
-                    price = escape(plan.price.as_deref().unwrap_or_default()),
-                    ret = escape(p.return_to),
-                )
+                let label = format!(
+                    "Subscribe to {} ({})",
+                    plan.id,
+                    plan.price.as_deref().unwrap_or_default()
+                );
+                subscribe_form(&plan.id, &label, &label, Some(p.return_to))
             })
             .collect();
         format!(
-            "<h2>No key yet?</h2>\n<p>Subscribe: after paying you get a key and come straight back here to finish signing in.</p>\n{buttons}"
+            "<h2>No key yet?</h2>\n<p>Subscribe: after paying you get a key and come straight back here to finish signing in.</p>\n<div class=\"actions\">{buttons}</div>"
         )
     };
     page(
@@ -290,16 +384,18 @@ pub fn authorize(p: &AuthorizePage<'_>) -> String {
         "",
         &format!(
             "<p><b>{client}</b> wants access to your account on {server}. It will be able to:</p>\n<ul>{scopes}</ul>\n\
-             <p style=\"font-size:.9em;color:#555\">Client id <code>{client_id}</code>; you will be sent back to <code>{host}</code>.</p>\n{error}\
+             <p class=\"muted\">Client id <code>{client_id}</code>; you will be sent back to <code>{destination}</code>.</p>\n{error}\
              <form method=\"post\" action=\"/authorize\">{hidden}<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\n\
-             <p><label>Your API key<br><input name=\"api_key\" type=\"password\" autocomplete=\"off\" required size=\"60\" placeholder=\"mcp_live_…\"></label></p>\n\
-             <p><button type=\"submit\" name=\"action\" value=\"approve\">Allow</button> \
-             <button type=\"submit\" name=\"action\" value=\"deny\" formnovalidate>Deny</button></p></form>\n{subscribe}",
+             <label for=\"api_key\">Your API key</label>\n\
+             <input id=\"api_key\" name=\"api_key\" type=\"password\" autocomplete=\"off\" spellcheck=\"false\" required placeholder=\"mcp_live_…\">\n\
+             <div class=\"actions\"><button type=\"submit\" name=\"action\" value=\"approve\">Allow</button>\
+             <button type=\"submit\" name=\"action\" value=\"deny\" class=\"secondary\" formnovalidate>Deny</button></div></form>\n{subscribe}",
             client = escape(p.client_name),
             server = escape(p.server_name),
             client_id = escape(p.client_id),
-            host = escape(host),
+            destination = escape(&redirect_destination(p.redirect_uri)),
             csrf = escape(p.csrf),
+            error = error_text(p.error),
         ),
     )
 }
@@ -307,6 +403,21 @@ pub fn authorize(p: &AuthorizePage<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn native_redirects_are_named_whole_and_allowed_as_form_targets() {
+        let cursor = "cursor://anysphere.cursor-mcp/oauth/callback";
+        assert_eq!(
+            redirect_destination(cursor),
+            "the application that opens cursor links: cursor://anysphere.cursor-mcp/oauth/callback"
+        );
+        assert_eq!(
+            redirect_destination("https://claude.ai/api/mcp/auth_callback?x=1"),
+            "claude.ai"
+        );
+        assert!(csp_forms_to(cursor).contains("form-action 'self' https: http: cursor:;"));
+        assert_eq!(csp_forms_to("http://127.0.0.1:3/cb"), CSP_FORMS);
+    }
 
     #[test]
     fn markup_in_text_is_escaped() {

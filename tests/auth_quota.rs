@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{MemoryBackend, NOW_MS, handle_with, json_body, mcp_post, request, test_config};
+use common::{
+    MemoryBackend, NOW_MS, config_with, handle_with, json_body, mcp_post, req_2026, request,
+    test_config,
+};
 use paid_mcp_worker::{
     auth::jwt::{self, Audience, Claims},
     config::Config,
@@ -261,7 +264,9 @@ fn access_tokens_are_verified_and_scopes_enforced() {
 
 #[test]
 fn anonymous_calls_are_counted_per_bucket_and_refused_over_the_limit() {
-    let (config, backend) = (test_config(), MemoryBackend::default()); // ANON_DAILY_LIMIT 3
+    let (mut config, backend) = (test_config(), MemoryBackend::default()); // ANON_DAILY_LIMIT 3
+    // No way to sign in here (no access tokens), so the used-up allowance answers 429.
+    config.jwt_secret = None;
     for i in 1..=3 {
         let resp = call(
             "hash",
@@ -476,7 +481,171 @@ fn protected_resource_metadata_is_served_at_both_paths() {
         let v = json_body(&resp);
         assert_eq!(v["resource"], "https://mcp.example.com/mcp");
         assert_eq!(v["authorization_servers"][0], "https://mcp.example.com");
-        assert_eq!(v["scopes_supported"], json!(["mcp:tools", "mcp:usage"]));
+        assert_eq!(
+            v["scopes_supported"],
+            json!(["mcp:tools", "mcp:usage", "mcp:billing"])
+        );
         assert_eq!(v["bearer_methods_supported"], json!(["header"]));
     }
+}
+
+/// The sign-in challenge of a 401: resource metadata and the default scopes, no error.
+fn assert_sign_in_challenge(resp: &HttpResponse, reason: &str) {
+    assert_eq!(resp.status, 401, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(
+        resp.header("www-authenticate"),
+        Some(
+            "Bearer resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\", scope=\"mcp:tools mcp:usage\""
+        )
+    );
+    let err = &json_body(resp)["error"];
+    assert_eq!(err["code"], -32001);
+    assert_eq!(err["data"]["error"], "sign_in_required");
+    assert_eq!(err["data"]["reason"], reason);
+}
+
+#[test]
+fn anonymous_callers_who_use_up_the_allowance_are_asked_to_sign_in() {
+    let (config, backend) = (test_config(), MemoryBackend::default()); // ANON_DAILY_LIMIT 3
+    let ip = Some("198.51.100.20");
+    for _ in 0..3 {
+        let resp = call("hash", json!({"text":"a"}), None, &config, &backend, ip);
+        assert_eq!(resp.status, 200);
+    }
+    let refused = call("hash", json!({"text":"a"}), None, &config, &backend, ip);
+    assert_sign_in_challenge(&refused, "anonymous_limit");
+    assert_eq!(refused.header("ratelimit"), Some("\"day\";r=0;t=50400"));
+    let last = backend.usage.borrow().last().unwrap().clone();
+    assert_eq!(last.status, "rate_limited");
+
+    // Account holders who outgrow their plan keep the 429.
+    let key = mint(&config, &backend, json!({ "plan": "free" }))["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let auth = format!("Bearer {key}");
+    for _ in 0..5 {
+        let resp = call(
+            "hash",
+            json!({"text":"a"}),
+            Some(&auth),
+            &config,
+            &backend,
+            ip,
+        );
+        assert_eq!(resp.status, 200);
+    }
+    let over = call(
+        "hash",
+        json!({"text":"a"}),
+        Some(&auth),
+        &config,
+        &backend,
+        ip,
+    );
+    assert_eq!(over.status, 429);
+    assert_eq!(json_body(&over)["error"]["code"], -32029);
+}
+
+#[test]
+fn shared_egress_ranges_get_no_anonymous_allowance_but_discovery_answers() {
+    let (config, backend) = (test_config(), MemoryBackend::default());
+    let claude = Some("160.79.106.7"); // Anthropic's published range, the default
+    let refused = call("hash", json!({"text":"a"}), None, &config, &backend, claude);
+    assert_sign_in_challenge(&refused, "shared_address");
+    assert!(refused.header("ratelimit").is_none(), "nothing was counted");
+    assert!(
+        backend.counters.borrow().is_empty(),
+        "no counter was touched"
+    );
+    assert_eq!(
+        backend.usage.borrow().last().unwrap().status,
+        "unauthorized"
+    );
+    // Even tools that need no scope and cost nothing count as calls.
+    let whoami = call("whoami", json!({}), None, &config, &backend, claude);
+    assert_sign_in_challenge(&whoami, "shared_address");
+
+    for (method, params) in [
+        (
+            "initialize",
+            json!({"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"claude-ai","version":"1"}}),
+        ),
+        ("tools/list", json!({})),
+    ] {
+        let body = json!({"jsonrpc":"2.0","id":1,"method":method,"params":params});
+        let req = mcp_post(body.to_string(), &[("mcp-protocol-version", "2025-11-25")]);
+        let resp = handle_with(&req, &config, &backend, claude).response;
+        assert_eq!(resp.status, 200, "{method}");
+    }
+    let (body, headers) = req_2026(1, "server/discover", json!({}));
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let resp = handle_with(&mcp_post(body, &headers), &config, &backend, claude).response;
+    assert_eq!(resp.status, 200);
+
+    // A signed-in Claude user is served from the same address.
+    let key = mint(&config, &backend, json!({ "plan": "pro" }))["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let auth = format!("Bearer {key}");
+    let served = call(
+        "hash",
+        json!({"text":"a"}),
+        Some(&auth),
+        &config,
+        &backend,
+        claude,
+    );
+    assert_eq!(served.status, 200);
+
+    // An operator may change the ranges, or remove them.
+    let open = config_with(&[("SHARED_EGRESS_RANGES", "none")]);
+    let resp = call("hash", json!({"text":"a"}), None, &open, &backend, claude);
+    assert_eq!(resp.status, 200);
+    let other = config_with(&[("SHARED_EGRESS_RANGES", "198.51.100.0/24")]);
+    let resp = call(
+        "hash",
+        json!({"text":"a"}),
+        None,
+        &other,
+        &backend,
+        Some("198.51.100.99"),
+    );
+    assert_sign_in_challenge(&resp, "shared_address");
+}
+
+#[test]
+fn anonymous_calls_to_paid_tools_are_asked_to_sign_in() {
+    let (config, backend) = (test_config(), MemoryBackend::default());
+    let ip = Some("198.51.100.21");
+    let resp = call(
+        "hmac",
+        json!({"key":"k","message":"m"}),
+        None,
+        &config,
+        &backend,
+        ip,
+    );
+    assert_sign_in_challenge(&resp, "plan_required");
+    assert_eq!(
+        backend.usage.borrow().last().unwrap().status,
+        "unauthorized"
+    );
+    // Without a way to sign in, the tool result with the plans is what an assistant gets.
+    let mut closed = test_config();
+    closed.jwt_secret = None;
+    let resp = call(
+        "hmac",
+        json!({"key":"k","message":"m"}),
+        None,
+        &closed,
+        &backend,
+        ip,
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(json_body(&resp)["result"]["isError"], true);
 }

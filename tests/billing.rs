@@ -656,7 +656,10 @@ fn the_claim_page_handles_every_other_case_without_a_key() {
 
 #[test]
 fn paid_tools_explain_the_price_and_link_to_checkout() {
-    let (c, b) = (config(), MemoryBackend::default());
+    let (mut c, b) = (config(), MemoryBackend::default());
+    // Without access tokens nobody can be asked to sign in: an anonymous caller gets the
+    // tool result with the plans (with them, it gets a sign-in challenge: auth_quota.rs).
+    c.jwt_secret = None;
     let (r, v) = call_tool(&c, &b, "hmac", None);
     assert_eq!(r.status, 200, "a tool result, not a protocol error");
     let result = &v["result"];
@@ -837,9 +840,163 @@ fn the_portal_needs_an_account_with_a_customer() {
         Some("https://mcp.example.com/")
     );
     assert_eq!(
-        send(&c, &b, &request("GET", "/api/stripe/portal", &[], "")).status,
+        send(&c, &b, &request("PUT", "/api/stripe/portal", &[], "")).status,
         405
     );
+}
+
+fn form_post(path: &str, body: &str) -> paid_mcp_worker::http::HttpRequest {
+    request(
+        "POST",
+        path,
+        &[("content-type", "application/x-www-form-urlencoded")],
+        body,
+    )
+}
+
+#[test]
+fn the_manage_subscription_page_takes_the_key_in_the_body_and_sends_the_browser_to_the_portal() {
+    let (c, b) = (config(), MemoryBackend::default());
+    let page = send(&c, &b, &request("GET", "/api/stripe/portal", &[], ""));
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    let html = body_text(&page);
+    assert!(html.contains(r#"<form method="post" action="/api/stripe/portal">"#));
+    assert!(html.contains(r#"<label for="api_key">Your API key</label>"#));
+    assert!(html.contains(r#"id="api_key" name="api_key" type="password""#));
+    let csp: Vec<_> = page
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "content-security-policy")
+        .collect();
+    assert_eq!(csp.len(), 1, "one policy, the page's own");
+    assert!(csp[0].1.contains("form-action"));
+
+    // Unknown and malformed keys get the form again with the reason, not JSON.
+    for bad in ["api_key=", "api_key=mcp_test_nope", "api_key=not+a+key"] {
+        let r = send(&c, &b, &form_post("/api/stripe/portal", bad));
+        assert_eq!(r.status, 401, "{bad}");
+        assert!(
+            body_text(&r).contains("unknown, revoked or expired"),
+            "{bad}"
+        );
+    }
+    assert!(b.outbound_log.borrow().is_empty());
+
+    let key = buy(&c, &b, "cs_test_portal_form");
+    b.outbound_log.borrow_mut().clear();
+    b.outbound_replies.borrow_mut().push(Ok((
+        200,
+        r#"{"id":"bps_2","url":"https://billing.stripe.test/p/2"}"#.into(),
+    )));
+    // The form posts from a page with no referrer: browsers send Origin: null.
+    let mut req = form_post("/api/stripe/portal", &format!("api_key={key}"));
+    req.headers.push(("origin".into(), "null".into()));
+    let r = send(&c, &b, &req);
+    assert_eq!(r.status, 303, "{}", body_text(&r));
+    assert_eq!(
+        r.header("location"),
+        Some("https://billing.stripe.test/p/2")
+    );
+    let sent = b.outbound_log.borrow()[0].clone();
+    assert_eq!(
+        form_value(&sent.body.unwrap(), "customer").as_deref(),
+        Some("cus_1")
+    );
+
+    // The landing page and the claim page link to it.
+    let landing = body_text(&send(&c, &b, &request("GET", "/", &[], "")));
+    assert!(landing.contains(r#"<a href="/api/stripe/portal">Manage subscription</a>"#));
+}
+
+#[test]
+fn billing_needs_an_api_key_or_the_billing_scope() {
+    let (c, b) = (config(), MemoryBackend::default());
+    let key = buy(&c, &b, "cs_test_scopes");
+    let account = b.keys.borrow().values().next().unwrap().0.account.clone();
+    let token = |scope: &str| {
+        let claims = paid_mcp_worker::auth::jwt::Claims {
+            iss: "https://mcp.example.com".into(),
+            aud: paid_mcp_worker::auth::jwt::Audience::One("https://mcp.example.com/mcp".into()),
+            sub: account.clone(),
+            scope: scope.into(),
+            exp: NOW_S + 600,
+            iat: NOW_S,
+            nbf: None,
+            plan: Some("pro".into()),
+        };
+        format!(
+            "Bearer {}",
+            paid_mcp_worker::auth::jwt::sign(&claims, b"jwt-secret-for-tests-0123456789abcdef")
+        )
+    };
+    let post = |path: &str, auth: &str| {
+        let mut req = form_post(path, "plan=team");
+        req.headers.push(("authorization".into(), auth.to_owned()));
+        send(&c, &b, &req)
+    };
+    // A token granted only the tools (or usage) cannot open the portal or start a
+    // checkout whose claim page would reveal a new full-scope key for the account.
+    for scope in ["mcp:tools", "mcp:tools mcp:usage"] {
+        for path in ["/api/stripe/portal", "/api/stripe/checkout"] {
+            let r = post(path, &token(scope));
+            assert_eq!(r.status, 403, "{path} with {scope}");
+            assert_eq!(json_body(&r)["error"], "insufficient_scope");
+            let challenge = r.header("www-authenticate").unwrap();
+            assert!(
+                challenge.contains(r#"scope="mcp:billing""#)
+                    && challenge.contains(r#"error="insufficient_scope""#),
+                "{challenge}"
+            );
+        }
+    }
+    assert!(
+        b.outbound_log
+            .borrow()
+            .iter()
+            .all(|o| !o.url.contains("billing_portal"))
+    );
+
+    // An API key minted without the billing scope is refused the same way.
+    let mint = request(
+        "POST",
+        "/admin/keys",
+        &[("authorization", "Bearer admin-secret")],
+        &json!({ "account": account, "plan": "pro", "scopes": ["mcp:tools"] }).to_string(),
+    );
+    let narrow = json_body(&send(&c, &b, &mint))["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        post("/api/stripe/portal", &format!("Bearer {narrow}")).status,
+        403
+    );
+    let r = send(
+        &c,
+        &b,
+        &form_post("/api/stripe/portal", &format!("api_key={narrow}")),
+    );
+    assert_eq!(r.status, 403);
+    assert!(body_text(&r).contains("mcp:billing"));
+
+    // The key bought at checkout, and a token granted mcp:billing, may.
+    for auth in [format!("Bearer {key}"), token("mcp:tools mcp:billing")] {
+        b.outbound_replies.borrow_mut().push(Ok((
+            200,
+            r#"{"id":"bps_3","url":"https://billing.stripe.test/p/3"}"#.into(),
+        )));
+        let r = post("/api/stripe/portal", &auth);
+        assert_eq!(r.status, 200, "{}", body_text(&r));
+    }
+    b.outbound_replies.borrow_mut().push(Ok((
+        200,
+        r#"{"id":"cs_test_up","object":"checkout.session","url":"https://checkout.stripe.test/up"}"#
+            .into(),
+    )));
+    let r = post("/api/stripe/checkout", &token("mcp:billing"));
+    assert_eq!(r.status, 303, "{}", body_text(&r));
 }
 
 #[test]

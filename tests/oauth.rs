@@ -98,6 +98,12 @@ fn authorize_query(client_id: &str, extra: &[(&str, &str)]) -> String {
 
 /// GET the page, then POST the form as a browser would: returns the response to the POST.
 fn approve(b: &MemoryBackend, query: &str, api_key: &str) -> HttpResponse {
+    approve_from(b, query, api_key, BASE)
+}
+
+/// [`approve`] with the `Origin` the browser sends (`null` under the page's
+/// `Referrer-Policy: no-referrer`, as Chromium sends it).
+fn approve_from(b: &MemoryBackend, query: &str, api_key: &str, origin: &str) -> HttpResponse {
     let page = send(b, &request("GET", &format!("/authorize?{query}"), &[], ""));
     assert_eq!(page.status, 200, "{}", text(&page));
     let cookie = page
@@ -127,7 +133,7 @@ fn approve(b: &MemoryBackend, query: &str, api_key: &str) -> HttpResponse {
             "/authorize",
             &[
                 ("cookie", &cookie),
-                ("origin", BASE),
+                ("origin", origin),
                 ("content-type", "application/x-www-form-urlencoded"),
             ],
             &body,
@@ -753,4 +759,152 @@ fn someone_without_a_key_subscribes_and_comes_back_to_the_same_authorization() {
     let r = approve(&b, &query, &key);
     assert_eq!(r.status, 303);
     assert!(location_param(&r, "code").is_some());
+}
+
+#[test]
+fn a_browsers_null_origin_signs_in_and_a_cross_site_post_still_fails() {
+    let b = MemoryBackend::default();
+    let api_key = key(&b, "acct_nora", "pro");
+    let client_id = client(&b);
+    let query = authorize_query(&client_id, &[]);
+    let page = send(&b, &request("GET", &format!("/authorize?{query}"), &[], ""));
+    assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
+    let r = approve_from(&b, &query, &api_key, "null");
+    assert_eq!(r.status, 303, "{}", text(&r));
+    assert!(location_param(&r, "code").is_some());
+    // A cross-site post carries no SameSite=Strict cookie, whatever its Origin says.
+    for origin in ["null", BASE] {
+        let r = send(
+            &b,
+            &request(
+                "POST",
+                "/authorize",
+                &[
+                    ("origin", origin),
+                    ("content-type", "application/x-www-form-urlencoded"),
+                ],
+                &format!("{query}&{}", form(&[("api_key", &api_key), ("csrf", "x")])),
+            ),
+        );
+        assert_eq!(r.status, 403, "{origin}");
+    }
+    // A named foreign origin is refused even with a valid cookie and token.
+    assert_eq!(
+        approve_from(&b, &query, &api_key, "https://evil.example").status,
+        403
+    );
+    assert_eq!(b.codes.borrow().len(), 1);
+}
+
+#[test]
+fn the_sign_in_page_sends_one_content_security_policy() {
+    let b = MemoryBackend::default();
+    let client_id = client(&b);
+    let query = authorize_query(&client_id, &[]);
+    let page = send(&b, &request("GET", &format!("/authorize?{query}"), &[], ""));
+    let csp: Vec<&str> = page
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "content-security-policy")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(csp.len(), 1, "{csp:?}");
+    assert!(csp[0].contains("form-action 'self' https: http:"));
+    assert!(text(&page).contains(r#"<label for="api_key">Your API key</label>"#));
+}
+
+/// Cursor's dynamic client registration, as it sends it.
+const CURSOR_REGISTRATION: &str = r#"{"client_name":"Cursor","redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback","https://www.cursor.com/agents/mcp/oauth/callback","http://localhost:8787/callback"],"grant_types":["authorization_code","refresh_token"],"response_types":["code"],"token_endpoint_auth_method":"none","application_type":"web"}"#;
+
+#[test]
+fn cursor_registers_and_signs_in_to_its_private_use_scheme() {
+    let b = MemoryBackend::default();
+    let r = send(
+        &b,
+        &request(
+            "POST",
+            "/register",
+            &[("content-type", "application/json")],
+            CURSOR_REGISTRATION,
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", text(&r));
+    let v = json_body(&r);
+    assert_eq!(v["redirect_uris"].as_array().unwrap().len(), 3);
+    let client_id = v["client_id"].as_str().unwrap().to_owned();
+    let cursor = "cursor://anysphere.cursor-mcp/oauth/callback";
+    let query = authorize_query(&client_id, &[("redirect_uri", cursor)]);
+
+    // The consent page says where the user is sent, and its policy lets the form go there.
+    let page = send(&b, &request("GET", &format!("/authorize?{query}"), &[], ""));
+    assert_eq!(page.status, 200, "{}", text(&page));
+    assert!(text(&page).contains(
+        "the application that opens cursor links: cursor://anysphere.cursor-mcp/oauth/callback"
+    ));
+    assert!(
+        page.header("content-security-policy")
+            .unwrap()
+            .contains(" cursor:;")
+    );
+
+    let api_key = key(&b, "acct_cursor", "pro");
+    let r = approve_from(&b, &query, &api_key, "null");
+    assert_eq!(r.status, 303, "{}", text(&r));
+    let location = r.header("location").unwrap();
+    assert!(
+        location.starts_with(&format!("{cursor}?code=")),
+        "{location}"
+    );
+    let code = location_param(&r, "code").unwrap();
+    let t = token_at(
+        &b,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", cursor),
+            ("client_id", &client_id),
+            ("code_verifier", VERIFIER),
+        ],
+        NOW_MS,
+    );
+    assert_eq!(t.status, 200, "{}", text(&t));
+
+    // Matched exactly: another path or authority under the same scheme is refused.
+    for other in [
+        "cursor://anysphere.cursor-mcp/oauth/callback2",
+        "cursor://evil.example/oauth/callback",
+    ] {
+        let q = authorize_query(&client_id, &[("redirect_uri", other)]);
+        let r = send(&b, &request("GET", &format!("/authorize?{q}"), &[], ""));
+        assert_eq!(r.status, 400, "{other}");
+        assert!(r.header("location").is_none());
+    }
+    // Dangerous schemes never register.
+    for bad in [
+        "javascript://x.y/%0aalert(1)",
+        "data://a.b/x",
+        "file://a.b/etc/passwd",
+    ] {
+        let r = register(&b, json!({ "redirect_uris": [bad] }));
+        assert_eq!(r.status, 400, "{bad}");
+        assert_eq!(json_body(&r)["error"], "invalid_redirect_uri");
+    }
+}
+
+#[test]
+fn the_billing_scope_is_granted_only_when_asked_for_and_named_on_the_page() {
+    let b = MemoryBackend::default();
+    let client_id = client(&b);
+    let plain = authorize_query(&client_id, &[("scope", "")]);
+    let page = text(&send(
+        &b,
+        &request("GET", &format!("/authorize?{plain}"), &[], ""),
+    ));
+    assert!(!page.contains("mcp:billing"));
+    let asked = authorize_query(&client_id, &[("scope", "mcp:tools mcp:billing")]);
+    let page = text(&send(
+        &b,
+        &request("GET", &format!("/authorize?{asked}"), &[], ""),
+    ));
+    assert!(page.contains("<code>mcp:billing</code>: manage your billing"));
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use self::{
     api_key::ApiKey,
-    principal::{ALL_SCOPES, AddressBucket, Principal},
+    principal::{ALL_SCOPES, AddressBucket, DEFAULT_SCOPES, Principal},
 };
 use crate::{
     config::Config,
@@ -42,6 +42,7 @@ pub async fn resolve<B: Backend>(
     let Some(authorization) = authorization else {
         return Ok(Principal::Anonymous {
             bucket: client_ip.and_then(AddressBucket::parse),
+            shared: client_ip.is_some_and(|ip| config.is_shared_egress(ip)),
         });
     };
     let invalid = |why: &str| AuthError::InvalidToken(why.to_owned());
@@ -136,9 +137,10 @@ pub fn invalid_token(base_url: &str, why: &str, scope: &str) -> HttpResponse {
     )
 }
 
-/// The scopes to ask for when challenging: all of them.
-pub fn all_scopes() -> String {
-    ALL_SCOPES.join(" ")
+/// The scopes to ask for when challenging for sign-in: the default ones (billing is
+/// asked for only where billing is what the caller tried).
+pub fn default_scopes() -> String {
+    DEFAULT_SCOPES.join(" ")
 }
 
 /// `GET /.well-known/oauth-protected-resource[/mcp]` (RFC 9728).

@@ -44,14 +44,25 @@ impl AddressBucket {
 pub const SCOPE_TOOLS: &str = "mcp:tools";
 /// Scope that lets a caller read its own usage.
 pub const SCOPE_USAGE: &str = "mcp:usage";
+/// Scope that lets a caller act on the account's billing: open the Customer Portal
+/// (cancel, payment methods, invoices) or start a Checkout that reveals a new key.
+pub const SCOPE_BILLING: &str = "mcp:billing";
 /// Every scope this server knows, for metadata and API keys.
-pub const ALL_SCOPES: [&str; 2] = [SCOPE_TOOLS, SCOPE_USAGE];
+pub const ALL_SCOPES: [&str; 3] = [SCOPE_TOOLS, SCOPE_USAGE, SCOPE_BILLING];
+/// The scopes a client gets when it asks for none, and that challenges ask for: billing
+/// is granted only to a client that names it (and the sign-in page then says so).
+pub const DEFAULT_SCOPES: [&str; 2] = [SCOPE_TOOLS, SCOPE_USAGE];
 
 /// Who a request is from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// No credentials; counted by address bucket (`None` when the address is unknown).
-    Anonymous { bucket: Option<AddressBucket> },
+    /// `shared` marks an address in a configured shared egress range (a hosted client
+    /// such as Claude's connectors, calling for many users): it gets no shared allowance.
+    Anonymous {
+        bucket: Option<AddressBucket>,
+        shared: bool,
+    },
     /// An API-key holder.
     ApiKey {
         account: String,
@@ -81,7 +92,7 @@ impl Principal {
     /// Object each. Anonymous callers without a known address share `anon:unknown`.
     pub fn bucket(&self) -> String {
         match self {
-            Self::Anonymous { bucket } => format!(
+            Self::Anonymous { bucket, .. } => format!(
                 "anon:{}",
                 bucket.as_ref().map_or("unknown", AddressBucket::as_str)
             ),

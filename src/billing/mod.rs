@@ -13,7 +13,11 @@ use serde_json::json;
 
 use crate::{
     app::{self, AppContext, Handled},
-    auth::{self, AuthError, api_key::random_id},
+    auth::{
+        self, AuthError,
+        api_key::random_id,
+        principal::{Principal, SCOPE_BILLING},
+    },
     http::{HttpRequest, HttpResponse},
     pages,
     store::{Backend, CheckoutRecord},
@@ -31,9 +35,12 @@ pub async fn handle<B: Backend>(
         ("POST", "/api/stripe/webhook") => webhook::handle(req, cx, out).await,
         ("GET" | "HEAD", "/api/stripe/claim") => claim::handle(req, cx, out).await,
         ("POST", "/api/stripe/portal") => portal(req, cx, out).await,
-        (_, "/api/stripe/checkout") => app::method_not_allowed("GET, HEAD, POST"),
+        ("GET" | "HEAD", "/api/stripe/portal") => portal_page(cx),
+        (_, "/api/stripe/checkout" | "/api/stripe/portal") => {
+            app::method_not_allowed("GET, HEAD, POST")
+        }
         (_, "/api/stripe/claim") => app::method_not_allowed("GET, HEAD"),
-        (_, "/api/stripe/webhook" | "/api/stripe/portal") => app::method_not_allowed("POST"),
+        (_, "/api/stripe/webhook") => app::method_not_allowed("POST"),
         _ => HttpResponse::json(404, &json!({ "error": "not_found" })),
     }
 }
@@ -109,11 +116,18 @@ async fn checkout<B: Backend>(
     let principal = match cx.principal(req).await {
         Ok(p) => p,
         Err(AuthError::InvalidToken(why)) => {
-            return auth::invalid_token(base_url, &why, &auth::all_scopes());
+            return auth::invalid_token(base_url, &why, SCOPE_BILLING);
         }
         Err(AuthError::Store(_)) => return app::unavailable(),
     };
     out.principal_kind = principal.kind();
+    // A purchase for an existing account reveals a new full-scope key for it on the
+    // claim page: only credentials allowed to act on billing may start one.
+    if principal.account().is_some()
+        && let Err(refused) = billing_account(&principal, base_url)
+    {
+        return refused;
+    }
 
     // Creating sessions costs Stripe API calls and D1 rows: a per-address daily cap.
     let bucket = format!("checkout:{}", principal.bucket());
@@ -208,8 +222,36 @@ async fn checkout<B: Backend>(
     .with_header("cache-control", "no-store")
 }
 
-/// `POST /api/stripe/portal` with the bearer's API key or access token: a Billing Portal
-/// session for the account's Stripe customer, as `{url}` (or a 303 to it for browsers).
+/// `GET /api/stripe/portal`: the *Manage subscription* page, a form that takes the API
+/// key in the POST body (never in a URL, where it would land in history and logs).
+fn portal_page<B: Backend>(cx: &AppContext<'_, B>) -> HttpResponse {
+    if cx.config.stripe_secret_key.is_none() {
+        return not_configured();
+    }
+    portal_form(cx, 200, None)
+}
+
+fn portal_form<B: Backend>(
+    cx: &AppContext<'_, B>,
+    status: u16,
+    error: Option<&str>,
+) -> HttpResponse {
+    pages::private(
+        HttpResponse::html(status, pages::portal(&cx.config.server_name, error)),
+        pages::CSP_FORMS,
+    )
+}
+
+/// How the portal was asked for: by an API client with `Authorization`, or by a person
+/// through the form (who gets pages, not JSON).
+enum PortalCaller {
+    Api,
+    Form(String),
+}
+
+/// `POST /api/stripe/portal`, with the bearer's API key or access token (or a form's
+/// `api_key` field): a Billing Portal session for the account's Stripe customer, as
+/// `{url}`, or a 303 to it for browsers. Needs the `mcp:billing` scope.
 async fn portal<B: Backend>(
     req: &HttpRequest,
     cx: &AppContext<'_, B>,
@@ -218,28 +260,59 @@ async fn portal<B: Backend>(
     if cx.config.stripe_secret_key.is_none() {
         return not_configured();
     }
+    let caller = match form_key(req) {
+        Some(key) => PortalCaller::Form(key),
+        None => PortalCaller::Api,
+    };
     let base_url = cx.config.base_url(&req.origin);
-    let principal = match cx.principal(req).await {
-        Ok(p) => p,
-        Err(AuthError::InvalidToken(why)) => {
-            return auth::invalid_token(base_url, &why, &auth::all_scopes());
+    let principal = match &caller {
+        PortalCaller::Api => cx.principal(req).await,
+        PortalCaller::Form(key) => {
+            auth::resolve(
+                Some(&format!("Bearer {key}")),
+                cx.client_ip,
+                cx.config,
+                base_url,
+                cx.backend,
+                cx.now_ms,
+            )
+            .await
         }
-        Err(AuthError::Store(_)) => return app::unavailable(),
+    };
+    let principal = match (principal, &caller) {
+        (Ok(p), _) => p,
+        (Err(AuthError::InvalidToken(_)), PortalCaller::Form(_)) => {
+            return portal_form(
+                cx,
+                401,
+                Some("This API key is unknown, revoked or expired."),
+            );
+        }
+        (Err(AuthError::InvalidToken(why)), PortalCaller::Api) => {
+            return auth::invalid_token(base_url, &why, SCOPE_BILLING);
+        }
+        (Err(AuthError::Store(e)), _) => {
+            out.error = Some(format!("portal: {e}"));
+            return app::unavailable();
+        }
     };
     out.principal_kind = principal.kind();
-    let Some(account) = principal.account() else {
-        return app::error(
-            401,
-            "unauthorized",
-            "the portal needs your API key as a Bearer token",
-        )
-        .with_header(
-            "www-authenticate",
-            &auth::challenge(base_url, None, &auth::all_scopes()),
-        );
+    let account = match (billing_account(&principal, base_url), &caller) {
+        (Ok(a), _) => a.to_owned(),
+        (Err(_), PortalCaller::Form(_)) => {
+            return portal_form(
+                cx,
+                403,
+                Some("This API key may not manage billing (it lacks the mcp:billing permission)."),
+            );
+        }
+        (Err(refused), PortalCaller::Api) => return refused,
     };
-    let customer = match cx.backend.account_customer(account).await {
+    let customer = match cx.backend.account_customer(&account).await {
         Ok(Some(c)) => c,
+        Ok(None) if matches!(caller, PortalCaller::Form(_)) => {
+            return portal_form(cx, 404, Some("This account has no subscription to manage."));
+        }
         Ok(None) => {
             return app::error(
                 404,
@@ -247,23 +320,24 @@ async fn portal<B: Backend>(
                 "this account has no Stripe subscription to manage",
             );
         }
-        Err(_) => return app::unavailable(),
+        Err(e) => {
+            out.error = Some(format!("portal: {e}"));
+            return app::unavailable();
+        }
     };
-    match stripe::send::<stripe::PortalSession>(
+    let session = stripe::send::<stripe::PortalSession>(
         cx.config,
         cx.backend,
         stripe::portal_session(&customer, base_url),
         None,
     )
-    .await
-    {
-        Ok(s)
-            if req
-                .header("accept")
-                .is_some_and(|a| a.contains("text/html")) =>
-        {
-            HttpResponse::empty(303).with_header("location", &s.url)
-        }
+    .await;
+    let browser = matches!(caller, PortalCaller::Form(_))
+        || req
+            .header("accept")
+            .is_some_and(|a| a.contains("text/html"));
+    match session {
+        Ok(s) if browser => HttpResponse::empty(303).with_header("location", &s.url),
         Ok(s) => HttpResponse::json(200, &json!({ "url": s.url })),
         Err(e) => {
             out.error = Some(format!("portal: {e}"));
@@ -275,4 +349,46 @@ async fn portal<B: Backend>(
         }
     }
     .with_header("cache-control", "no-store")
+}
+
+/// The `api_key` field of a form post without an `Authorization` header (the Manage
+/// subscription page).
+fn form_key(req: &HttpRequest) -> Option<String> {
+    if req.header("authorization").is_some() {
+        return None;
+    }
+    let form = req
+        .header("content-type")
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    form.then(|| req.body_field("api_key"))
+        .flatten()
+        .map(|k| k.trim().to_owned())
+}
+
+/// The account a caller may act on for billing: account holders whose credentials carry
+/// the `mcp:billing` scope. Anyone else gets the response to send: 401 with a challenge
+/// for anonymous callers, 403 `insufficient_scope` for the rest (RFC 6750 §3.1).
+pub fn billing_account<'p>(
+    principal: &'p Principal,
+    base_url: &str,
+) -> Result<&'p str, HttpResponse> {
+    let Some(account) = principal.account() else {
+        return Err(app::error(
+            401,
+            "unauthorized",
+            "billing needs your API key (or an access token with the mcp:billing scope) as a Bearer token",
+        )
+        .with_header(
+            "www-authenticate",
+            &auth::challenge(base_url, None, SCOPE_BILLING),
+        ));
+    };
+    if !principal.has_scope(SCOPE_BILLING) {
+        let why = "these credentials may not manage billing: they lack the mcp:billing scope";
+        return Err(app::error(403, "insufficient_scope", why).with_header(
+            "www-authenticate",
+            &auth::challenge(base_url, Some(("insufficient_scope", why)), SCOPE_BILLING),
+        ));
+    }
+    Ok(account)
 }

@@ -321,6 +321,15 @@ async fn tools_call<B: Backend>(
         key_hash: cx.principal.key_hash().map(|h| h.0.clone()),
     };
 
+    // Lazy auth: an anonymous caller whose call needs more than anonymity gives is asked
+    // to sign in (401 with the challenge), which hosted clients such as Claude turn into
+    // a Connect prompt before retrying the same call. Callers from a shared egress range
+    // (many users behind one address) get no shared allowance at all.
+    let anonymous = matches!(cx.principal, Principal::Anonymous { .. });
+    let lazy = anonymous && cx.config.sign_in_available();
+    if matches!(cx.principal, Principal::Anonymous { shared: true, .. }) {
+        return Err(refuse_anonymous(record, fx, cx, SignIn::SharedAddress));
+    }
     if let Some(scope) = tool.scope.filter(|s| !cx.principal.has_scope(s)) {
         record.status = "unauthorized";
         record.error = Some(format!("missing scope {scope}"));
@@ -342,6 +351,9 @@ async fn tools_call<B: Backend>(
             .or_else(|| cx.config.plan(FALLBACK_PLAN).cloned())
             .unwrap_or_default();
         if !plan.includes(tool.name) || (tool.paid && !plan.is_paid()) {
+            if lazy {
+                return Err(refuse_anonymous(record, fx, cx, SignIn::PlanRequired));
+            }
             record.status = "unauthorized";
             record.error = Some(format!("not in plan {plan_id}"));
             fx.usage.push(record);
@@ -378,7 +390,7 @@ async fn tools_call<B: Backend>(
                     auth::challenge(
                         cx.base_url,
                         Some(("invalid_token", "the API key has been revoked")),
-                        &auth::all_scopes(),
+                        &auth::default_scopes(),
                     ),
                 )],
             });
@@ -401,6 +413,10 @@ async fn tools_call<B: Backend>(
             .extend(policy::rate_limit_headers(&windows, &usage.used, now_s));
         quota = policy::quota_report(&windows, &usage.used);
         if !usage.admitted {
+            if lazy {
+                record.status = "rate_limited";
+                return Err(refuse_anonymous(record, fx, cx, SignIn::AnonymousLimit));
+            }
             record.status = "rate_limited";
             fx.usage.push(record);
             return Err(rate_limited(cx, &plan, &windows, &usage.used, now_s));
@@ -486,6 +502,67 @@ fn plan_required<B>(
         "plans": offers,
     }));
     result
+}
+
+/// Why an anonymous call is asked to sign in.
+#[derive(Debug, Clone, Copy)]
+enum SignIn {
+    /// The address is in a shared egress range: no anonymous allowance there.
+    SharedAddress,
+    /// The tool needs a plan the anonymous tier does not have (a paid tool).
+    PlanRequired,
+    /// The anonymous allowance of the address is used up.
+    AnonymousLimit,
+}
+
+impl SignIn {
+    fn code(self) -> &'static str {
+        match self {
+            Self::SharedAddress => "shared_address",
+            Self::PlanRequired => "plan_required",
+            Self::AnonymousLimit => "anonymous_limit",
+        }
+    }
+
+    fn message(self) -> &'static str {
+        match self {
+            Self::SharedAddress => {
+                "sign in to use this tool: calls from a shared address range need an account"
+            }
+            Self::PlanRequired => "sign in to use this tool: it needs a plan",
+            Self::AnonymousLimit => {
+                "sign in to keep using this server: the anonymous allowance is used up"
+            }
+        }
+    }
+}
+
+/// Records an anonymous call refused for sign-in and builds its 401: the challenge that
+/// starts OAuth discovery (RFC 9728 §5.1) asking for the default scopes.
+fn refuse_anonymous<B>(
+    mut record: UsageRecord,
+    fx: &mut Effects,
+    cx: &McpContext<'_, B>,
+    why: SignIn,
+) -> Refusal {
+    if record.status == "success" {
+        record.status = "unauthorized";
+    }
+    record.error = Some(format!("sign-in required: {}", why.code()));
+    fx.usage.push(record);
+    let scope = auth::default_scopes();
+    Refusal {
+        error: ErrorData::new(
+            UNAUTHORIZED,
+            why.message(),
+            Some(json!({ "error": "sign_in_required", "reason": why.code(), "scope": scope })),
+        ),
+        status: Some(401),
+        headers: vec![(
+            "www-authenticate".to_owned(),
+            auth::challenge(cx.base_url, None, &scope),
+        )],
+    }
 }
 
 /// 401 with a challenge for anonymous callers (sign in), 403 `insufficient_scope` for

@@ -186,7 +186,7 @@ fn unauthorized(base_url: &str, why: Option<&str>) -> HttpResponse {
         &auth::challenge(
             base_url,
             why.map(|w| ("invalid_token", w)),
-            &auth::all_scopes(),
+            &auth::default_scopes(),
         ),
     )
 }

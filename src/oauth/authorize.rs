@@ -20,7 +20,7 @@ use crate::{
     auth::{
         self,
         api_key::{ApiKey, random_id},
-        principal::ALL_SCOPES,
+        principal::{ALL_SCOPES, DEFAULT_SCOPES},
     },
     http::{HttpRequest, HttpResponse, form_value, percent_encode},
     pages,
@@ -167,7 +167,7 @@ pub async fn check<B: Backend>(
     };
     let scopes: Vec<String> = match param(req, "scope") {
         Some(s) => s.split_whitespace().map(str::to_owned).collect(),
-        None => ALL_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+        None => DEFAULT_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
     };
     if scopes.iter().any(|s| !ALL_SCOPES.contains(&s.as_str())) {
         return Err(fail("invalid_scope", "unknown scope requested"));
@@ -198,9 +198,20 @@ fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
     })
 }
 
-/// Headers of every authorize page.
-fn guarded(resp: HttpResponse) -> HttpResponse {
-    pages::private(resp, pages::CSP_FORMS)
+/// Headers of every authorize page; `redirect_uri` is where its form may end up (a
+/// native application's scheme must be named in the CSP's `form-action`).
+fn guarded(resp: HttpResponse, redirect_uri: &str) -> HttpResponse {
+    pages::private(resp, &pages::csp_forms_to(redirect_uri))
+}
+
+/// Whether a form post's `Origin` may be this page's. Absent (older clients) and `null`
+/// pass: the page is served with `Referrer-Policy: no-referrer`, under which Chromium and
+/// browsers following the Fetch standard send `Origin: null` on its own form posts. That
+/// is no weaker: what decides is the HMAC token bound to the `SameSite=Strict` cookie,
+/// which a cross-site post (sandboxed frame, redirect chain or plain form, the ways an
+/// attacker gets `null`) never carries. A named foreign origin is refused outright.
+pub fn form_origin_ok(origin: Option<&str>, base_url: &str, request_origin: &str) -> bool {
+    origin.is_none_or(|o| o == "null" || o == base_url || o == request_origin)
 }
 
 pub async fn handle<B: Backend>(
@@ -214,10 +225,10 @@ pub async fn handle<B: Backend>(
         Ok(a) => a,
         Err(Refusal::Redirect(r)) => return r,
         Err(Refusal::Page(status, text)) => {
-            return guarded(HttpResponse::html(
-                status,
-                pages::message(name, "Cannot sign in", &text),
-            ));
+            return guarded(
+                HttpResponse::html(status, pages::message(name, "Cannot sign in", &text)),
+                "",
+            );
         }
     };
     let base = cx.config.base_url(&req.origin);
@@ -250,7 +261,8 @@ pub async fn handle<B: Backend>(
         if base.starts_with("https://") {
             cookie.push_str("; Secure");
         }
-        guarded(HttpResponse::html(status, html)).with_header("set-cookie", &cookie)
+        guarded(HttpResponse::html(status, html), &authz.redirect_uri)
+            .append_header("set-cookie", &cookie)
     };
 
     if req.method != "POST" {
@@ -265,18 +277,19 @@ pub async fn handle<B: Backend>(
     let form = String::from_utf8_lossy(&req.body).into_owned();
     let nonce = cookie(req, CSRF_COOKIE).unwrap_or_default();
     let presented = form_value(&form, "csrf").unwrap_or_default();
-    let origin_ok = req
-        .header("origin")
-        .is_none_or(|o| o == base || o == req.origin);
+    let origin_ok = form_origin_ok(req.header("origin"), base, &req.origin);
     if nonce.is_empty() || !origin_ok || !grants::same(&presented, &csrf_token(secret, &nonce)) {
-        return guarded(HttpResponse::html(
-            403,
-            pages::message(
-                name,
-                "Please try again",
-                "This sign-in form expired or did not come from this site. Go back to the application and start signing in again.",
+        return guarded(
+            HttpResponse::html(
+                403,
+                pages::message(
+                    name,
+                    "Please try again",
+                    "This sign-in form expired or did not come from this site. Go back to the application and start signing in again.",
+                ),
             ),
-        ));
+            "",
+        );
     }
     let base_param = ("iss", base);
     if form_value(&form, "action").as_deref() == Some("deny") {

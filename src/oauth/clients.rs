@@ -58,14 +58,24 @@ fn bad(code: &'static str, description: impl Into<String>) -> MetadataError {
     }
 }
 
-/// Whether a redirect URI may be registered: `https` with a host, or `http` on a loopback
-/// host with any port (RFC 8252 §7.3); never with a fragment or user info.
+/// Whether a redirect URI may be registered: `https` with a host, `http` on a loopback
+/// host with any port (RFC 8252 §7.3), or a native application's private-use scheme
+/// (RFC 8252 §7.1, see [`valid_private_use_uri`]); never with a fragment, user info,
+/// whitespace or non-ASCII text (a `Location` header carries it as is).
 pub fn valid_redirect_uri(uri: &str) -> bool {
     if uri.len() > MAX_URI_LEN
         || uri.contains('#')
+        || !uri.is_ascii()
         || uri.chars().any(|c| c.is_whitespace() || c.is_control())
     {
         return false;
+    }
+    let Some((scheme, _)) = uri.split_once(':') else {
+        return false;
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "https" && scheme != "http" {
+        return valid_private_use_uri(&scheme, uri);
     }
     let (scheme, rest) = match uri.split_once("://") {
         Some(p) => p,
@@ -97,6 +107,56 @@ pub fn valid_redirect_uri(uri: &str) -> bool {
     }
 }
 
+/// Schemes that are never a native application's callback: they run script, read
+/// local files, or belong to the browser or the network.
+const REFUSED_SCHEMES: [&str; 18] = [
+    "javascript",
+    "data",
+    "file",
+    "blob",
+    "about",
+    "vbscript",
+    "filesystem",
+    "ftp",
+    "ws",
+    "wss",
+    "mailto",
+    "tel",
+    "sms",
+    "intent",
+    "chrome",
+    "chrome-extension",
+    "view-source",
+    "jar",
+];
+
+/// A private-use scheme redirect (RFC 8252 §7.1), for public clients bound by PKCE. The
+/// scheme is in reverse-domain form (`com.example.app:/callback`), or the URI names a
+/// reverse-domain style application authority, as Cursor and VS Code register
+/// (`cursor://anysphere.cursor-mcp/oauth/callback`). It is matched exactly later on.
+fn valid_private_use_uri(scheme: &str, uri: &str) -> bool {
+    let well_formed = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !well_formed || REFUSED_SCHEMES.contains(&scheme) || scheme.starts_with("web+") {
+        return false;
+    }
+    let rest = &uri[scheme.len() + 1..];
+    if scheme.contains('.') {
+        return !rest.is_empty();
+    }
+    let Some(after) = rest.strip_prefix("//") else {
+        return false;
+    };
+    let authority = after.split(['/', '?']).next().unwrap_or_default();
+    let labels: Vec<&str> = authority.split('.').collect();
+    labels.len() >= 2
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+}
+
 fn valid_port(p: &str) -> bool {
     p.strip_prefix(':')
         .is_some_and(|n| !n.is_empty() && n.parse::<u16>().is_ok())
@@ -118,7 +178,7 @@ pub fn registration(meta: &ClientMetadata) -> Result<(String, Vec<String>), Meta
         return Err(bad(
             "invalid_redirect_uri",
             format!(
-                "redirect URIs must be https, or http on a loopback address: {}",
+                "redirect URIs must be https, http on a loopback address, or a native application's private-use scheme: {}",
                 bad_uri.chars().take(100).collect::<String>()
             ),
         ));
@@ -219,6 +279,9 @@ mod tests {
             "http://[::1]:8080/cb",
             "http://127.0.0.1/cb",
             "https://app.example.com:8443/cb?x=1",
+            "cursor://anysphere.cursor-mcp/oauth/callback",
+            "vscode://vscode.github-authentication/did-authenticate",
+            "com.example.app:/oauth2redirect",
         ] {
             assert!(valid_redirect_uri(ok), "{ok}");
         }
@@ -229,7 +292,15 @@ mod tests {
             "https://app.example.com/cb#frag",
             "https://user@app.example.com/cb",
             "javascript:alert(1)",
+            "javascript://a.example/%0aalert(1)",
+            "data://x.y/text/html,hi",
+            "file://share.example/c$/x",
             "cursor://anysphere/cb",
+            "cursor:/cb",
+            "cursor://user@anysphere.cursor-mcp/cb",
+            "cursor://anysphere.cursor-mcp/cb#f",
+            "1app://a.b/cb",
+            "https://bücher.example/cb",
             "https:///cb",
             "http://127.0.0.1:99999/cb",
             "https://app.example.com/ cb",

@@ -45,7 +45,7 @@ pub(super) fn def() -> ToolDef {
 fn call<'a>(cx: &'a ToolContext<'a>, _args: serde_json::Map<String, Value>) -> ToolFuture<'a> {
     Box::pin(async move {
         let subject = match cx.principal {
-            Principal::Anonymous { bucket } => bucket.as_ref().map(|b| b.as_str().to_owned()),
+            Principal::Anonymous { bucket, .. } => bucket.as_ref().map(|b| b.as_str().to_owned()),
             Principal::ApiKey { account, .. } | Principal::OAuth { account, .. } => {
                 Some(account.clone())
             }
