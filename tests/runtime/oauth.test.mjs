@@ -40,8 +40,8 @@ after(async () => { await w?.stop(); docs?.close(); });
 
 const docsBase = () => `http://127.0.0.1:${docs.address().port}`;
 
-async function mintKey(plan = 'pro') {
-  const res = await fetch(`${w.origin}/admin/keys`, {
+async function mintKey(plan = 'pro', origin = w.origin) {
+  const res = await fetch(`${origin}/admin/keys`, {
     method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
     body: JSON.stringify({ plan, label: 'oauth runtime' }),
   });
@@ -58,9 +58,10 @@ async function signIn(authorizationUrl, apiKey, action = 'approve') {
   const html = await page.text();
   const fields = Object.fromEntries([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)]
     .map(([, k, v]) => [k, v.replace(/&amp;/g, '&').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>')]));
-  const res = await fetch(`${w.origin}/authorize`, {
+  const origin = new URL(authorizationUrl).origin;
+  const res = await fetch(`${origin}/authorize`, {
     method: 'POST', redirect: 'manual',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, origin: w.origin },
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, origin },
     body: new URLSearchParams({ ...fields, api_key: apiKey, action }).toString(),
   });
   return { status: res.status, location: res.headers.get('location'), html };
@@ -294,5 +295,59 @@ test('mcp-remote signs in through the browser flow and proxies tool calls', asyn
   } finally {
     child.kill('SIGTERM');
     rmSync(config, { recursive: true, force: true });
+  }
+});
+
+// Claude's hosted connectors call from Anthropic's published range and start anonymous:
+// a counted call from there is challenged at once, an ordinary address is served until
+// its allowance ends and then challenged, and the SDK's OAuth client signs in on the
+// challenge and retries the same call.
+test('lazy auth: shared egress ranges and used-up allowances get the sign-in challenge, and the SDK signs in and retries', async () => {
+  const lazy = await startWorker({ vars: {
+    ADMIN_TOKEN: ADMIN,
+    JWT_SECRET: 'runtime-lazy-jwt-secret-0123456789abcdef',
+    ANON_DAILY_LIMIT: '2',
+    PLANS: JSON.stringify({ free: { daily: 100 }, pro: { daily: 1000, price: '$9/month' } }),
+  } });
+  try {
+    const call = (ip, name = 'hash', args = { text: 'a' }) => post(lazy.url,
+      { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: args } },
+      { 'mcp-protocol-version': '2025-11-25', 'cf-connecting-ip': ip });
+    const challenged = (r, reason) => {
+      assert.equal(r.status, 401, r.text);
+      assert.equal(r.headers.get('www-authenticate'),
+        `Bearer resource_metadata="${lazy.origin}/.well-known/oauth-protected-resource/mcp", scope="mcp:tools mcp:usage"`);
+      assert.equal(r.body.error.data.reason, reason);
+    };
+    const claude = '160.79.104.10';
+    challenged(await call(claude), 'shared_address');
+    const list = await post(lazy.url, { jsonrpc: '2.0', id: 2, method: 'tools/list' },
+      { 'mcp-protocol-version': '2025-11-25', 'cf-connecting-ip': claude });
+    assert.equal(list.status, 200, 'discovery still answers');
+
+    const home = '198.51.100.7';
+    assert.equal((await call(home)).status, 200);
+    assert.equal((await call(home)).status, 200);
+    challenged(await call(home), 'anonymous_limit');
+    challenged(await call('198.51.100.8', 'hmac', { key: 'k', message: 'm' }), 'plan_required');
+
+    // The official SDK client, calling from Claude's range as a hosted connector would.
+    const provider = new HeadlessProvider(await mintKey('pro', lazy.origin));
+    const transport = new StreamableHTTPClientTransport(new URL(lazy.url), {
+      authProvider: provider, requestInit: { headers: { 'cf-connecting-ip': claude } } });
+    const client = new Client({ name: 'hosted-connector', version: '1.0.0' });
+    await client.connect(transport);
+    assert.equal(provider.redirects.length, 0, 'connected anonymously: no sign-in yet');
+    await assert.rejects(client.callTool({ name: 'whoami', arguments: {} }), UnauthorizedError);
+    assert.equal(provider.redirects.length, 1, 'the challenge started the sign-in');
+    assert.equal(provider.redirects[0].searchParams.get('scope'), 'mcp:tools mcp:usage');
+    await transport.finishAuth(provider.code);
+    const who = await client.callTool({ name: 'whoami', arguments: {} });
+    assert.equal(who.isError, false);
+    assert.equal(who.structuredContent.kind, 'oauth');
+    assert.equal(who.structuredContent.plan, 'pro');
+    await client.close().catch(() => {});
+  } finally {
+    await lazy.stop();
   }
 });
