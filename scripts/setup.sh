@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the build and the tests need, skipping whatever is already there:
 # the wasm32 target, wasm-bindgen-cli at exactly the version in Cargo.lock, worker-build,
-# and the pinned npm packages (wrangler, binaryen's wasm-opt, Node 22, MCP clients).
+# the pinned npm packages (wrangler, binaryen's wasm-opt, Node 22, MCP clients, the browser
+# driver), and Debian's chromium for the browser tests.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
@@ -25,4 +26,12 @@ fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci"
   npm ci --no-audit --no-fund
+fi
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "setup: installing Debian's chromium (the browser tests drive it)"
+  sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
 fi

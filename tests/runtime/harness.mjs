@@ -24,9 +24,10 @@ async function freePort() {
 
 /**
  * Starts a worker. `bundle` is `build` (what ships) or `build-conformance`.
- * `vars` become `--var NAME:VALUE`. Returns { url, origin, stop(), restart() }.
+ * `vars` become `--var NAME:VALUE`; `env` is added to wrangler's (and so workerd's) environment.
+ * Returns { url, origin, stop(), restart() }.
  */
-export async function startWorker({ bundle = 'build', vars = {}, persistTo } = {}) {
+export async function startWorker({ bundle = 'build', vars = {}, env = {}, persistTo } = {}) {
   const state = persistTo ?? mkdtempSync(join(tmpdir(), 'mcp-worker-state-'));
   execFileSync(WRANGLER, ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', state], {
     cwd: ROOT, env: { ...ENV, CI: 'true' }, stdio: ['ignore', 'ignore', 'pipe'],
@@ -35,7 +36,7 @@ export async function startWorker({ bundle = 'build', vars = {}, persistTo } = {
   const args = ['dev', join(bundle, 'index.js'), '--ip', '127.0.0.1', '--port', String(port),
     '--persist-to', state, '--show-interactive-dev-session=false', '--log-level', 'log'];
   for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`);
-  const child = spawn(WRANGLER, args, { cwd: ROOT, env: ENV, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn(WRANGLER, args, { cwd: ROOT, env: { ...ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const logs = [];
   const ready = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`wrangler dev did not start:\n${logs.join('')}`)), 60_000);
