@@ -6,7 +6,52 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::quota::policy::Plan;
+use serde::{Deserialize, Serialize};
+
+/// The plan id of anonymous callers (limits from `ANON_DAILY_LIMIT`, tools of `free`).
+pub const ANONYMOUS_PLAN: &str = "anonymous";
+
+/// A plan from configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Plan {
+    /// Plan id (`free`, `pro`, `team`, …).
+    #[serde(default)]
+    pub id: String,
+    /// Calls allowed per UTC day; `None` means no daily limit.
+    #[serde(default)]
+    pub daily: Option<u64>,
+    /// Calls allowed per UTC month; `None` means no monthly limit.
+    #[serde(default)]
+    pub monthly: Option<u64>,
+    /// Tool names the plan includes; `*` includes every tool.
+    #[serde(default = "all_tools")]
+    pub tools: Vec<String>,
+    /// Price shown to callers (`$9/month`); `None` for free plans.
+    #[serde(default)]
+    pub price: Option<String>,
+    /// The Stripe Price a Checkout Session for this plan subscribes to (`price_…`).
+    #[serde(default)]
+    pub stripe_price: Option<String>,
+    /// Whether each billable call is reported to Stripe as a meter event.
+    #[serde(default)]
+    pub metered: bool,
+}
+
+fn all_tools() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
+impl Plan {
+    /// Whether the plan includes a tool.
+    pub fn includes(&self, tool: &str) -> bool {
+        self.tools.iter().any(|t| t == "*" || t == tool)
+    }
+
+    /// Whether the plan is paid (has a price).
+    pub fn is_paid(&self) -> bool {
+        self.price.is_some()
+    }
+}
 
 /// Largest request body accepted anywhere, unless `MAX_BODY_BYTES` says otherwise.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -232,7 +277,7 @@ impl Config {
     /// The limits of a principal's plan: the anonymous tier counts per day only and offers
     /// the tools of the `free` plan.
     pub fn limits_of(&self, plan_id: &str) -> Option<Plan> {
-        if plan_id == crate::auth::principal::ANONYMOUS_PLAN {
+        if plan_id == ANONYMOUS_PLAN {
             let tools = self
                 .plan("free")
                 .map_or_else(|| vec!["*".to_owned()], |p| p.tools.clone());

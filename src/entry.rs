@@ -5,15 +5,16 @@ use std::{cell::OnceCell, rc::Rc};
 
 use futures_util::StreamExt;
 use serde_json::json;
-use worker::{Context, Date, Env, Headers, Method, Request, Response, Result, event};
+use worker::{Date, Env, Headers, Method, Request, Response, Result, event};
 
 use crate::{
     adapters::WorkerBackend,
-    app::{self, AppContext},
-    billing,
+    app, billing,
     config::Config,
+    context::Context,
+    error::ApiError,
     http::{HttpRequest, HttpResponse},
-    store::Backend,
+    usage::UsageLog,
 };
 
 fn now_ms() -> u64 {
@@ -45,16 +46,16 @@ fn config(env: &Env) -> Rc<Config> {
 }
 
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
+async fn fetch(mut req: Request, env: Env, ctx: worker::Context) -> Result<Response> {
     let started = now_ms();
     let config = config(&env);
     let http_req = match read_request(&mut req, config.max_body_bytes).await {
         Ok(r) => r,
-        Err(resp) => return to_worker_response(resp),
+        Err(e) => return to_worker_response(e.response(&config, "", false)),
     };
     let backend = WorkerBackend::from_env(&env)?;
     let clock = now_ms;
-    let cx = AppContext {
+    let cx = Context {
         config: &config,
         client_ip: http_req.header("cf-connecting-ip"),
         backend: &backend,
@@ -62,28 +63,29 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
         clock: &clock,
     };
     let handled = app::handle(&http_req, &cx).await;
+    let effects = handled.effects;
 
     // One structured line per request; never a key, token or signature.
-    let first = handled.usage.first();
+    let first = effects.usage.first();
     worker::console_log!(
         "{}",
         json!({
             "request_id": first.map(|u| &u.request_id),
             "http": format!("{} {}", http_req.method, http_req.path),
             "status": handled.response.status,
-            "principal": handled.principal_kind,
-            "method": handled.rpc_method,
+            "principal": effects.principal_kind,
+            "method": effects.rpc_method,
             "tool": first.and_then(|u| u.tool.as_ref()),
             "outcome": first.map(|u| u.status),
             "duration_ms": now_ms().saturating_sub(started),
-            "error": handled.error,
+            "error": effects.error,
         })
     );
-    if !handled.usage.is_empty() || !handled.meter.is_empty() {
+    if !effects.usage.is_empty() || !effects.meter.is_empty() {
         // After the response: a slow or failing D1 write or Stripe report never delays or
         // fails the call.
-        let records = handled.usage;
-        let meter = handled.meter;
+        let records = effects.usage;
+        let meter = effects.meter;
         ctx.wait_until(async move {
             if !records.is_empty() {
                 if let Err(e) = backend.write_usage(&records).await {
@@ -105,27 +107,26 @@ async fn fetch(mut req: Request, env: Env, ctx: Context) -> Result<Response> {
 async fn read_request(
     req: &mut Request,
     limit: usize,
-) -> std::result::Result<HttpRequest, HttpResponse> {
+) -> std::result::Result<HttpRequest, ApiError> {
+    let unreadable = || ApiError::BadRequest("unreadable request body".to_owned());
     let url = req
         .url()
-        .map_err(|_| app::bad_request("unparsable request URL"))?;
+        .map_err(|_| ApiError::BadRequest("unparsable request URL".to_owned()))?;
     let headers: Vec<(String, String)> = req.headers().entries().collect();
     let declared = headers
         .iter()
         .find(|(n, _)| n == "content-length")
         .and_then(|(_, v)| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
-        return Err(app::payload_too_large(limit));
+        return Err(ApiError::PayloadTooLarge(limit));
     }
     let mut body = Vec::new();
     if !matches!(req.method(), Method::Get | Method::Head) {
-        let mut stream = req
-            .stream()
-            .map_err(|_| app::bad_request("unreadable request body"))?;
+        let mut stream = req.stream().map_err(|_| unreadable())?;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|_| app::bad_request("unreadable request body"))?;
+            let chunk = chunk.map_err(|_| unreadable())?;
             if body.len() + chunk.len() > limit {
-                return Err(app::payload_too_large(limit));
+                return Err(ApiError::PayloadTooLarge(limit));
             }
             body.extend_from_slice(&chunk);
         }

@@ -1,99 +1,48 @@
-//! `GET /api/usage?period=month|day`: the bearer's own totals (calls, success rate,
-//! average duration, per tool) and remaining quota.
+//! Usage: the record of each counted call, the log port that stores them (D1
+//! `tool_call_logs`), and the totals `GET /api/usage` reports.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::{
-    app::{self, AppContext, Handled},
-    auth::{
-        self, AuthError,
-        principal::{Principal, SCOPE_USAGE},
-    },
-    http::{HttpRequest, HttpResponse},
-    quota::policy::{self, Period},
-    store::{Backend, UsageRow},
-};
+use crate::store::StoreError;
 
-/// Handles `GET /api/usage`.
-pub async fn handle<B: Backend>(
-    req: &HttpRequest,
-    cx: &AppContext<'_, B>,
-    out: &mut Handled,
-) -> HttpResponse {
-    let base_url = cx.config.base_url(&req.origin);
-    let principal = match cx.principal(req).await {
-        Ok(p) => p,
-        Err(AuthError::InvalidToken(why)) => {
-            out.principal_kind = "invalid_credentials";
-            return auth::invalid_token(base_url, &why, SCOPE_USAGE);
-        }
-        Err(AuthError::Store(_)) => {
-            return app::unavailable();
-        }
-    };
-    out.principal_kind = principal.kind();
-    if matches!(principal, Principal::Anonymous { .. }) {
-        return app::error(
-            401,
-            "unauthorized",
-            "usage needs an API key or access token",
-        )
-        .with_header(
-            "www-authenticate",
-            &auth::challenge(base_url, None, SCOPE_USAGE),
-        );
-    }
-    if !principal.has_scope(SCOPE_USAGE) {
-        return app::error(
-            403,
-            "insufficient_scope",
-            "the token lacks the mcp:usage scope",
-        )
-        .with_header(
-            "www-authenticate",
-            &auth::challenge(
-                base_url,
-                Some(("insufficient_scope", "the token lacks the mcp:usage scope")),
-                SCOPE_USAGE,
-            ),
-        );
-    }
-    let period = match req.query_param("period").as_deref() {
-        None | Some("month") => Period::Month,
-        Some("day") => Period::Day,
-        Some(_) => return app::bad_request("period is month or day"),
-    };
-    let now_s = cx.now_ms / 1000;
-    let plan = cx
-        .config
-        .limits_of(principal.plan())
-        .or_else(|| cx.config.plan("free").cloned());
-    let windows = plan
-        .as_ref()
-        .map(|p| policy::windows(p.daily, p.monthly, now_s))
-        .unwrap_or_default();
-    let since_s = policy::period_start(period, now_s);
-    let bucket = principal.bucket();
-    let rows = match cx.backend.usage(&bucket, since_s * 1000).await {
-        Ok(r) => r,
-        Err(_) => {
-            return app::unavailable();
-        }
-    };
-    let keys: Vec<String> = windows.iter().map(|w| w.key.clone()).collect();
-    let used = match cx.backend.peek(&bucket, &keys).await {
-        Ok(u) => u,
-        Err(_) => {
-            return app::unavailable();
-        }
-    };
-    let quota = policy::quota_report(&windows, &used);
-    let mut body = summarize(&rows);
-    body["account"] = principal.account().into();
-    body["plan"] = principal.plan().into();
-    body["period"] = json!({ "name": period, "since": since_s, "until": now_s });
-    body["quota"] = quota.into();
-    HttpResponse::json(200, &body).with_header("cache-control", "no-store")
+/// One counted call, written to D1 `tool_call_logs` after the response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UsageRecord {
+    pub request_id: String,
+    /// `anon:<bucket>` or `acct:<account>`.
+    pub principal: String,
+    pub principal_kind: &'static str,
+    pub method: String,
+    pub tool: Option<String>,
+    pub input_bytes: u64,
+    pub output_bytes: u64,
+    pub duration_ms: u64,
+    /// `success`, `error`, `rate_limited` or `unauthorized`.
+    pub status: &'static str,
+    pub error: Option<String>,
+    pub created_at: u64,
+    /// The API key used, so its `last_used_at` can be updated with the same write.
+    #[serde(skip)]
+    pub key_hash: Option<String>,
+}
+
+/// Per-tool, per-status counts over a period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageRow {
+    pub tool: Option<String>,
+    pub status: String,
+    pub calls: u64,
+    pub avg_duration_ms: f64,
+}
+
+/// The usage log (D1 `tool_call_logs`).
+#[allow(async_fn_in_trait)] // Workers are single-threaded; futures need not be Send.
+pub trait UsageLog {
+    /// Usage rows of a principal since a time (D1).
+    async fn usage(&self, principal: &str, since_ms: u64) -> Result<Vec<UsageRow>, StoreError>;
+    /// Writes usage records (D1). Runs after the response; failures are logged, not raised.
+    async fn write_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError>;
 }
 
 /// Totals and per-tool figures from grouped rows.

@@ -164,7 +164,7 @@ fn expired_unknown_and_malformed_keys_are_refused_never_anonymous() {
     let key = format!("Bearer {}", minted["key"].as_str().unwrap());
     let clock_after_expiry = |req: &_| {
         let clock = || NOW_MS + 2 * 86_400_000;
-        let cx = paid_mcp_worker::app::AppContext {
+        let cx = paid_mcp_worker::context::Context {
             config: &later,
             client_ip: IP,
             backend: &backend,

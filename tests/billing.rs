@@ -740,10 +740,10 @@ fn metered_calls_are_reported_with_their_request_ids() {
         );
         req.origin = "https://mcp.example.com".into();
         let handled = handle_with(&req, &c, &b, None);
-        assert_eq!(handled.meter.len(), 1);
-        assert_eq!(handled.meter[0].customer, "cus_m");
-        assert_eq!(handled.meter[0].identifier, handled.usage[0].request_id);
-        ids.push(handled.meter[0].identifier.clone());
+        assert_eq!(handled.effects.meter.len(), 1);
+        assert_eq!(handled.effects.meter[0].customer, "cus_m");
+        assert_eq!(handled.effects.meter[0].identifier, handled.effects.usage[0].request_id);
+        ids.push(handled.effects.meter[0].identifier.clone());
     }
     assert_ne!(ids[0], ids[1]);
 
@@ -805,7 +805,7 @@ fn metered_calls_are_reported_with_their_request_ids() {
             ("authorization", &format!("Bearer {key}")),
         ],
     );
-    assert!(handle_with(&req, &c, &b, None).meter.is_empty());
+    assert!(handle_with(&req, &c, &b, None).effects.meter.is_empty());
 }
 
 #[test]

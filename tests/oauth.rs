@@ -9,7 +9,8 @@ use paid_mcp_worker::{
     config::Config,
     http::{HttpRequest, HttpResponse, form_value, percent_encode},
     oauth::grants::{self, REFRESH_GRACE_MS},
-    store::{AccountPlan, Backend, KeyRecord, KeyStatus},
+    auth::store::{KeyRecord, KeyStatus, KeyStore},
+    billing::store::{AccountPlan, BillingStore},
 };
 use serde_json::{Value, json};
 

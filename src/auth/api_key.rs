@@ -63,9 +63,24 @@ pub fn random_id(prefix: &str) -> Result<String, getrandom::Error> {
     Ok(format!("{prefix}{}", hex::encode(bytes)))
 }
 
+/// Whether an account id is well formed: `acct_` and 1 to 64 letters, digits or `_`.
+pub fn valid_account_id(a: &str) -> bool {
+    a.strip_prefix("acct_").is_some_and(|r| {
+        (1..=64).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn account_ids_are_checked() {
+        assert!(valid_account_id("acct_abc_123"));
+        assert!(!valid_account_id("acct_"));
+        assert!(!valid_account_id("acct_a'b"));
+        assert!(!valid_account_id("user_1"));
+    }
 
     #[test]
     fn generated_keys_parse_and_differ() {

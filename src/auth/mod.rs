@@ -6,18 +6,14 @@
 pub mod api_key;
 pub mod jwt;
 pub mod principal;
-
-use serde_json::json;
+pub mod store;
 
 use self::{
     api_key::ApiKey,
-    principal::{ALL_SCOPES, AddressBucket, DEFAULT_SCOPES, Principal},
+    principal::{AddressBucket, DEFAULT_SCOPES, Principal},
+    store::{KeyStatus, KeyStore},
 };
-use crate::{
-    config::Config,
-    http::HttpResponse,
-    store::{Backend, KeyStatus, StoreError},
-};
+use crate::{config::Config, store::StoreError};
 
 /// Why credentials were refused.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +27,7 @@ pub enum AuthError {
 }
 
 /// Resolves the request's principal from `Authorization` and the client address.
-pub async fn resolve<B: Backend>(
+pub async fn resolve<B: KeyStore>(
     authorization: Option<&str>,
     client_ip: Option<&str>,
     config: &Config,
@@ -125,42 +121,10 @@ pub fn challenge(base_url: &str, error: Option<(&str, &str)>, scope: &str) -> St
     v
 }
 
-/// 401 `invalid_token` with its challenge, for credentials that were sent and refused.
-pub fn invalid_token(base_url: &str, why: &str, scope: &str) -> HttpResponse {
-    HttpResponse::json(
-        401,
-        &json!({ "error": "invalid_token", "error_description": why }),
-    )
-    .with_header(
-        "www-authenticate",
-        &challenge(base_url, Some(("invalid_token", why)), scope),
-    )
-}
-
 /// The scopes to ask for when challenging for sign-in: the default ones (billing is
 /// asked for only where billing is what the caller tried).
 pub fn default_scopes() -> String {
     DEFAULT_SCOPES.join(" ")
-}
-
-/// `GET /.well-known/oauth-protected-resource[/mcp]` (RFC 9728).
-pub fn protected_resource_metadata(config: &Config, base_url: &str) -> HttpResponse {
-    let auth_server = config
-        .authorization_server
-        .clone()
-        .unwrap_or_else(|| base_url.to_owned());
-    HttpResponse::json(
-        200,
-        &json!({
-            "resource": resource(base_url),
-            "authorization_servers": [auth_server],
-            "scopes_supported": ALL_SCOPES,
-            "bearer_methods_supported": ["header"],
-            "resource_name": config.server_name,
-        }),
-    )
-    .with_header("cache-control", "public, max-age=3600")
-    .with_header("access-control-allow-origin", "*")
 }
 
 #[cfg(test)]

@@ -135,8 +135,7 @@ impl Principal {
     }
 }
 
-/// The plan id of anonymous callers (limits from `ANON_DAILY_LIMIT`, tools of `free`).
-pub const ANONYMOUS_PLAN: &str = "anonymous";
+pub use crate::config::ANONYMOUS_PLAN;
 
 #[cfg(test)]
 mod tests {

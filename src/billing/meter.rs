@@ -3,7 +3,7 @@
 //! that Stripe counts a retried report once.
 
 use super::stripe::{self, StripeError};
-use crate::{config::Config, store::BillingStore};
+use crate::{config::Config, store::Outbound};
 
 /// Attempts per event before giving up (the failure is logged; the call is never failed).
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -21,7 +21,7 @@ pub struct MeterEvent {
 /// Reports the events; returns a description of each one that could not be reported.
 pub async fn report(
     config: &Config,
-    backend: &impl BillingStore,
+    backend: &impl Outbound,
     events: &[MeterEvent],
 ) -> Vec<String> {
     let Some(name) = config.stripe_meter_event.as_deref() else {

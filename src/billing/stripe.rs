@@ -18,9 +18,8 @@ use stripe_client_core::{RequestBuilder, StripeMethod, StripeRequest};
 use stripe_shared::CheckoutSessionMode;
 
 use crate::{
-    config::Config,
-    quota::policy::Plan,
-    store::{BillingStore, OutboundRequest},
+    config::{Config, Plan},
+    store::{Outbound, OutboundRequest},
 };
 
 /// What went wrong talking to Stripe. The messages are safe to log (no secrets).
@@ -179,7 +178,7 @@ pub fn outbound(
 /// Sends a request and parses the fields `T` names from a 2xx answer.
 pub async fn send<T: DeserializeOwned>(
     config: &Config,
-    backend: &impl BillingStore,
+    backend: &impl Outbound,
     req: RequestBuilder,
     idempotency_key: Option<&str>,
 ) -> Result<T, StripeError> {

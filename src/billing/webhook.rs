@@ -1,4 +1,5 @@
-//! `POST /api/stripe/webhook`: Stripe's events keep accounts, keys and plans true.
+//! Stripe's events (`POST /api/stripe/webhook`, `routes::webhook`) keep accounts, keys
+//! and plans true.
 //!
 //! Order of work for each delivery: verify the signature on the raw body; record the
 //! event id in D1 (a duplicate is acknowledged and ignored, a delivery racing another
@@ -10,21 +11,17 @@
 //! replaces a newer one (in D1 and in the account's Durable Object alike).
 
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::signature;
+use super::store::{AccountPlan, BillingStore, CheckoutRecord, SubscriptionState};
 use crate::{
-    app::{self, AppContext},
     auth::{
         api_key::{ApiKey, KeyHash, random_id},
         principal::ALL_SCOPES,
+        store::{KeyRecord, KeyStatus, KeyStore},
     },
     config::{Config, FALLBACK_PLAN},
-    http::{HttpRequest, HttpResponse},
-    store::{
-        AccountPlan, Backend, CheckoutRecord, EventClaim, KeyRecord, KeyStatus, StoreError,
-        SubscriptionState,
-    },
+    store::StoreError,
 };
 
 /// The event types acted on; others are acknowledged and ignored.
@@ -37,12 +34,13 @@ pub const HANDLED: [&str; 6] = [
     "invoice.payment_failed",
 ];
 
+/// A Stripe event, as far as this server reads it.
 #[derive(Debug, Deserialize)]
-struct Event {
-    id: String,
+pub struct Event {
+    pub id: String,
     #[serde(rename = "type")]
-    kind: String,
-    created: u64,
+    pub kind: String,
+    pub created: u64,
     #[serde(default)]
     livemode: bool,
     data: EventData,
@@ -69,85 +67,23 @@ pub enum ProcessError {
     Random(String),
 }
 
-pub async fn handle<B: Backend>(
-    req: &HttpRequest,
-    cx: &AppContext<'_, B>,
-    out: &mut app::Handled,
-) -> HttpResponse {
-    if cx.config.stripe_webhook_secrets.is_empty() {
-        out.error = Some("STRIPE_WEBHOOK_SECRET is unset".to_owned());
-        return app::error(
-            503,
-            "billing_not_configured",
-            "the webhook signing secret is not configured",
-        );
-    }
-    if let Err(e) = signature::verify(
-        req.header("stripe-signature"),
-        &req.body,
-        &cx.config.stripe_webhook_secrets,
-        cx.now_ms / 1000,
-    ) {
-        return app::error(400, "invalid_signature", &e.to_string());
-    }
-    let event: Event = match serde_json::from_slice(&req.body) {
-        Ok(e) => e,
-        Err(e) => return app::bad_request(&format!("not a Stripe event: {e}")),
-    };
-    if !HANDLED.contains(&event.kind.as_str()) {
-        return HttpResponse::json(200, &json!({ "received": true, "ignored": event.kind }));
-    }
-    let claim = match cx
-        .backend
-        .begin_event(&event.id, &event.kind, event.created, cx.now_ms)
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => {
-            out.error = Some(format!("webhook {}: {e}", event.kind));
-            return app::error(500, "storage_unavailable", "try again later");
-        }
-    };
-    match claim {
-        EventClaim::Done => {
-            return HttpResponse::json(200, &json!({ "received": true, "duplicate": true }));
-        }
-        EventClaim::InFlight => {
-            return app::error(
-                409,
-                "in_progress",
-                "this event is being processed by another delivery",
-            );
-        }
-        EventClaim::New => {}
-    }
-    match process(&event, cx).await {
-        Ok(outcome) => {
-            if let Err(e) = cx.backend.end_event(&event.id, true, cx.now_ms).await {
-                // The work is done and idempotent: a retry redoes nothing harmful.
-                out.error = Some(format!("webhook {}: marking done: {e}", event.kind));
-            }
-            let (key, what) = match outcome {
-                Outcome::Applied(w) => ("applied", w),
-                Outcome::Ignored(w) => ("ignored", w),
-            };
-            HttpResponse::json(200, &json!({ "received": true, key: what }))
-        }
-        Err(e) => {
-            out.error = Some(format!("webhook {} {}: {e}", event.kind, event.id));
-            let _ = cx.backend.end_event(&event.id, false, cx.now_ms).await;
-            app::error(
-                500,
-                "processing_failed",
-                "the event will be processed on retry",
-            )
-        }
-    }
+/// What event processing works with.
+pub struct Processing<'a, B> {
+    pub config: &'a Config,
+    pub backend: &'a B,
+    /// Unix milliseconds of the delivery.
+    pub now_ms: u64,
 }
 
-async fn process<B: Backend>(
+/// A verified delivery's event, if the body is one.
+pub fn parse(body: &[u8]) -> Result<Event, serde_json::Error> {
+    serde_json::from_slice(body)
+}
+
+/// Acts on an event (its id already recorded as new).
+pub async fn process<B: BillingStore + KeyStore>(
     event: &Event,
-    cx: &AppContext<'_, B>,
+    cx: &Processing<'_, B>,
 ) -> Result<Outcome, ProcessError> {
     let o = &event.data.object;
     match event.kind.as_str() {
@@ -226,8 +162,8 @@ async fn process<B: Backend>(
 }
 
 /// Stores a subscription state and, unless a newer one is stored, the account's plan.
-async fn apply<B: Backend>(
-    cx: &AppContext<'_, B>,
+async fn apply<B: BillingStore + KeyStore>(
+    cx: &Processing<'_, B>,
     s: &SubscriptionState,
 ) -> Result<Outcome, ProcessError> {
     if !cx.backend.put_subscription(s).await? {
@@ -304,9 +240,9 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
 
 /// `checkout.session.completed`: find or create the customer's account, mint its key
 /// (once per session), stash the plain key for the claim page, and start the plan.
-async fn checkout_completed<B: Backend>(
+async fn checkout_completed<B: BillingStore + KeyStore>(
     event: &Event,
-    cx: &AppContext<'_, B>,
+    cx: &Processing<'_, B>,
 ) -> Result<Outcome, ProcessError> {
     let o = &event.data.object;
     let (Some(session_id), Some(customer)) = (str_at(o, "/id"), str_at(o, "/customer")) else {

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    jsonrpc::{self, Message, RequestId, invalid_params, method_not_found},
+    jsonrpc::{self, Message, RequestId, classify, invalid_params, invalid_request, method_not_found},
     tools::{self, ToolContext},
     version::{self, McpHeaders, Version},
 };
@@ -20,8 +20,8 @@ use crate::{
     auth::{self, api_key::random_id, principal::Principal},
     billing::meter::MeterEvent,
     config::{Config, FALLBACK_PLAN},
-    quota::{ConsumeRequest, policy},
-    store::{Backend, UsageRecord},
+    quota::{ConsumeRequest, QuotaStore, policy},
+    usage::UsageRecord,
 };
 
 /// How long a client may cache `tools/list` (2026-07-28 `ttlMs`). The list changes only on deploy.
@@ -116,7 +116,7 @@ fn error_status(version: Version, code: ErrorCode) -> u16 {
 }
 
 /// Serves one classified message.
-pub async fn serve<B: Backend>(
+pub async fn serve<B: QuotaStore>(
     msg: Message,
     headers: &McpHeaders<'_>,
     cx: &McpContext<'_, B>,
@@ -172,7 +172,7 @@ pub async fn serve<B: Backend>(
     }
 }
 
-async fn call<B: Backend>(
+async fn call<B: QuotaStore>(
     method: &str,
     params: Map<String, Value>,
     version: Version,
@@ -187,8 +187,8 @@ async fn call<B: Backend>(
         "tools/list" => tools_list(&params, stateless)?,
         "tools/call" => return tools_call(params, stateless, cx, fx).await,
         #[cfg(feature = "conformance")]
-        m if super::fixtures::handles(m) => {
-            super::fixtures::call(m, params, stateless, &mut fx.notifications)?
+        m if tools::fixtures::handles(m) => {
+            tools::fixtures::call(m, params, stateless, &mut fx.notifications)?
         }
         _ => return Err(method_not_found(method).into()),
     })
@@ -222,7 +222,7 @@ pub fn capabilities(stateless: bool) -> ServerCapabilities {
     let mut caps = ServerCapabilities::default();
     caps.tools = Some(ToolsCapability::default());
     #[cfg(feature = "conformance")]
-    super::fixtures::extend_capabilities(&mut caps, stateless);
+    tools::fixtures::extend_capabilities(&mut caps, stateless);
     #[cfg(not(feature = "conformance"))]
     let _ = stateless;
     caps
@@ -285,14 +285,14 @@ fn tools_list(params: &Map<String, Value>, stateless: bool) -> Result<Value, Err
     to_value(&result)
 }
 
-async fn tools_call<B: Backend>(
+async fn tools_call<B: QuotaStore>(
     params: Map<String, Value>,
     stateless: bool,
     cx: &McpContext<'_, B>,
     fx: &mut Effects,
 ) -> Result<Value, Refusal> {
     #[cfg(feature = "conformance")]
-    if let Some(result) = super::fixtures::call_tool(&params, stateless, &mut fx.notifications) {
+    if let Some(result) = tools::fixtures::call_tool(&params, stateless, &mut fx.notifications) {
         return result.map_err(Refusal::from);
     }
     #[cfg(not(feature = "conformance"))]
@@ -650,4 +650,45 @@ fn more_generous(p: &policy::Plan, than: &policy::Plan) -> bool {
         _ => false,
     };
     more(p.daily, than.daily) || more(p.monthly, than.monthly)
+}
+
+/// Batches exist only in 2025-03-26 (removed in 2025-06-18); a stateless server knows the
+/// version only from the header, so a batch is served when the header names 2025-03-26.
+pub async fn serve_batch<B: QuotaStore>(
+    batch: Vec<Value>,
+    headers: &McpHeaders<'_>,
+    mcx: &McpContext<'_, B>,
+) -> Served {
+    if headers.protocol_version != Some("2025-03-26") {
+        return Served::error(
+            None,
+            &invalid_request("JSON-RPC batches are not supported by this protocol version"),
+            400,
+        );
+    }
+    if batch.is_empty() {
+        return Served::error(None, &invalid_request("empty batch"), 400);
+    }
+    let mut all = Served {
+        status: 202,
+        ..Served::default()
+    };
+    let mut replies = Vec::new();
+    for item in batch {
+        let mut served = match classify(item) {
+            Ok(msg) => serve(msg, headers, mcx).await,
+            Err((id, e)) => Served::error(id.as_ref(), &e, 400),
+        };
+        all.notifications.append(&mut served.notifications);
+        all.usage.append(&mut served.usage);
+        all.meter.append(&mut served.meter);
+        all.headers.append(&mut served.headers);
+        replies.extend(served.reply);
+    }
+    if !replies.is_empty() {
+        // A batch answers 200 whatever its members' errors: each carries its own.
+        all.status = 200;
+        all.reply = Some(Value::Array(replies));
+    }
+    all
 }

@@ -7,6 +7,8 @@ pub mod policy;
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::StoreError;
+
 /// A check-and-increment request to a bucket's counter.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConsumeRequest {
@@ -38,4 +40,150 @@ pub struct ConsumeResponse {
     /// The account's Stripe customer, for metered billing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<String>,
+}
+
+/// What a bucket's counter knows when a consume request arrives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CounterState {
+    /// The calling key is on the account's revoked list.
+    pub key_revoked: bool,
+    /// The plan in force for the account, when the webhook ever wrote one.
+    pub plan_in_force: Option<String>,
+    /// The account's Stripe customer, for metered billing.
+    pub customer: Option<String>,
+    /// The current counts of the request's windows, in order.
+    pub used: Vec<u64>,
+}
+
+/// The counter's admission rule, pure: the `QuotaCounter` Durable Object and the host
+/// tests' in-memory counter both decide with it. A revoked key is refused; credentials
+/// naming another plan than the one in force count nothing and learn the plan in force;
+/// else the call is admitted only if every window has room for its cost. When admitted,
+/// `used` holds the counts to store.
+pub fn admit(req: &ConsumeRequest, state: CounterState) -> ConsumeResponse {
+    let refused = |revoked, plan, customer| ConsumeResponse {
+        admitted: false,
+        used: Vec::new(),
+        revoked,
+        plan,
+        customer,
+    };
+    if state.key_revoked {
+        return refused(true, None, None);
+    }
+    if let (Some(asked), Some(in_force)) = (&req.plan, &state.plan_in_force)
+        && asked != in_force
+    {
+        return refused(false, Some(in_force.clone()), state.customer);
+    }
+    let admitted = req
+        .windows
+        .iter()
+        .zip(&state.used)
+        .all(|((_, limit), used)| used + req.cost <= *limit);
+    let used = if admitted {
+        state.used.iter().map(|u| u + req.cost).collect()
+    } else {
+        state.used
+    };
+    ConsumeResponse {
+        admitted,
+        used,
+        revoked: false,
+        plan: None,
+        customer: state.customer,
+    }
+}
+
+/// The counters: one Durable Object per principal bucket.
+#[allow(async_fn_in_trait)] // Workers are single-threaded; futures need not be Send.
+pub trait QuotaStore {
+    /// Check-and-increment in the bucket's counter (Durable Object; atomic).
+    async fn consume(
+        &self,
+        bucket: &str,
+        req: &ConsumeRequest,
+    ) -> Result<ConsumeResponse, StoreError>;
+    /// Current counts of the windows, without counting (Durable Object).
+    async fn peek(&self, bucket: &str, windows: &[String]) -> Result<Vec<u64>, StoreError>;
+}
+
+/// Counts one use of a daily allowance kept in `bucket`'s counter (checkouts,
+/// registrations, document fetches): `Ok(None)` when admitted, else the seconds until
+/// the allowance resets.
+pub async fn daily_allowance<S: QuotaStore>(
+    store: &S,
+    bucket: &str,
+    limit: u64,
+    now_ms: u64,
+) -> Result<Option<u64>, StoreError> {
+    let now_s = now_ms / 1000;
+    let windows = policy::windows(Some(limit), None, now_s);
+    let req = ConsumeRequest {
+        windows: windows.iter().map(|w| (w.key.clone(), w.limit)).collect(),
+        cost: 1,
+        key_hash: None,
+        plan: None,
+    };
+    let usage = store.consume(bucket, &req).await?;
+    Ok((!usage.admitted).then(|| windows.first().map_or(1, |w| w.reset_in(now_s).max(1))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(limits: &[u64], plan: Option<&str>) -> ConsumeRequest {
+        ConsumeRequest {
+            windows: limits
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (format!("w{i}"), *l))
+                .collect(),
+            cost: 1,
+            key_hash: None,
+            plan: plan.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_call_is_admitted_only_while_every_window_has_room() {
+        let state = |used: Vec<u64>| CounterState {
+            used,
+            ..CounterState::default()
+        };
+        let ok = admit(&req(&[10, 100], None), state(vec![9, 50]));
+        assert!(ok.admitted);
+        assert_eq!(ok.used, [10, 51]);
+        let full = admit(&req(&[10, 100], None), state(vec![10, 50]));
+        assert!(!full.admitted);
+        assert_eq!(full.used, [10, 50], "a refused call is not counted");
+    }
+
+    #[test]
+    fn revoked_keys_and_stale_plans_count_nothing() {
+        let revoked = admit(
+            &req(&[10], None),
+            CounterState {
+                key_revoked: true,
+                used: vec![0],
+                ..CounterState::default()
+            },
+        );
+        assert!(revoked.revoked && !revoked.admitted && revoked.used.is_empty());
+        let state = CounterState {
+            plan_in_force: Some("team".into()),
+            customer: Some("cus_1".into()),
+            used: vec![0],
+            ..CounterState::default()
+        };
+        let stale = admit(&req(&[10], Some("pro")), state.clone());
+        assert_eq!(
+            (stale.admitted, stale.plan.as_deref()),
+            (false, Some("team"))
+        );
+        let current = admit(&req(&[10], Some("team")), state);
+        assert!(current.admitted);
+        assert_eq!(current.customer.as_deref(), Some("cus_1"));
+    }
 }

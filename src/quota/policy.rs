@@ -4,50 +4,10 @@
 //! `ANON_DAILY_LIMIT`); the counting itself happens atomically in the `QuotaCounter`
 //! Durable Object.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use time::{Date, Month, OffsetDateTime};
 
-/// A plan from configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-pub struct Plan {
-    /// Plan id (`free`, `pro`, `team`, …).
-    #[serde(default)]
-    pub id: String,
-    /// Calls allowed per UTC day; `None` means no daily limit.
-    #[serde(default)]
-    pub daily: Option<u64>,
-    /// Calls allowed per UTC month; `None` means no monthly limit.
-    #[serde(default)]
-    pub monthly: Option<u64>,
-    /// Tool names the plan includes; `*` includes every tool.
-    #[serde(default = "all_tools")]
-    pub tools: Vec<String>,
-    /// Price shown to callers (`$9/month`); `None` for free plans.
-    #[serde(default)]
-    pub price: Option<String>,
-    /// The Stripe Price a Checkout Session for this plan subscribes to (`price_…`).
-    #[serde(default)]
-    pub stripe_price: Option<String>,
-    /// Whether each billable call is reported to Stripe as a meter event.
-    #[serde(default)]
-    pub metered: bool,
-}
-
-fn all_tools() -> Vec<String> {
-    vec!["*".to_owned()]
-}
-
-impl Plan {
-    /// Whether the plan includes a tool.
-    pub fn includes(&self, tool: &str) -> bool {
-        self.tools.iter().any(|t| t == "*" || t == tool)
-    }
-
-    /// Whether the plan is paid (has a price).
-    pub fn is_paid(&self) -> bool {
-        self.price.is_some()
-    }
-}
+pub use crate::config::Plan;
 
 /// Which limit a window enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -4,26 +4,26 @@
 use std::{cell::RefCell, collections::HashMap};
 
 use paid_mcp_worker::{
-    app::{self, AppContext, Handled},
-    auth::api_key::KeyHash,
-    config::Config,
-    http::{HttpRequest, HttpResponse},
-    quota::{ConsumeRequest, ConsumeResponse},
-    store::{
-        AccountPlan, Backend, BillingStore, CheckoutRecord, EventClaim, KeyListing, KeyRecord,
-        KeyStatus, OutboundRequest, OutboundResponse, StoreError, SubscriptionState, UsageRecord,
-        UsageRow,
+    app,
+    auth::{
+        api_key::KeyHash,
+        store::{KeyListing, KeyRecord, KeyStatus, KeyStore},
     },
-};
-use paid_mcp_worker::{
+    billing::store::{AccountPlan, BillingStore, CheckoutRecord, EventClaim, SubscriptionState},
+    config::Config,
+    context::{Context, Handled},
+    http::{HttpRequest, HttpResponse},
     oauth::{
         clients::ClientRecord,
         grants::{
             self, CodeRecord, ExchangeRequest, Granted, RefreshDecision, RefreshRecord,
             RefreshRequest, Refused,
         },
+        store::OAuthStore,
     },
-    store::OAuthStore,
+    quota::{self, ConsumeRequest, ConsumeResponse, CounterState, QuotaStore},
+    store::{Outbound, OutboundRequest, OutboundResponse, StoreError},
+    usage::{UsageLog, UsageRecord, UsageRow},
 };
 use serde_json::{Value, json};
 
@@ -72,90 +72,10 @@ impl MemoryBackend {
     }
 }
 
-impl Backend for MemoryBackend {
+impl KeyStore for MemoryBackend {
     async fn key_record(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
         self.check()?;
         Ok(self.keys.borrow().get(&hash.0).map(|(r, _, _)| r.clone()))
-    }
-    async fn consume(
-        &self,
-        bucket: &str,
-        req: &ConsumeRequest,
-    ) -> Result<ConsumeResponse, StoreError> {
-        self.check()?;
-        if req
-            .key_hash
-            .as_ref()
-            .is_some_and(|h| self.revoked.borrow().contains(h))
-        {
-            return Ok(ConsumeResponse {
-                admitted: false,
-                used: vec![],
-                revoked: true,
-                plan: None,
-                customer: None,
-            });
-        }
-        let state = bucket
-            .strip_prefix("acct:")
-            .and_then(|a| self.account_plans.borrow().get(a).cloned());
-        let customer = state.as_ref().and_then(|s| s.customer.clone());
-        if let (Some(asked), Some(state)) = (&req.plan, &state) {
-            let in_force = state.effective(NOW_MS);
-            if in_force != asked {
-                return Ok(ConsumeResponse {
-                    admitted: false,
-                    used: vec![],
-                    revoked: false,
-                    plan: Some(in_force.to_owned()),
-                    customer,
-                });
-            }
-        }
-        let mut c = self.counters.borrow_mut();
-        let used: Vec<u64> = req
-            .windows
-            .iter()
-            .map(|(k, _)| *c.get(&(bucket.to_owned(), k.clone())).unwrap_or(&0))
-            .collect();
-        let admitted = req
-            .windows
-            .iter()
-            .zip(&used)
-            .all(|((_, l), u)| u + req.cost <= *l);
-        if !admitted {
-            return Ok(ConsumeResponse {
-                admitted,
-                used,
-                revoked: false,
-                plan: None,
-                customer,
-            });
-        }
-        let used = req
-            .windows
-            .iter()
-            .map(|(k, _)| {
-                let e = c.entry((bucket.to_owned(), k.clone())).or_default();
-                *e += req.cost;
-                *e
-            })
-            .collect();
-        Ok(ConsumeResponse {
-            admitted,
-            used,
-            revoked: false,
-            plan: None,
-            customer,
-        })
-    }
-    async fn peek(&self, bucket: &str, windows: &[String]) -> Result<Vec<u64>, StoreError> {
-        self.check()?;
-        let c = self.counters.borrow();
-        Ok(windows
-            .iter()
-            .map(|k| *c.get(&(bucket.to_owned(), k.clone())).unwrap_or(&0))
-            .collect())
     }
     async fn put_key(
         &self,
@@ -202,6 +122,56 @@ impl Backend for MemoryBackend {
             })
             .collect())
     }
+}
+
+/// The counter: what the Durable Object reads from its storage, decided by the same
+/// admission rule it uses ([`quota::admit`]).
+impl QuotaStore for MemoryBackend {
+    async fn consume(
+        &self,
+        bucket: &str,
+        req: &ConsumeRequest,
+    ) -> Result<ConsumeResponse, StoreError> {
+        self.check()?;
+        let account = match &req.plan {
+            Some(_) => bucket
+                .strip_prefix("acct:")
+                .and_then(|a| self.account_plans.borrow().get(a).cloned()),
+            None => None,
+        };
+        let key = |k: &String| (bucket.to_owned(), k.clone());
+        let state = CounterState {
+            key_revoked: req
+                .key_hash
+                .as_ref()
+                .is_some_and(|h| self.revoked.borrow().contains(h)),
+            plan_in_force: account.as_ref().map(|a| a.effective(NOW_MS).to_owned()),
+            customer: account.and_then(|a| a.customer),
+            used: {
+                let c = self.counters.borrow();
+                req.windows.iter().map(|(k, _)| *c.get(&key(k)).unwrap_or(&0)).collect()
+            },
+        };
+        let answer = quota::admit(req, state);
+        if answer.admitted {
+            let mut c = self.counters.borrow_mut();
+            for ((k, _), used) in req.windows.iter().zip(&answer.used) {
+                c.insert(key(k), *used);
+            }
+        }
+        Ok(answer)
+    }
+    async fn peek(&self, bucket: &str, windows: &[String]) -> Result<Vec<u64>, StoreError> {
+        self.check()?;
+        let c = self.counters.borrow();
+        Ok(windows
+            .iter()
+            .map(|k| *c.get(&(bucket.to_owned(), k.clone())).unwrap_or(&0))
+            .collect())
+    }
+}
+
+impl UsageLog for MemoryBackend {
     async fn usage(&self, principal: &str, since_ms: u64) -> Result<Vec<UsageRow>, StoreError> {
         self.check()?;
         let mut groups: HashMap<(Option<String>, String), (u64, u64)> = HashMap::new();
@@ -280,7 +250,7 @@ pub fn handle_at(
     now_ms: u64,
 ) -> Handled {
     let clock = move || now_ms;
-    let cx = AppContext {
+    let cx = Context {
         config,
         client_ip,
         backend,
@@ -289,7 +259,7 @@ pub fn handle_at(
     };
     let handled = futures_executor::block_on(app::handle(req, &cx));
     // As in the worker, a failed usage write is reported, never raised.
-    let _ = futures_executor::block_on(backend.write_usage(&handled.usage));
+    let _ = futures_executor::block_on(backend.write_usage(&handled.effects.usage));
     handled
 }
 
@@ -370,7 +340,7 @@ pub fn json_body(resp: &HttpResponse) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&resp.body)))
 }
 
-impl BillingStore for MemoryBackend {
+impl Outbound for MemoryBackend {
     async fn outbound(&self, req: &OutboundRequest) -> Result<OutboundResponse, StoreError> {
         self.outbound_log.borrow_mut().push(req.clone());
         let mut replies = self.outbound_replies.borrow_mut();
@@ -387,6 +357,9 @@ impl BillingStore for MemoryBackend {
             Err(e) => Err(StoreError(e)),
         }
     }
+}
+
+impl BillingStore for MemoryBackend {
     async fn begin_event(
         &self,
         id: &str,

@@ -5,6 +5,8 @@
 //! scope it needs, whether it is paid) and its handler. To add one, write a module with a
 //! `pub fn def() -> ToolDef` and list it in [`registry`].
 
+#[cfg(feature = "conformance")]
+pub mod fixtures;
 mod hash;
 mod hmac_sign;
 mod whoami;
@@ -199,7 +201,7 @@ pub fn registry() -> &'static Registry {
         #[allow(unused_mut)] // extended below when the conformance fixtures are built in
         let mut tools = vec![whoami::def(), hash::def(), hmac_sign::def()];
         #[cfg(feature = "conformance")]
-        tools.extend(crate::mcp::fixtures::tools());
+        tools.extend(fixtures::tools());
         Registry { tools }
     })
 }

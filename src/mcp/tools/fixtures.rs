@@ -14,9 +14,9 @@ use rmcp::model::{
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use super::{
+use super::{Hints, ToolContext, ToolDef, ToolFuture, ToolOutcome};
+use crate::mcp::{
     jsonrpc::{invalid_params, method_not_found},
-    tools::{Hints, ToolContext, ToolDef, ToolFuture, ToolOutcome},
     version::META_CLIENT_CAPABILITIES,
 };
 

@@ -1,4 +1,4 @@
-//! Streamable HTTP at `/mcp` (MCP 2025-11-25 and 2026-07-28 §transports), stateless.
+//! `/mcp`: Streamable HTTP (MCP 2025-11-25 and 2026-07-28 §transports), stateless.
 //!
 //! POST carries one JSON-RPC message (or, under 2025-03-26 only, a batch). GET and DELETE
 //! answer 405: there is no server-to-client stream and no session to end. Replies are
@@ -7,45 +7,36 @@
 
 use serde_json::Value;
 
-use super::{
-    jsonrpc::{self, classify, invalid_request, parse_error},
-    methods::{self, McpContext, Served},
-    version::McpHeaders,
-};
 use crate::{
-    app::{AppContext, Handled},
-    auth::{self, AuthError, principal::Principal},
+    auth::{self, principal::Principal},
+    context::{Backend, Context, Effects},
+    error::ApiError,
     http::{HttpRequest, HttpResponse},
-    store::Backend,
+    mcp::{
+        jsonrpc::classify,
+        methods::{self, McpContext, Served},
+        version::McpHeaders,
+    },
 };
 
-/// Handles any request to `/mcp`.
-pub async fn handle<B: Backend>(
-    req: &HttpRequest,
-    cx: &AppContext<'_, B>,
-    out: &mut Handled,
-) -> HttpResponse {
-    let origin = req.header("origin");
-    if let Some(o) = origin {
-        if !cx.config.origin_allowed(o) {
-            // DNS-rebinding and cross-site protection (2025-06-18 §transports, security warning).
-            return error_reply(403, &invalid_request("origin not allowed"));
-        }
+/// The browser origin check of every `/mcp` request (DNS-rebinding and cross-site
+/// protection, 2025-06-18 §transports, security warning).
+pub fn check_origin<B>(req: &HttpRequest, cx: &Context<'_, B>) -> Result<(), ApiError> {
+    match req.header("origin") {
+        Some(o) if !cx.config.origin_allowed(o) => Err(ApiError::ForeignOrigin),
+        _ => Ok(()),
     }
-    let resp = match req.method.as_str() {
-        "POST" => post(req, cx, out).await,
-        "OPTIONS" => HttpResponse::empty(204).with_header("access-control-max-age", "86400"),
-        _ => error_reply(
-            405,
-            &invalid_request("this server is stateless: only POST is served at /mcp"),
-        )
-        .with_header("allow", "POST, OPTIONS"),
-    };
-    with_cors(resp, origin)
 }
 
-/// CORS for allowed browser origins (the Inspector's web UI, browser-based clients).
-fn with_cors(resp: HttpResponse, origin: Option<&str>) -> HttpResponse {
+/// `OPTIONS /mcp`: the CORS preflight.
+pub fn preflight<B>(req: &HttpRequest, cx: &Context<'_, B>) -> Result<HttpResponse, ApiError> {
+    check_origin(req, cx)?;
+    Ok(HttpResponse::empty(204).with_header("access-control-max-age", "86400"))
+}
+
+/// CORS for allowed browser origins (the Inspector's web UI, browser-based clients), on
+/// every `/mcp` response, errors included.
+pub fn with_cors(resp: HttpResponse, origin: Option<&str>) -> HttpResponse {
     let Some(origin) = origin else { return resp };
     resp.with_header("access-control-allow-origin", origin)
         .with_header("vary", "Origin")
@@ -103,133 +94,72 @@ impl Accepts {
     }
 }
 
-async fn post<B: Backend>(
+/// `POST /mcp`.
+pub async fn post<B: Backend>(
     req: &HttpRequest,
-    cx: &AppContext<'_, B>,
-    out: &mut Handled,
-) -> HttpResponse {
+    cx: &Context<'_, B>,
+    fx: &mut Effects,
+) -> Result<HttpResponse, ApiError> {
+    check_origin(req, cx)?;
     let accepts = Accepts::parse(req.header("accept"));
     if !accepts.json && !accepts.event_stream {
-        return error_reply(
-            406,
-            &invalid_request("Accept must allow application/json or text/event-stream"),
-        );
+        return Err(ApiError::NotAcceptable(
+            "Accept must allow application/json or text/event-stream",
+        ));
     }
     let content_type = req.header("content-type").unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
-        return error_reply(
-            415,
-            &invalid_request("Content-Type must be application/json"),
-        );
+        return Err(ApiError::UnsupportedMediaType(
+            "Content-Type must be application/json",
+        ));
     }
-    let value: Value = match serde_json::from_slice(&req.body) {
-        Ok(v) => v,
-        Err(e) => return error_reply(400, &parse_error(e)),
-    };
+    let value: Value = serde_json::from_slice(&req.body)
+        .map_err(|e| ApiError::Parse(format!("parse error: {e}")))?;
+    let principal = caller(req, cx, fx).await?;
     let headers = McpHeaders {
         protocol_version: req.header("mcp-protocol-version"),
         method: req.header("mcp-method"),
         name: req.header("mcp-name"),
     };
-    let base_url = cx.config.base_url(&req.origin);
-    let principal = match cx.principal(req).await {
-        Ok(p) => p,
-        Err(AuthError::InvalidToken(why)) => {
-            out.principal_kind = "invalid_credentials";
-            return unauthorized(base_url, Some(&why));
-        }
-        Err(AuthError::Store(e)) => {
-            out.error = Some(e.to_string());
-            return error_reply(
-                503,
-                &rmcp::model::ErrorData::internal_error("the key store is unavailable", None),
-            )
-            .with_header("retry-after", "5");
-        }
-    };
-    out.principal_kind = principal.kind();
-    if matches!(principal, Principal::Anonymous { .. }) && cx.config.anon_daily_limit == 0 {
-        // No free tier: every client must sign in; the challenge starts OAuth discovery.
-        return unauthorized(base_url, None);
-    }
     let mcx = McpContext {
         config: cx.config,
-        base_url,
+        base_url: cx.base_url(req),
         principal: &principal,
         backend: cx.backend,
         clock: cx.clock,
     };
-
     let served = match value {
-        Value::Array(batch) => serve_batch(batch, &headers, &mcx).await,
+        Value::Array(batch) => methods::serve_batch(batch, &headers, &mcx).await,
         single => match classify(single) {
             Ok(msg) => {
-                out.rpc_method = msg.method().map(str::to_owned);
+                fx.rpc_method = msg.method().map(str::to_owned);
                 methods::serve(msg, &headers, &mcx).await
             }
             Err((id, e)) => Served::error(id.as_ref(), &e, 400),
         },
     };
-    out.usage.extend(served.usage.iter().cloned());
-    out.meter.extend(served.meter.iter().cloned());
-    reply(served, accepts)
+    fx.usage.extend(served.usage.iter().cloned());
+    fx.meter.extend(served.meter.iter().cloned());
+    Ok(reply(served, accepts))
 }
 
-/// 401 with the challenge that starts OAuth discovery (RFC 9728 §5.1); `why` is set when
-/// credentials were sent and refused (`invalid_token`).
-fn unauthorized(base_url: &str, why: Option<&str>) -> HttpResponse {
-    let message = why.unwrap_or("sign in: this server needs an API key or an OAuth access token");
-    let error = rmcp::model::ErrorData::new(methods::UNAUTHORIZED, message.to_owned(), None);
-    error_reply(401, &error).with_header(
-        "www-authenticate",
-        &auth::challenge(
-            base_url,
-            why.map(|w| ("invalid_token", w)),
-            &auth::default_scopes(),
-        ),
-    )
-}
-
-/// Batches exist only in 2025-03-26 (removed in 2025-06-18); a stateless server knows the
-/// version only from the header, so a batch is served when the header names 2025-03-26.
-async fn serve_batch<B: Backend>(
-    batch: Vec<Value>,
-    headers: &McpHeaders<'_>,
-    mcx: &McpContext<'_, B>,
-) -> Served {
-    if headers.protocol_version != Some("2025-03-26") {
-        return Served::error(
-            None,
-            &invalid_request("JSON-RPC batches are not supported by this protocol version"),
-            400,
-        );
+/// The caller. Without a free tier, anonymous callers are challenged at once: the 401
+/// starts OAuth discovery.
+async fn caller<B: Backend>(
+    req: &HttpRequest,
+    cx: &Context<'_, B>,
+    fx: &mut Effects,
+) -> Result<Principal, ApiError> {
+    let principal = super::principal(req, cx, fx, &auth::default_scopes()).await?;
+    if matches!(principal, Principal::Anonymous { .. }) && cx.config.anon_daily_limit == 0 {
+        return Err(ApiError::Unauthorized {
+            description: "sign in: this server needs an API key or an OAuth access token"
+                .to_owned(),
+            scope: auth::default_scopes(),
+        });
     }
-    if batch.is_empty() {
-        return Served::error(None, &invalid_request("empty batch"), 400);
-    }
-    let mut all = Served {
-        status: 202,
-        ..Served::default()
-    };
-    let mut replies = Vec::new();
-    for item in batch {
-        let mut served = match classify(item) {
-            Ok(msg) => methods::serve(msg, headers, mcx).await,
-            Err((id, e)) => Served::error(id.as_ref(), &e, 400),
-        };
-        all.notifications.append(&mut served.notifications);
-        all.usage.append(&mut served.usage);
-        all.meter.append(&mut served.meter);
-        all.headers.append(&mut served.headers);
-        replies.extend(served.reply);
-    }
-    if !replies.is_empty() {
-        // A batch answers 200 whatever its members' errors: each carries its own.
-        all.status = 200;
-        all.reply = Some(Value::Array(replies));
-    }
-    all
+    Ok(principal)
 }
 
 fn reply(served: Served, accepts: Accepts) -> HttpResponse {
@@ -261,11 +191,6 @@ fn event_stream<'a>(status: u16, messages: impl Iterator<Item = &'a Value>) -> H
         .with_header("content-type", "text/event-stream")
         .with_header("cache-control", "no-cache")
         .with_body(body.into_bytes())
-}
-
-/// A JSON-RPC error with `id: null` (the request could not be read) and an HTTP status.
-pub fn error_reply(status: u16, error: &rmcp::model::ErrorData) -> HttpResponse {
-    HttpResponse::json(status, &jsonrpc::error_response(None, error))
 }
 
 #[cfg(test)]

@@ -1,0 +1,111 @@
+//! What a request is handled with ([`Context`]: configuration, storage, client address,
+//! clock) and what it leaves behind ([`Effects`]: usage records and meter events to write
+//! after the response, and the fields of its log line).
+
+use crate::{
+    auth::{self, AuthError, principal::Principal, store::KeyStore},
+    billing::{meter::MeterEvent, store::BillingStore},
+    config::Config,
+    http::HttpRequest,
+    oauth::store::OAuthStore,
+    quota::{self, QuotaStore},
+    store::{Outbound, StoreError},
+    usage::{UsageLog, UsageRecord},
+};
+
+/// All the storage a request may need: every domain's port. `adapters::WorkerBackend`
+/// implements it over the worker's bindings, the host tests' `MemoryBackend` in memory.
+pub trait Backend: KeyStore + QuotaStore + UsageLog + BillingStore + OAuthStore + Outbound {}
+
+impl<T: KeyStore + QuotaStore + UsageLog + BillingStore + OAuthStore + Outbound> Backend for T {}
+
+/// What a request is handled with besides itself.
+pub struct Context<'a, B> {
+    pub config: &'a Config,
+    /// `CF-Connecting-IP`, as Cloudflare set it.
+    pub client_ip: Option<&'a str>,
+    pub backend: &'a B,
+    /// Unix milliseconds when the request arrived.
+    pub now_ms: u64,
+    /// Unix milliseconds now (for durations).
+    pub clock: &'a dyn Fn() -> u64,
+}
+
+impl<B> Context<'_, B> {
+    /// The base URL the server is reached at (`PUBLIC_URL`, else the request's origin).
+    pub fn base_url<'r>(&'r self, req: &'r HttpRequest) -> &'r str {
+        self.config.base_url(&req.origin)
+    }
+
+    /// The caller's address bucket as text (`unknown` when Cloudflare sent none).
+    pub fn address_bucket(&self) -> String {
+        auth::principal::AddressBucket::parse(self.client_ip.unwrap_or_default())
+            .map_or_else(|| "unknown".to_owned(), |b| b.as_str().to_owned())
+    }
+}
+
+impl<B: Backend> Context<'_, B> {
+    /// The request's principal, from its `Authorization` header and client address.
+    pub async fn principal(&self, req: &HttpRequest) -> Result<Principal, AuthError> {
+        self.principal_from(req, req.header("authorization")).await
+    }
+
+    /// The principal named by `authorization` (a header, or a key a form carried).
+    pub async fn principal_from(
+        &self,
+        req: &HttpRequest,
+        authorization: Option<&str>,
+    ) -> Result<Principal, AuthError> {
+        auth::resolve(
+            authorization,
+            self.client_ip,
+            self.config,
+            self.base_url(req),
+            self.backend,
+            self.now_ms,
+        )
+        .await
+    }
+
+    /// Counts one use of a daily allowance kept in `bucket`'s counter (checkouts,
+    /// registrations, document fetches): `Ok(None)` when admitted, else the seconds until
+    /// the allowance resets.
+    pub async fn daily_allowance(
+        &self,
+        bucket: &str,
+        limit: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        quota::daily_allowance(self.backend, bucket, limit, self.now_ms).await
+    }
+}
+
+/// What a request leaves behind: records to write after the response and the fields of
+/// its structured log line.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub usage: Vec<UsageRecord>,
+    /// Billable calls to report to Stripe after the response (metered plans).
+    pub meter: Vec<MeterEvent>,
+    /// `anonymous`, `api_key`, `oauth`, `invalid_credentials`, or `none`.
+    pub principal_kind: &'static str,
+    pub rpc_method: Option<String>,
+    /// An internal error worth logging (never shown to the client).
+    pub error: Option<String>,
+}
+
+impl Effects {
+    /// Nothing yet: no principal resolved.
+    pub fn new() -> Self {
+        Self {
+            principal_kind: "none",
+            ..Self::default()
+        }
+    }
+}
+
+/// A handled request: the response, and what it leaves behind.
+#[derive(Debug)]
+pub struct Handled {
+    pub response: crate::http::HttpResponse,
+    pub effects: Effects,
+}
