@@ -32,16 +32,24 @@ async fn route<B: Backend>(
     cx: &Context<'_, B>,
     fx: &mut Effects,
 ) -> Result<HttpResponse, ApiError> {
-    let not_allowed = |allow| Err(ApiError::MethodNotAllowed { allow });
     let method = match req.method.as_str() {
         "HEAD" => "GET",
         m => m,
     };
-    match (method, req.path.as_str()) {
+    let path = req.path.as_str();
+    if oauth_api(path) || path == "/authorize" {
+        return authorization_server(method, req, cx, fx).await;
+    }
+    if path.starts_with("/api/stripe/") {
+        return billing(method, req, cx, fx).await;
+    }
+    if path.starts_with("/admin/") {
+        return operator(method, req, cx, fx).await;
+    }
+    match (method, path) {
         ("POST", "/mcp") => mcp::post(req, cx, fx).await,
         ("OPTIONS", "/mcp") => mcp::preflight(req, cx),
         (_, "/mcp") => mcp::check_origin(req, cx).and(not_allowed("POST, OPTIONS")),
-
         ("GET", "/") => Ok(site::landing(req, cx)),
         ("GET", "/health") => Ok(site::health()),
         ("GET", "/favicon.ico") => Ok(site::favicon()),
@@ -52,12 +60,29 @@ async fn route<B: Backend>(
         ("GET", "/api/usage") => usage::get(req, cx, fx).await,
         (
             _,
-            "/" | "/health" | "/favicon.ico" | "/api/usage"
+            "/"
+            | "/health"
+            | "/favicon.ico"
+            | "/api/usage"
             | "/.well-known/oauth-protected-resource"
             | "/.well-known/oauth-protected-resource/mcp",
         ) => not_allowed("GET, HEAD"),
+        _ => Err(ApiError::NotFound),
+    }
+}
 
-        // The authorization server (only while JWT_SECRET is set and no external one is).
+fn not_allowed(allow: &'static str) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed { allow })
+}
+
+/// The authorization server (only while `JWT_SECRET` is set and no external one is).
+async fn authorization_server<B: Backend>(
+    method: &str,
+    req: &HttpRequest,
+    cx: &Context<'_, B>,
+    fx: &mut Effects,
+) -> Result<HttpResponse, ApiError> {
+    match (method, req.path.as_str()) {
         (
             "GET",
             "/.well-known/oauth-authorization-server"
@@ -69,7 +94,7 @@ async fn route<B: Backend>(
         ("GET", "/authorize") => authorize::page(req, cx, fx).await,
         ("POST", "/authorize") => authorize::answer(req, cx, fx).await,
         ("OPTIONS", p) if oauth_api(p) => oauth::preflight(cx),
-        (_, p) if oauth_api(p) || p == "/authorize" => {
+        (_, p) => {
             oauth::enabled(cx)?;
             not_allowed(match p {
                 "/authorize" => "GET, HEAD, POST",
@@ -77,8 +102,17 @@ async fn route<B: Backend>(
                 _ => "POST",
             })
         }
+    }
+}
 
-        // Billing.
+/// Buying, managing and being told about subscriptions (Stripe).
+async fn billing<B: Backend>(
+    method: &str,
+    req: &HttpRequest,
+    cx: &Context<'_, B>,
+    fx: &mut Effects,
+) -> Result<HttpResponse, ApiError> {
+    match (method, req.path.as_str()) {
         ("GET", "/api/stripe/checkout") => Ok(checkout::page(req, cx)),
         ("POST", "/api/stripe/checkout") => checkout::start(req, cx, fx).await,
         ("GET", "/api/stripe/portal") => checkout::portal_page(cx),
@@ -88,16 +122,24 @@ async fn route<B: Backend>(
         (_, "/api/stripe/checkout" | "/api/stripe/portal") => not_allowed("GET, HEAD, POST"),
         (_, "/api/stripe/claim") => not_allowed("GET, HEAD"),
         (_, "/api/stripe/webhook") => not_allowed("POST"),
+        _ => Err(ApiError::NotFound),
+    }
+}
 
-        // Operator routes (only while ADMIN_TOKEN is set).
+/// Operator routes (only while `ADMIN_TOKEN` is set; every one checks it first).
+async fn operator<B: Backend>(
+    method: &str,
+    req: &HttpRequest,
+    cx: &Context<'_, B>,
+    fx: &mut Effects,
+) -> Result<HttpResponse, ApiError> {
+    match (method, req.path.as_str()) {
         ("POST", "/admin/keys") => admin::mint(req, cx, fx).await,
         ("GET", "/admin/keys") => admin::list(req, cx, fx).await,
         ("POST", "/admin/keys/revoke") => admin::revoke(req, cx, fx).await,
         (_, "/admin/keys") => admin::authorize(req, cx, fx).and(not_allowed("GET, POST")),
         (_, "/admin/keys/revoke") => admin::authorize(req, cx, fx).and(not_allowed("POST")),
-        (_, p) if p.starts_with("/admin/") => admin::authorize(req, cx, fx).and(Err(ApiError::NotFound)),
-
-        _ => Err(ApiError::NotFound),
+        _ => admin::authorize(req, cx, fx).and(Err(ApiError::NotFound)),
     }
 }
 

@@ -153,6 +153,37 @@ fn default_plans() -> Vec<Plan> {
     }]
 }
 
+/// A comma-separated list, each item trimmed (and shaped by `item`), empty items dropped.
+fn list(text: Option<String>, item: impl Fn(&str) -> &str) -> Vec<String> {
+    text.map(|v| {
+        v.split(',')
+            .map(|s| item(s.trim()).to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// `PLANS` parsed, or the default plans with a warning when it is empty or broken.
+fn plans_or_default(
+    text: Option<String>,
+    defaults: Vec<Plan>,
+    warnings: &mut Vec<String>,
+) -> Vec<Plan> {
+    match text.map(|p| parse_plans(&p)) {
+        None => defaults,
+        Some(Ok(plans)) if !plans.is_empty() => plans,
+        Some(Ok(_)) => {
+            warnings.push("PLANS is empty; using the default free plan".to_owned());
+            defaults
+        }
+        Some(Err(e)) => {
+            warnings.push(format!("{e}; using the default free plan"));
+            defaults
+        }
+    }
+}
+
 /// Parses `SHARED_EGRESS_RANGES`: comma-separated CIDRs (`160.79.104.0/21, 2001:db8::/32`),
 /// or `none` for no range.
 pub fn parse_ranges(text: &str) -> Result<Vec<IpNet>, String> {
@@ -192,77 +223,45 @@ impl Config {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let defaults = Self::default();
+        let number = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
+        let url = |name: &str| get(name).map(|u| u.trim_end_matches('/').to_owned());
+        let d = Self::default();
         let mut warnings = Vec::new();
         Self {
-            server_name: get("SERVER_NAME").unwrap_or(defaults.server_name),
-            public_url: get("PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
-            allowed_origins: get("ALLOWED_ORIGINS")
-                .map(|v| {
-                    v.split(',')
-                        .map(|o| o.trim().trim_end_matches('/').to_owned())
-                        .filter(|o| !o.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            server_name: get("SERVER_NAME").unwrap_or(d.server_name),
+            public_url: url("PUBLIC_URL"),
+            allowed_origins: list(get("ALLOWED_ORIGINS"), |o| o.trim_end_matches('/')),
             max_body_bytes: get("MAX_BODY_BYTES")
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(defaults.max_body_bytes),
-            plans: match get("PLANS").map(|p| parse_plans(&p)) {
-                None => defaults.plans,
-                Some(Ok(plans)) if !plans.is_empty() => plans,
-                Some(Ok(_)) => {
-                    warnings.push("PLANS is empty; using the default free plan".to_owned());
-                    defaults.plans
-                }
-                Some(Err(e)) => {
-                    warnings.push(format!("{e}; using the default free plan"));
-                    defaults.plans
-                }
-            },
-            anon_daily_limit: get("ANON_DAILY_LIMIT")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(defaults.anon_daily_limit),
+                .unwrap_or(d.max_body_bytes),
+            plans: plans_or_default(get("PLANS"), d.plans, &mut warnings),
+            anon_daily_limit: number("ANON_DAILY_LIMIT").unwrap_or(d.anon_daily_limit),
             shared_egress_ranges: match get("SHARED_EGRESS_RANGES").map(|r| parse_ranges(&r)) {
-                None => defaults.shared_egress_ranges,
+                None => d.shared_egress_ranges,
                 Some(Ok(ranges)) => ranges,
                 Some(Err(e)) => {
                     // Failing open would hand hosted clients the shared allowance again.
                     warnings.push(format!("{e}; using the default ranges"));
-                    defaults.shared_egress_ranges
+                    d.shared_egress_ranges
                 }
             },
             jwt_secret: get("JWT_SECRET"),
             admin_token: get("ADMIN_TOKEN"),
-            authorization_server: get("AUTHORIZATION_SERVER")
-                .map(|u| u.trim_end_matches('/').to_owned()),
+            authorization_server: url("AUTHORIZATION_SERVER"),
             stripe_secret_key: get("STRIPE_SECRET_KEY"),
-            stripe_webhook_secrets: get("STRIPE_WEBHOOK_SECRET")
-                .map(|v| {
-                    v.split(',')
-                        .map(|s| s.trim().to_owned())
-                        .filter(|s| !s.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
-            stripe_api_base: get("STRIPE_API_BASE").map_or(defaults.stripe_api_base, |u| {
-                u.trim_end_matches('/').to_owned()
-            }),
+            stripe_webhook_secrets: list(get("STRIPE_WEBHOOK_SECRET"), |s| s),
+            stripe_api_base: url("STRIPE_API_BASE").unwrap_or(d.stripe_api_base),
             stripe_meter_event: get("STRIPE_METER_EVENT"),
             past_due_grace_s: get("PAST_DUE_GRACE_DAYS")
                 .and_then(|v| v.parse::<f64>().ok())
                 .filter(|d| d.is_finite() && *d >= 0.0)
-                .map_or(defaults.past_due_grace_s, |d| (d * 86_400.0) as u64),
-            checkout_daily_limit: get("CHECKOUT_DAILY_LIMIT")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(defaults.checkout_daily_limit),
-            oauth_access_ttl_s: get("OAUTH_ACCESS_TTL_S")
-                .and_then(|v| v.parse().ok())
+                .map_or(d.past_due_grace_s, |d| (d * 86_400.0) as u64),
+            checkout_daily_limit: number("CHECKOUT_DAILY_LIMIT").unwrap_or(d.checkout_daily_limit),
+            oauth_access_ttl_s: number("OAUTH_ACCESS_TTL_S")
                 .filter(|s| *s > 0)
-                .unwrap_or(defaults.oauth_access_ttl_s),
-            registrations_daily_limit: get("REGISTRATIONS_DAILY_LIMIT")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(defaults.registrations_daily_limit),
+                .unwrap_or(d.oauth_access_ttl_s),
+            registrations_daily_limit: number("REGISTRATIONS_DAILY_LIMIT")
+                .unwrap_or(d.registrations_daily_limit),
             cimd_allow_http_loopback: get("OAUTH_CIMD_ALLOW_HTTP_LOOPBACK").as_deref()
                 == Some("true"),
             warnings,

@@ -87,13 +87,13 @@ async fn fetch(mut req: Request, env: Env, ctx: worker::Context) -> Result<Respo
         let records = effects.usage;
         let meter = effects.meter;
         ctx.wait_until(async move {
-            if !records.is_empty() {
-                if let Err(e) = backend.write_usage(&records).await {
-                    worker::console_error!(
-                        "{}",
-                        json!({ "usage_write_failed": e.to_string(), "records": records.len() })
-                    );
-                }
+            if !records.is_empty()
+                && let Err(e) = backend.write_usage(&records).await
+            {
+                worker::console_error!(
+                    "{}",
+                    json!({ "usage_write_failed": e.to_string(), "records": records.len() })
+                );
             }
             for failure in billing::meter::report(&config, &backend, &meter).await {
                 worker::console_error!("{}", json!({ "meter_event_failed": failure }));

@@ -166,78 +166,74 @@ impl ApiError {
         }
     }
 
-    /// The `(code, description)` of a JSON error body, and the JSON-RPC code the same
-    /// failure has on `/mcp`.
-    fn parts(&self) -> (&'static str, String, ErrorCode) {
-        let invalid = ErrorCode::INVALID_REQUEST;
+    /// The `error` code of a JSON error body.
+    fn code(&self) -> &'static str {
         match self {
-            Self::BadRequest(d) => ("bad_request", d.clone(), invalid),
-            Self::Parse(d) => ("parse_error", d.clone(), ErrorCode::PARSE_ERROR),
-            Self::ForeignOrigin => ("forbidden", "origin not allowed".to_owned(), invalid),
-            Self::NotFound => ("not_found", "not found".to_owned(), invalid),
-            Self::MethodNotAllowed { allow } => (
-                "method_not_allowed",
-                format!("this route serves {allow} only"),
-                invalid,
-            ),
-            Self::NotAcceptable(d) => ("not_acceptable", (*d).to_owned(), invalid),
-            Self::PayloadTooLarge(limit) => (
-                "payload_too_large",
-                format!("request bodies are limited to {limit} bytes"),
-                invalid,
-            ),
-            Self::UnsupportedMediaType(d) => ("unsupported_media_type", (*d).to_owned(), invalid),
-            Self::InvalidToken { why, .. } => ("invalid_token", why.clone(), UNAUTHORIZED),
-            Self::AdminToken => (
-                "unauthorized",
-                "admin routes need Authorization: Bearer <ADMIN_TOKEN>".to_owned(),
-                UNAUTHORIZED,
-            ),
-            Self::Unauthorized { description, .. } => {
-                ("unauthorized", description.clone(), UNAUTHORIZED)
+            Self::BadRequest(_) => "bad_request",
+            Self::Parse(_) => "parse_error",
+            Self::ForeignOrigin => "forbidden",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::NotAcceptable(_) => "not_acceptable",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::InvalidToken { .. } => "invalid_token",
+            Self::AdminToken | Self::Unauthorized { .. } => "unauthorized",
+            Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::TooMany { code, .. } | Self::OAuth { code, .. } => code,
+            Self::Unavailable { .. } => "unavailable",
+            Self::Upstream { .. } => "stripe_unavailable",
+            Self::BillingNotConfigured { .. } => "billing_not_configured",
+            Self::WebhookSignature(_) => "invalid_signature",
+            Self::WebhookInProgress => "in_progress",
+            Self::WebhookRetry { .. } => "processing_failed",
+            Self::NoSubscription => "no_subscription",
+            Self::Page { .. } => "error",
+            Self::Redirect(_) => "redirect",
+        }
+    }
+
+    /// What the client is told: fixed text for server-side failures, never their cause.
+    fn description(&self) -> String {
+        match self {
+            Self::BadRequest(d) | Self::Parse(d) | Self::WebhookSignature(d) => d.clone(),
+            Self::InvalidToken { why: d, .. }
+            | Self::Unauthorized { description: d, .. }
+            | Self::InsufficientScope { description: d, .. }
+            | Self::OAuth { description: d, .. } => d.clone(),
+            Self::NotAcceptable(d) | Self::UnsupportedMediaType(d) => (*d).to_owned(),
+            Self::TooMany { description, .. } | Self::Upstream { description, .. } => {
+                (*description).to_owned()
             }
-            Self::InsufficientScope { description, .. } => {
-                ("insufficient_scope", description.clone(), UNAUTHORIZED)
+            Self::MethodNotAllowed { allow } => format!("this route serves {allow} only"),
+            Self::PayloadTooLarge(limit) => format!("request bodies are limited to {limit} bytes"),
+            Self::ForeignOrigin => "origin not allowed".to_owned(),
+            Self::NotFound => "not found".to_owned(),
+            Self::AdminToken => "admin routes need Authorization: Bearer <ADMIN_TOKEN>".to_owned(),
+            Self::Unavailable { .. } => "try again".to_owned(),
+            Self::BillingNotConfigured { .. } => {
+                "payments are not set up on this server".to_owned()
             }
-            Self::TooMany {
-                code, description, ..
-            } => (code, (*description).to_owned(), invalid),
-            Self::Unavailable { .. } => (
-                "unavailable",
-                "try again".to_owned(),
-                ErrorCode::INTERNAL_ERROR,
-            ),
-            Self::Upstream { description, .. } => (
-                "stripe_unavailable",
-                (*description).to_owned(),
-                ErrorCode::INTERNAL_ERROR,
-            ),
-            Self::BillingNotConfigured { .. } => (
-                "billing_not_configured",
-                "payments are not set up on this server".to_owned(),
-                ErrorCode::INTERNAL_ERROR,
-            ),
-            Self::WebhookSignature(d) => ("invalid_signature", d.clone(), invalid),
-            Self::WebhookInProgress => (
-                "in_progress",
-                "this event is being processed by another delivery".to_owned(),
-                invalid,
-            ),
-            Self::WebhookRetry { .. } => (
-                "processing_failed",
-                "the event will be processed on retry".to_owned(),
-                ErrorCode::INTERNAL_ERROR,
-            ),
-            Self::NoSubscription => (
-                "no_subscription",
-                "this account has no Stripe subscription to manage".to_owned(),
-                invalid,
-            ),
-            Self::OAuth {
-                code, description, ..
-            } => (code, description.clone(), invalid),
-            Self::Page { title, .. } => ("error", (*title).to_owned(), invalid),
-            Self::Redirect(_) => ("redirect", String::new(), invalid),
+            Self::WebhookInProgress => {
+                "this event is being processed by another delivery".to_owned()
+            }
+            Self::WebhookRetry { .. } => "the event will be processed on retry".to_owned(),
+            Self::NoSubscription => "this account has no Stripe subscription to manage".to_owned(),
+            Self::Page { title, .. } => (*title).to_owned(),
+            Self::Redirect(_) => String::new(),
+        }
+    }
+
+    /// The JSON-RPC code the same failure has on `/mcp`.
+    fn rpc_code(&self) -> ErrorCode {
+        match self {
+            Self::Parse(_) => ErrorCode::PARSE_ERROR,
+            Self::InvalidToken { .. }
+            | Self::AdminToken
+            | Self::Unauthorized { .. }
+            | Self::InsufficientScope { .. } => UNAUTHORIZED,
+            e if e.status() >= 500 => ErrorCode::INTERNAL_ERROR,
+            _ => ErrorCode::INVALID_REQUEST,
         }
     }
 
@@ -269,9 +265,9 @@ impl ApiError {
                 pages::CSP_NO_FORMS,
             ),
             _ => {
-                let (code, description, rpc_code) = self.parts();
+                let (code, description) = (self.code(), self.description());
                 if rpc {
-                    let error = ErrorData::new(rpc_code, description, None);
+                    let error = ErrorData::new(self.rpc_code(), description, None);
                     HttpResponse::json(status, &jsonrpc::error_response(None, &error))
                 } else {
                     HttpResponse::json(
@@ -361,7 +357,11 @@ mod tests {
         };
         let r = render(&scope, false);
         assert_eq!(r.status, 403);
-        assert!(r.header("www-authenticate").unwrap().contains("error=\"insufficient_scope\""));
+        assert!(
+            r.header("www-authenticate")
+                .unwrap()
+                .contains("error=\"insufficient_scope\"")
+        );
     }
 
     #[test]
@@ -382,7 +382,10 @@ mod tests {
         assert_eq!(r.header("retry-after"), Some("5"));
         assert_eq!(body(&r)["error"], "temporarily_unavailable");
         let r = render(&ApiError::Parse("parse error: eof".into()), true);
-        assert_eq!((r.status, body(&r)["error"]["code"].clone()), (400, json!(-32700)));
+        assert_eq!(
+            (r.status, body(&r)["error"]["code"].clone()),
+            (400, json!(-32700))
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod context;
 #[cfg(target_arch = "wasm32")]
 mod entry;
 pub mod error;
+pub mod form;
 pub mod http;
 pub mod mcp;
 pub mod oauth;

@@ -1,7 +1,11 @@
 //! Server-rendered HTML pages: the landing page at `/`, and the billing pages (checkout
 //! button, claim page). No scripts: every page works without JavaScript.
 
-use crate::{config::Config, http::HttpResponse, mcp::tools::Registry, quota::policy::Plan};
+use crate::{
+    config::{Config, Plan},
+    http::HttpResponse,
+    mcp::tools::Registry,
+};
 
 /// Content-Security-Policy of a page without forms.
 pub const CSP_NO_FORMS: &str =

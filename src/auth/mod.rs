@@ -41,7 +41,6 @@ pub async fn resolve<B: KeyStore>(
             shared: client_ip.is_some_and(|ip| config.is_shared_egress(ip)),
         });
     };
-    let invalid = |why: &str| AuthError::InvalidToken(why.to_owned());
     let (scheme, token) = authorization
         .trim()
         .split_once(' ')
@@ -51,25 +50,49 @@ pub async fn resolve<B: KeyStore>(
     }
     let token = token.trim();
     if token.starts_with("mcp_") {
-        let key = ApiKey::parse(token).ok_or_else(|| invalid("malformed API key"))?;
-        let hash = key.hash();
-        let record = backend
-            .key_record(&hash)
-            .await?
-            .ok_or_else(|| invalid("unknown API key"))?;
-        if record.status == KeyStatus::Revoked {
-            return Err(invalid("the API key has been revoked"));
-        }
-        if record.expires_at.is_some_and(|t| t <= now_ms) {
-            return Err(invalid("the API key has expired"));
-        }
-        return Ok(Principal::ApiKey {
-            account: record.account,
-            key_hash: hash,
-            plan: record.plan,
-            scopes: record.scopes,
-        });
+        api_key_holder(token, backend, now_ms).await
+    } else {
+        token_holder(token, config, base_url, now_ms)
     }
+}
+
+fn invalid(why: &str) -> AuthError {
+    AuthError::InvalidToken(why.to_owned())
+}
+
+/// The holder of an API key: its record must exist, be active and unexpired.
+async fn api_key_holder<B: KeyStore>(
+    token: &str,
+    backend: &B,
+    now_ms: u64,
+) -> Result<Principal, AuthError> {
+    let key = ApiKey::parse(token).ok_or_else(|| invalid("malformed API key"))?;
+    let hash = key.hash();
+    let record = backend
+        .key_record(&hash)
+        .await?
+        .ok_or_else(|| invalid("unknown API key"))?;
+    if record.status == KeyStatus::Revoked {
+        return Err(invalid("the API key has been revoked"));
+    }
+    if record.expires_at.is_some_and(|t| t <= now_ms) {
+        return Err(invalid("the API key has expired"));
+    }
+    Ok(Principal::ApiKey {
+        account: record.account,
+        key_hash: hash,
+        plan: record.plan,
+        scopes: record.scopes,
+    })
+}
+
+/// The holder of an access token (an HS256 JWT for this server's `/mcp`).
+fn token_holder(
+    token: &str,
+    config: &Config,
+    base_url: &str,
+    now_ms: u64,
+) -> Result<Principal, AuthError> {
     let secret = config
         .jwt_secret
         .as_deref()

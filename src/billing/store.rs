@@ -4,10 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    auth::{
-        api_key::KeyHash,
-        store::KeyRecord,
-    },
+    auth::{api_key::KeyHash, store::KeyRecord},
     store::StoreError,
 };
 
@@ -143,4 +140,3 @@ pub trait BillingStore {
     /// The Stripe customer of an account.
     async fn account_customer(&self, account: &str) -> Result<Option<String>, StoreError>;
 }
-

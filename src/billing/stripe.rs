@@ -86,7 +86,7 @@ pub fn checkout_session(
     let mut success = format!("{base_url}/api/stripe/claim?session_id={{CHECKOUT_SESSION_ID}}");
     if let Some(to) = return_to {
         success.push_str("&return_to=");
-        success.push_str(&crate::http::percent_encode(to));
+        success.push_str(&crate::form::percent_encode(to));
     }
     let mut req = CreateCheckoutSession::new()
         .mode(CheckoutSessionMode::Subscription)

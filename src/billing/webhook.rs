@@ -85,80 +85,93 @@ pub async fn process<B: BillingStore + KeyStore>(
     event: &Event,
     cx: &Processing<'_, B>,
 ) -> Result<Outcome, ProcessError> {
-    let o = &event.data.object;
     match event.kind.as_str() {
         "checkout.session.completed" => checkout_completed(event, cx).await,
         "customer.subscription.created"
         | "customer.subscription.updated"
-        | "customer.subscription.deleted" => {
-            let (Some(id), Some(customer)) = (str_at(o, "/id"), str_at(o, "/customer")) else {
-                return Ok(Outcome::Ignored(
-                    "subscription without id or customer".to_owned(),
-                ));
-            };
-            let status = if event.kind.ends_with("deleted") {
-                "canceled"
-            } else {
-                str_at(o, "/status").unwrap_or("active")
-            };
-            let Some(plan) = plan_of_subscription(cx.config, o) else {
-                return Ok(Outcome::Ignored(format!(
-                    "subscription {id}: no configured plan"
-                )));
-            };
-            // Accounts start at checkout.session.completed; a subscription event that
-            // overtakes it is acknowledged, and that event applies the plan itself.
-            let Some(account) = cx
-                .backend
-                .account_for_customer(customer, None, cx.now_ms)
-                .await?
-            else {
-                return Ok(Outcome::Ignored(format!(
-                    "subscription {id}: no account for its customer yet"
-                )));
-            };
-            let previous = cx.backend.subscription(id).await?;
-            let state = SubscriptionState {
-                id: id.to_owned(),
-                account,
-                customer: customer.to_owned(),
-                plan,
-                status: status.to_owned(),
-                grace_until: grace(cx.config, status, previous.as_ref(), event.created),
-                state_at: event.created,
-            };
-            apply(cx, &state).await
-        }
-        "invoice.paid" | "invoice.payment_failed" => {
-            let sub = str_at(o, "/subscription")
-                .or_else(|| str_at(o, "/parent/subscription_details/subscription"));
-            let Some(sub) = sub else {
-                return Ok(Outcome::Ignored(
-                    "invoice without a subscription".to_owned(),
-                ));
-            };
-            let Some(previous) = cx.backend.subscription(sub).await? else {
-                // Its subscription's own events carry the plan; nothing to restore yet.
-                return Ok(Outcome::Ignored(format!("unknown subscription {sub}")));
-            };
-            let status = if event.kind == "invoice.paid" {
-                "active"
-            } else {
-                "past_due"
-            };
-            if previous.status == "canceled" {
-                return Ok(Outcome::Ignored(format!("subscription {sub} is canceled")));
-            }
-            let state = SubscriptionState {
-                status: status.to_owned(),
-                grace_until: grace(cx.config, status, Some(&previous), event.created),
-                state_at: event.created,
-                ..previous
-            };
-            apply(cx, &state).await
-        }
+        | "customer.subscription.deleted" => subscription_changed(event, cx).await,
+        "invoice.paid" | "invoice.payment_failed" => invoice(event, cx).await,
         _ => Ok(Outcome::Ignored(event.kind.clone())),
     }
+}
+
+/// `customer.subscription.*`: the subscription's plan and status.
+async fn subscription_changed<B: BillingStore + KeyStore>(
+    event: &Event,
+    cx: &Processing<'_, B>,
+) -> Result<Outcome, ProcessError> {
+    let o = &event.data.object;
+    let (Some(id), Some(customer)) = (str_at(o, "/id"), str_at(o, "/customer")) else {
+        return Ok(Outcome::Ignored(
+            "subscription without id or customer".to_owned(),
+        ));
+    };
+    let status = if event.kind.ends_with("deleted") {
+        "canceled"
+    } else {
+        str_at(o, "/status").unwrap_or("active")
+    };
+    let Some(plan) = plan_of_subscription(cx.config, o) else {
+        return Ok(Outcome::Ignored(format!(
+            "subscription {id}: no configured plan"
+        )));
+    };
+    // Accounts start at checkout.session.completed; a subscription event that
+    // overtakes it is acknowledged, and that event applies the plan itself.
+    let Some(account) = cx
+        .backend
+        .account_for_customer(customer, None, cx.now_ms)
+        .await?
+    else {
+        return Ok(Outcome::Ignored(format!(
+            "subscription {id}: no account for its customer yet"
+        )));
+    };
+    let previous = cx.backend.subscription(id).await?;
+    let state = SubscriptionState {
+        id: id.to_owned(),
+        account,
+        customer: customer.to_owned(),
+        plan,
+        status: status.to_owned(),
+        grace_until: grace(cx.config, status, previous.as_ref(), event.created),
+        state_at: event.created,
+    };
+    apply(cx, &state).await
+}
+
+/// `invoice.paid` and `invoice.payment_failed`: restores or starts the past-due grace.
+async fn invoice<B: BillingStore + KeyStore>(
+    event: &Event,
+    cx: &Processing<'_, B>,
+) -> Result<Outcome, ProcessError> {
+    let o = &event.data.object;
+    let sub = str_at(o, "/subscription")
+        .or_else(|| str_at(o, "/parent/subscription_details/subscription"));
+    let Some(sub) = sub else {
+        return Ok(Outcome::Ignored(
+            "invoice without a subscription".to_owned(),
+        ));
+    };
+    let Some(previous) = cx.backend.subscription(sub).await? else {
+        // Its subscription's own events carry the plan; nothing to restore yet.
+        return Ok(Outcome::Ignored(format!("unknown subscription {sub}")));
+    };
+    let status = if event.kind == "invoice.paid" {
+        "active"
+    } else {
+        "past_due"
+    };
+    if previous.status == "canceled" {
+        return Ok(Outcome::Ignored(format!("subscription {sub} is canceled")));
+    }
+    let state = SubscriptionState {
+        status: status.to_owned(),
+        grace_until: grace(cx.config, status, Some(&previous), event.created),
+        state_at: event.created,
+        ..previous
+    };
+    apply(cx, &state).await
 }
 
 /// Stores a subscription state and, unless a newer one is stored, the account's plan.
@@ -238,6 +251,40 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
+/// Mints the key of a completed session: stashed for the claim page first (a key whose
+/// stash write failed was never stored, so a retry minting another leaves nothing
+/// behind), then stored with the session marked completed.
+async fn mint_for_session<B: BillingStore + KeyStore>(
+    cx: &Processing<'_, B>,
+    mut session: CheckoutRecord,
+    record: &KeyRecord,
+    live: bool,
+) -> Result<(), ProcessError> {
+    let key = ApiKey::generate(live).map_err(|e| ProcessError::Random(e.to_string()))?;
+    cx.backend.stash_claim(&session.id, key.expose()).await?;
+    session.key_hash = Some(key.hash().0);
+    cx.backend
+        .complete_checkout(&session, &key.hash(), record, cx.now_ms)
+        .await?;
+    Ok(())
+}
+
+/// The paid plan a completed session bought. What this server recorded when it created
+/// the session wins over the event's metadata, which payment links let the buyer
+/// influence.
+fn session_plan<'c>(
+    config: &'c Config,
+    known: Option<&CheckoutRecord>,
+    o: &Value,
+) -> Option<&'c crate::config::Plan> {
+    let plan_id = known
+        .map(|k| k.plan.clone())
+        .or_else(|| str_at(o, "/metadata/plan").map(str::to_owned));
+    plan_id
+        .and_then(|p| config.plan(&p))
+        .filter(|p| p.is_paid())
+}
+
 /// `checkout.session.completed`: find or create the customer's account, mint its key
 /// (once per session), stash the plain key for the claim page, and start the plan.
 async fn checkout_completed<B: BillingStore + KeyStore>(
@@ -256,36 +303,12 @@ async fn checkout_completed<B: BillingStore + KeyStore>(
         )));
     }
     let known = cx.backend.checkout(session_id).await?;
-    // What this server recorded when it created the session wins over the event's
-    // metadata, which payment links let the buyer influence.
-    let plan_id = known
-        .as_ref()
-        .map(|k| k.plan.clone())
-        .or_else(|| str_at(o, "/metadata/plan").map(str::to_owned));
-    let Some(plan) = plan_id
-        .and_then(|p| cx.config.plan(&p))
-        .filter(|p| p.is_paid())
-    else {
+    let Some(plan) = session_plan(cx.config, known.as_ref(), o) else {
         return Ok(Outcome::Ignored(format!(
             "session {session_id}: no configured paid plan"
         )));
     };
-    // The account the purchase is for: the one this server named when it created the
-    // session (client_reference_id of other sessions is the buyer's to choose, so it is
-    // never trusted to name an existing account).
-    let reference = match known.as_ref() {
-        Some(k) => k.reference.clone(),
-        None => random_id("acct_").map_err(|e| ProcessError::Random(e.to_string()))?,
-    };
-    let Some(account) = cx
-        .backend
-        .account_for_customer(customer, Some(&reference), cx.now_ms)
-        .await?
-    else {
-        return Err(ProcessError::Store(StoreError(
-            "no account stored for the customer".to_owned(),
-        )));
-    };
+    let (reference, account) = purchasing_account(cx, known.as_ref(), customer).await?;
     let record = KeyRecord {
         account: account.clone(),
         plan: plan.id.clone(),
@@ -295,44 +318,68 @@ async fn checkout_completed<B: BillingStore + KeyStore>(
     };
     match known.as_ref().and_then(|k| k.key_hash.clone()) {
         // A retry after the key was stored: make sure its KV record exists too.
-        Some(hash) => {
-            cx.backend.put_key_record(&KeyHash(hash), &record).await?;
-        }
+        Some(hash) => cx.backend.put_key_record(&KeyHash(hash), &record).await?,
         None => {
-            let key = ApiKey::generate(event.livemode)
-                .map_err(|e| ProcessError::Random(e.to_string()))?;
-            // Stash first: a key whose stash write failed was never stored, so a retry
-            // minting another leaves nothing behind.
-            cx.backend.stash_claim(session_id, key.expose()).await?;
             let session = CheckoutRecord {
                 id: session_id.to_owned(),
                 plan: plan.id.clone(),
                 reference,
                 created_at: known.as_ref().map_or(cx.now_ms, |k| k.created_at),
                 account: Some(account.clone()),
-                key_hash: Some(key.hash().0),
+                key_hash: None,
                 completed_at: Some(cx.now_ms),
                 claimed_at: None,
             };
-            cx.backend
-                .complete_checkout(&session, &key.hash(), &record, cx.now_ms)
-                .await?;
+            mint_for_session(cx, session, &record, event.livemode).await?;
         }
     }
     if let Some(sub) = str_at(o, "/subscription") {
-        let state = SubscriptionState {
-            id: sub.to_owned(),
-            account: account.clone(),
-            customer: customer.to_owned(),
-            plan: plan.id.clone(),
-            status: "active".to_owned(),
-            grace_until: None,
-            state_at: event.created,
-        };
-        apply(cx, &state).await?;
+        start_subscription(cx, sub, &account, customer, &plan.id, event.created).await?;
     }
     Ok(Outcome::Applied(format!(
         "session {session_id}: key for account {account} on plan {}",
         plan.id
     )))
+}
+
+/// The account a purchase is for (and the reference it was created under): the one
+/// this server named when it created the session. `client_reference_id` of other
+/// sessions is the buyer's to choose, so it is never trusted to name an existing account.
+async fn purchasing_account<B: BillingStore>(
+    cx: &Processing<'_, B>,
+    known: Option<&CheckoutRecord>,
+    customer: &str,
+) -> Result<(String, String), ProcessError> {
+    let reference = match known {
+        Some(k) => k.reference.clone(),
+        None => random_id("acct_").map_err(|e| ProcessError::Random(e.to_string()))?,
+    };
+    let account = cx
+        .backend
+        .account_for_customer(customer, Some(&reference), cx.now_ms)
+        .await?
+        .ok_or_else(|| StoreError("no account stored for the customer".to_owned()))?;
+    Ok((reference, account))
+}
+
+/// The subscription a completed checkout started, as its first state.
+async fn start_subscription<B: BillingStore + KeyStore>(
+    cx: &Processing<'_, B>,
+    sub: &str,
+    account: &str,
+    customer: &str,
+    plan: &str,
+    created: u64,
+) -> Result<(), ProcessError> {
+    let state = SubscriptionState {
+        id: sub.to_owned(),
+        account: account.to_owned(),
+        customer: customer.to_owned(),
+        plan: plan.to_owned(),
+        status: "active".to_owned(),
+        grace_until: None,
+        state_at: created,
+    };
+    apply(cx, &state).await?;
+    Ok(())
 }

@@ -12,14 +12,16 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    jsonrpc::{self, Message, RequestId, classify, invalid_params, invalid_request, method_not_found},
+    jsonrpc::{
+        self, Message, RequestId, classify, invalid_params, invalid_request, method_not_found,
+    },
     tools::{self, ToolContext},
     version::{self, McpHeaders, Version},
 };
 use crate::{
     auth::{self, api_key::random_id, principal::Principal},
     billing::meter::MeterEvent,
-    config::{Config, FALLBACK_PLAN},
+    config::{Config, FALLBACK_PLAN, Plan},
     quota::{ConsumeRequest, QuotaStore, policy},
     usage::UsageRecord,
 };
@@ -305,13 +307,34 @@ async fn tools_call<B: QuotaStore>(
     let tool = tools::registry()
         .get(&params.name)
         .ok_or_else(|| invalid_params(format!("unknown tool: {}", params.name)))?;
+    let mut record = usage_record(cx, tool.name, input_bytes);
+    let gate = gate(tool, cx, &mut record, fx).await;
+    // Refusals for scope, plan, quota or sign-in are logged; store failures are not.
+    let admitted = match gate {
+        Ok(Gate::Admitted(a)) => a,
+        Ok(Gate::Answered(result)) => {
+            fx.usage.push(record);
+            return Ok(result);
+        }
+        Err(refusal) => {
+            if record.status != "success" {
+                fx.usage.push(record);
+            }
+            return Err(refusal);
+        }
+    };
+    run(tool, params, admitted, record, cx, fx).await
+}
+
+/// The usage record of a call, before it runs.
+fn usage_record<B>(cx: &McpContext<'_, B>, tool: &str, input_bytes: u64) -> UsageRecord {
     let started = (cx.clock)();
-    let mut record = UsageRecord {
+    UsageRecord {
         request_id: random_id("req_").unwrap_or_else(|_| format!("req_{started}")),
         principal: cx.principal.bucket(),
         principal_kind: cx.principal.kind(),
         method: "tools/call".to_owned(),
-        tool: Some(tool.name.to_owned()),
+        tool: Some(tool.to_owned()),
         input_bytes,
         output_bytes: 0,
         duration_ms: 0,
@@ -319,113 +342,175 @@ async fn tools_call<B: QuotaStore>(
         error: None,
         created_at: started,
         key_hash: cx.principal.key_hash().map(|h| h.0.clone()),
-    };
+    }
+}
 
+/// A call let through: the plan it runs under and what its counter said.
+struct Admitted {
+    plan: Plan,
+    quota: Vec<Value>,
+    customer: Option<String>,
+}
+
+/// What the gate decided: run the tool, or answer with a result instead (the plan does
+/// not include the tool).
+enum Gate {
+    Admitted(Admitted),
+    Answered(Value),
+}
+
+/// Scope, plan and quota, in that order. A refusal worth logging sets the record's
+/// status.
+async fn gate<B: QuotaStore>(
+    tool: &tools::ToolDef,
+    cx: &McpContext<'_, B>,
+    record: &mut UsageRecord,
+    fx: &mut Effects,
+) -> Result<Gate, Refusal> {
     // Lazy auth: an anonymous caller whose call needs more than anonymity gives is asked
     // to sign in (401 with the challenge), which hosted clients such as Claude turn into
     // a Connect prompt before retrying the same call. Callers from a shared egress range
     // (many users behind one address) get no shared allowance at all.
-    let anonymous = matches!(cx.principal, Principal::Anonymous { .. });
-    let lazy = anonymous && cx.config.sign_in_available();
+    let lazy = matches!(cx.principal, Principal::Anonymous { .. }) && cx.config.sign_in_available();
     if matches!(cx.principal, Principal::Anonymous { shared: true, .. }) {
-        return Err(refuse_anonymous(record, fx, cx, SignIn::SharedAddress));
+        return Err(sign_in(record, cx, SignIn::SharedAddress));
     }
     if let Some(scope) = tool.scope.filter(|s| !cx.principal.has_scope(s)) {
         record.status = "unauthorized";
         record.error = Some(format!("missing scope {scope}"));
-        fx.usage.push(record);
         return Err(scope_refusal(cx, scope));
     }
     // The plan the credentials name; an account's Durable Object may answer that another
     // is in force (a subscription changed since), and the call is then re-checked once
     // under that plan.
     let mut plan_id = cx.principal.plan().to_owned();
-    let mut quota = Vec::new();
-    let mut customer = None;
-    let mut plan;
-    let mut rechecked = false;
-    loop {
-        plan = cx
+    for _ in 0..2 {
+        let plan = cx
             .config
             .limits_of(&plan_id)
             .or_else(|| cx.config.plan(FALLBACK_PLAN).cloned())
             .unwrap_or_default();
         if !plan.includes(tool.name) || (tool.paid && !plan.is_paid()) {
             if lazy {
-                return Err(refuse_anonymous(record, fx, cx, SignIn::PlanRequired));
+                return Err(sign_in(record, cx, SignIn::PlanRequired));
             }
             record.status = "unauthorized";
             record.error = Some(format!("not in plan {plan_id}"));
-            fx.usage.push(record);
-            return Ok(to_value(&plan_required(cx, tool, &plan_id))?);
+            return Ok(Gate::Answered(to_value(&plan_required(
+                cx, tool, &plan_id,
+            ))?));
         }
-        let windows = policy::windows(plan.daily, plan.monthly, started / 1000);
-        if windows.is_empty() && cx.principal.account().is_none() {
-            break;
-        }
-        let req = ConsumeRequest {
-            windows: windows.iter().map(|w| (w.key.clone(), w.limit)).collect(),
-            cost: 1,
-            key_hash: record.key_hash.clone(),
-            plan: cx.principal.account().map(|_| plan_id.clone()),
-        };
-        let usage = cx
-            .backend
-            .consume(&cx.principal.bucket(), &req)
-            .await
-            .map_err(|e| Refusal {
-                error: ErrorData::internal_error(
-                    format!("the quota store is unavailable: {e}"),
-                    None,
-                ),
-                status: Some(503),
-                headers: vec![("retry-after".to_owned(), "5".to_owned())],
-            })?;
-        if usage.revoked {
-            return Err(Refusal {
-                error: ErrorData::new(UNAUTHORIZED, "the API key has been revoked", None),
-                status: Some(401),
-                headers: vec![(
-                    "www-authenticate".to_owned(),
-                    auth::challenge(
-                        cx.base_url,
-                        Some(("invalid_token", "the API key has been revoked")),
-                        &auth::default_scopes(),
-                    ),
-                )],
-            });
-        }
-        if let Some(in_force) = usage.plan.filter(|p| *p != plan_id) {
-            if rechecked {
-                return Err(Refusal {
-                    error: ErrorData::internal_error("the account's plan is changing; retry", None),
-                    status: Some(503),
-                    headers: vec![("retry-after".to_owned(), "1".to_owned())],
-                });
-            }
-            rechecked = true;
-            plan_id = in_force;
-            continue;
-        }
-        customer = usage.customer;
-        let now_s = started / 1000;
-        fx.headers
-            .extend(policy::rate_limit_headers(&windows, &usage.used, now_s));
-        quota = policy::quota_report(&windows, &usage.used);
-        if !usage.admitted {
-            if lazy {
+        match count(cx, plan, &plan_id, record, fx).await? {
+            Counted::Admitted(a) => return Ok(Gate::Admitted(a)),
+            Counted::PlanInForce(in_force) => plan_id = in_force,
+            Counted::Full(plan, windows, used) => {
                 record.status = "rate_limited";
-                return Err(refuse_anonymous(record, fx, cx, SignIn::AnonymousLimit));
+                if lazy {
+                    return Err(sign_in(record, cx, SignIn::AnonymousLimit));
+                }
+                let now_s = record.created_at / 1000;
+                return Err(rate_limited(cx, &plan, &windows, &used, now_s));
             }
-            record.status = "rate_limited";
-            fx.usage.push(record);
-            return Err(rate_limited(cx, &plan, &windows, &usage.used, now_s));
         }
-        break;
     }
+    Err(Refusal {
+        error: ErrorData::internal_error("the account's plan is changing; retry", None),
+        status: Some(503),
+        headers: vec![("retry-after".to_owned(), "1".to_owned())],
+    })
+}
 
+/// What the counter said about one attempt.
+enum Counted {
+    Admitted(Admitted),
+    /// Another plan is in force for the account: nothing was counted.
+    PlanInForce(String),
+    /// A window is full: the plan, its windows and their counts.
+    Full(Plan, Vec<policy::Window>, Vec<u64>),
+}
+
+/// Counts the call in the principal's bucket under `plan`, adding the rate-limit headers.
+async fn count<B: QuotaStore>(
+    cx: &McpContext<'_, B>,
+    plan: Plan,
+    plan_id: &str,
+    record: &UsageRecord,
+    fx: &mut Effects,
+) -> Result<Counted, Refusal> {
+    let now_s = record.created_at / 1000;
+    let windows = policy::windows(plan.daily, plan.monthly, now_s);
+    if windows.is_empty() && cx.principal.account().is_none() {
+        let (quota, customer) = (Vec::new(), None);
+        return Ok(Counted::Admitted(Admitted {
+            plan,
+            quota,
+            customer,
+        }));
+    }
+    let req = ConsumeRequest {
+        windows: windows.iter().map(|w| (w.key.clone(), w.limit)).collect(),
+        cost: 1,
+        key_hash: record.key_hash.clone(),
+        plan: cx.principal.account().map(|_| plan_id.to_owned()),
+    };
+    let usage = cx
+        .backend
+        .consume(&cx.principal.bucket(), &req)
+        .await
+        .map_err(|e| Refusal {
+            error: ErrorData::internal_error(format!("the quota store is unavailable: {e}"), None),
+            status: Some(503),
+            headers: vec![("retry-after".to_owned(), "5".to_owned())],
+        })?;
+    if usage.revoked {
+        return Err(revoked(cx));
+    }
+    if let Some(in_force) = usage.plan.filter(|p| p != plan_id) {
+        return Ok(Counted::PlanInForce(in_force));
+    }
+    fx.headers
+        .extend(policy::rate_limit_headers(&windows, &usage.used, now_s));
+    if !usage.admitted {
+        return Ok(Counted::Full(plan, windows, usage.used));
+    }
+    let quota = policy::quota_report(&windows, &usage.used);
+    let customer = usage.customer;
+    Ok(Counted::Admitted(Admitted {
+        plan,
+        quota,
+        customer,
+    }))
+}
+
+/// 401 for a key the account's counter holds revoked (authoritative, unlike the KV
+/// record the credentials were read from).
+fn revoked<B>(cx: &McpContext<'_, B>) -> Refusal {
+    let why = "the API key has been revoked";
+    Refusal {
+        error: ErrorData::new(UNAUTHORIZED, why, None),
+        status: Some(401),
+        headers: vec![(
+            "www-authenticate".to_owned(),
+            auth::challenge(
+                cx.base_url,
+                Some(("invalid_token", why)),
+                &auth::default_scopes(),
+            ),
+        )],
+    }
+}
+
+/// Runs an admitted call and completes its usage record (and meter event).
+async fn run<B>(
+    tool: &tools::ToolDef,
+    params: CallToolRequestParams,
+    admitted: Admitted,
+    mut record: UsageRecord,
+    cx: &McpContext<'_, B>,
+    fx: &mut Effects,
+) -> Result<Value, Refusal> {
     let mut tcx = ToolContext::new(cx.principal);
-    tcx.quota = Value::Array(quota);
+    tcx.quota = Value::Array(admitted.quota);
     tcx.progress_token = params
         .meta
         .as_ref()
@@ -435,7 +520,7 @@ async fn tools_call<B: QuotaStore>(
     fx.notifications.append(&mut tcx.notifications.borrow_mut());
     let result = outcome.into_result();
     let value = to_value(&result)?;
-    record.duration_ms = (cx.clock)().saturating_sub(started);
+    record.duration_ms = (cx.clock)().saturating_sub(record.created_at);
     record.output_bytes = value.to_string().len() as u64;
     if result.is_error == Some(true) {
         record.status = "error";
@@ -445,14 +530,14 @@ async fn tools_call<B: QuotaStore>(
             .and_then(|c| c.as_text())
             .map(|t| t.text.chars().take(200).collect());
     }
-    if plan.metered
+    if admitted.plan.metered
         && record.status == "success"
-        && let Some(customer) = customer
+        && let Some(customer) = admitted.customer
     {
         fx.meter.push(MeterEvent {
             customer,
             identifier: record.request_id.clone(),
-            at_s: started / 1000,
+            at_s: record.created_at / 1000,
         });
     }
     fx.usage.push(record);
@@ -537,19 +622,13 @@ impl SignIn {
     }
 }
 
-/// Records an anonymous call refused for sign-in and builds its 401: the challenge that
-/// starts OAuth discovery (RFC 9728 §5.1) asking for the default scopes.
-fn refuse_anonymous<B>(
-    mut record: UsageRecord,
-    fx: &mut Effects,
-    cx: &McpContext<'_, B>,
-    why: SignIn,
-) -> Refusal {
+/// An anonymous call refused for sign-in: marks its record and builds the 401, with the
+/// challenge that starts OAuth discovery (RFC 9728 §5.1) asking for the default scopes.
+fn sign_in<B>(record: &mut UsageRecord, cx: &McpContext<'_, B>, why: SignIn) -> Refusal {
     if record.status == "success" {
         record.status = "unauthorized";
     }
     record.error = Some(format!("sign-in required: {}", why.code()));
-    fx.usage.push(record);
     let scope = auth::default_scopes();
     Refusal {
         error: ErrorData::new(

@@ -10,8 +10,11 @@ use sha2::Sha256;
 
 use super::{ClientLookup, clients::ClientRecord, find_client, grants, store::OAuthStore};
 use crate::{
-    auth::{self, principal::{ALL_SCOPES, DEFAULT_SCOPES}},
-    http::percent_encode,
+    auth::{
+        self,
+        principal::{ALL_SCOPES, DEFAULT_SCOPES},
+    },
+    form::percent_encode,
     quota::QuotaStore,
     store::Outbound,
 };
@@ -68,16 +71,27 @@ pub async fn check<B: OAuthStore + QuotaStore + Outbound>(
         Refusal::Redirect(redirect_url(&redirect_uri, &params))
     };
     if param("response_type").as_deref() != Some("code") {
-        return Err(fail("unsupported_response_type", "response_type must be code"));
+        return Err(fail(
+            "unsupported_response_type",
+            "response_type must be code",
+        ));
     }
     if state.is_empty() || state.len() > 1024 {
-        return Err(fail("invalid_request", "state is required (at most 1024 characters)"));
+        return Err(fail(
+            "invalid_request",
+            "state is required (at most 1024 characters)",
+        ));
     }
     let challenge = pkce_challenge(&param).map_err(|why| fail("invalid_request", why))?;
     let ours = auth::resource(base);
     let resource = match param("resource") {
         Some(r) if r.trim_end_matches('/') == ours => ours,
-        Some(_) => return Err(fail("invalid_target", "resource must be this server's /mcp URL")),
+        Some(_) => {
+            return Err(fail(
+                "invalid_target",
+                "resource must be this server's /mcp URL",
+            ));
+        }
         None => ours,
     };
     let scopes: Vec<String> = match param("scope") {
@@ -104,8 +118,8 @@ async fn client_and_redirect<B: OAuthStore + QuotaStore + Outbound>(
     lookup: &ClientLookup<'_, B>,
 ) -> Result<(ClientRecord, String), Refusal> {
     let page = |text: String| Refusal::Page(400, text);
-    let client_id =
-        param("client_id").ok_or_else(|| page("The request names no client (client_id).".into()))?;
+    let client_id = param("client_id")
+        .ok_or_else(|| page("The request names no client (client_id).".into()))?;
     let client = match find_client(lookup, &client_id).await {
         Ok(Some(c)) => c,
         Ok(None) => {
@@ -117,7 +131,11 @@ async fn client_and_redirect<B: OAuthStore + QuotaStore + Outbound>(
     };
     let redirect_uri =
         param("redirect_uri").ok_or_else(|| page("The request names no redirect_uri.".into()))?;
-    if !client.redirect_uris.iter().any(|u| grants::same(u, &redirect_uri)) {
+    if !client
+        .redirect_uris
+        .iter()
+        .any(|u| grants::same(u, &redirect_uri))
+    {
         return Err(page(
             "The redirect_uri is not one the application registered.".into(),
         ));

@@ -60,7 +60,7 @@ fn bad(code: &'static str, description: impl Into<String>) -> MetadataError {
 
 /// Whether a redirect URI may be registered: `https` with a host, `http` on a loopback
 /// host with any port (RFC 8252 §7.3), or a native application's private-use scheme
-/// (RFC 8252 §7.1, see [`valid_private_use_uri`]); never with a fragment, user info,
+/// (RFC 8252 §7.1, reverse-domain schemes or application authorities); never with a fragment, user info,
 /// whitespace or non-ASCII text (a `Location` header carries it as is).
 pub fn valid_redirect_uri(uri: &str) -> bool {
     if uri.len() > MAX_URI_LEN
@@ -77,9 +77,8 @@ pub fn valid_redirect_uri(uri: &str) -> bool {
     if scheme != "https" && scheme != "http" {
         return valid_private_use_uri(&scheme, uri);
     }
-    let (scheme, rest) = match uri.split_once("://") {
-        Some(p) => p,
-        None => return false,
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return false;
     };
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
     if authority.is_empty() || authority.contains('@') {

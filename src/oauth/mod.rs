@@ -156,4 +156,3 @@ pub fn access_token(
         secret.as_bytes(),
     )
 }
-

@@ -1,8 +1,7 @@
-//! Quotas: pure decisions in [`policy`], exact counting in the `QuotaCounter` Durable
-//! Object ([`durable`], wasm32 only), and the messages between them.
+//! Quotas: pure decisions in [`policy`], the counter's admission rule ([`admit`]), and the
+//! messages to the `QuotaCounter` Durable Object that counts exactly (`adapters::durable`,
+//! wasm32 only).
 
-#[cfg(target_arch = "wasm32")]
-pub mod durable;
 pub mod policy;
 
 use serde::{Deserialize, Serialize};

@@ -57,7 +57,11 @@ struct RevokeRequest {
 
 /// Checks the admin token; every `/admin/*` route passes here first. Without
 /// `ADMIN_TOKEN` the admin routes do not exist.
-pub fn authorize<B>(req: &HttpRequest, cx: &Context<'_, B>, fx: &mut Effects) -> Result<(), ApiError> {
+pub fn authorize<B>(
+    req: &HttpRequest,
+    cx: &Context<'_, B>,
+    fx: &mut Effects,
+) -> Result<(), ApiError> {
     let configured = cx.config.admin_token.as_deref().ok_or(ApiError::NotFound)?;
     fx.principal_kind = "admin";
     let presented = req

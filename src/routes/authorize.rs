@@ -108,7 +108,11 @@ pub async fn answer<B: Backend>(
     match sign_in(cx, fx, &authz, key_text.trim()).await? {
         Ok(code) => {
             fx.principal_kind = "api_key";
-            let params = [("code", code.as_str()), ("state", &authz.state), ("iss", base)];
+            let params = [
+                ("code", code.as_str()),
+                ("state", &authz.state),
+                ("iss", base),
+            ];
             Ok(redirect(&redirect_url(&authz.redirect_uri, &params)))
         }
         Err((status, why)) => Ok(render(req, cx, &authz, status, Some(why), &nonce)),
@@ -135,7 +139,10 @@ async fn sign_in<B: Backend>(
 ) -> Result<Result<String, (u16, &'static str)>, ApiError> {
     let try_again = (503, "Could not sign in just now; try again.");
     let Some(key) = ApiKey::parse(key_text) else {
-        return Ok(Err((401, "That is not an API key. Keys start with mcp_live_ or mcp_test_.")));
+        return Ok(Err((
+            401,
+            "That is not an API key. Keys start with mcp_live_ or mcp_test_.",
+        )));
     };
     let hash = key.hash();
     let record = match cx.backend.key_record(&hash).await {
@@ -157,7 +164,10 @@ async fn sign_in<B: Backend>(
         .filter(|s| record.scopes.iter().any(|h| h == s))
         .collect();
     if scopes.is_empty() {
-        return Ok(Err((403, "This API key holds none of the permissions the application asks for.")));
+        return Ok(Err((
+            403,
+            "This API key holds none of the permissions the application asks for.",
+        )));
     }
     let (Some(code), Ok(family)) = (new_token(&record.account), random_id("fam_")) else {
         return Ok(Err(try_again));

@@ -6,7 +6,10 @@
 use serde_json::json;
 
 use crate::{
-    auth::{api_key::random_id, principal::{Principal, SCOPE_BILLING}},
+    auth::{
+        api_key::random_id,
+        principal::{Principal, SCOPE_BILLING},
+    },
     billing::{
         claim,
         store::CheckoutRecord,
@@ -113,10 +116,8 @@ pub async fn start<B: Backend>(
         created_at: cx.now_ms,
         ..CheckoutRecord::default()
     };
-    cx.backend
-        .put_checkout(&record)
-        .await
-        .map_err(|e| ApiError::store("checkout: recording session", e))?;
+    let recorded = cx.backend.put_checkout(&record).await;
+    recorded.map_err(|e| ApiError::store("checkout: recording session", e))?;
     Ok(if wants_json(req) {
         HttpResponse::json(200, &json!({ "id": id, "url": url }))
     } else {
@@ -181,7 +182,8 @@ async fn create_session<B: Backend>(
     build: impl Fn() -> stripe_client_core::RequestBuilder,
 ) -> Result<(String, String), ApiError> {
     let idempotency_key = random_id("checkout_").map_err(|_| ApiError::random("checkout"))?;
-    let send = || stripe::send::<stripe::Session>(cx.config, cx.backend, build(), Some(&idempotency_key));
+    let send =
+        || stripe::send::<stripe::Session>(cx.config, cx.backend, build(), Some(&idempotency_key));
     let mut result = send().await;
     if result.as_ref().is_err_and(StripeError::transient) {
         result = send().await;

@@ -55,19 +55,7 @@ pub async fn get<B: Backend>(
         ));
     };
     if session.completed_at.is_none() {
-        if cx.now_ms.saturating_sub(session.created_at) > CONFIRMING_FOR_MS {
-            return Ok(page(
-                cx,
-                404,
-                "Payment not confirmed",
-                "This checkout was not completed. If you were charged, contact support with the address of this page.",
-            ));
-        }
-        let name = &cx.config.server_name;
-        return Ok(
-            private(HttpResponse::html(200, pages::confirming(name, REFRESH_S)))
-                .with_header("refresh", &REFRESH_S.to_string()),
-        );
+        return Ok(unconfirmed(cx, session.created_at));
     }
     if session.claimed_at.is_some() {
         return Ok(gone(
@@ -90,6 +78,22 @@ pub async fn get<B: Backend>(
             return_to.as_deref(),
         ),
     )))
+}
+
+/// A session whose payment is not confirmed yet: a page that reloads itself while the
+/// webhook may still come, then one that says the checkout was not completed.
+fn unconfirmed<B>(cx: &Context<'_, B>, created_at: u64) -> HttpResponse {
+    if cx.now_ms.saturating_sub(created_at) > CONFIRMING_FOR_MS {
+        return page(
+            cx,
+            404,
+            "Payment not confirmed",
+            "This checkout was not completed. If you were charged, contact support with the address of this page.",
+        );
+    }
+    let name = &cx.config.server_name;
+    private(HttpResponse::html(200, pages::confirming(name, REFRESH_S)))
+        .with_header("refresh", &REFRESH_S.to_string())
 }
 
 fn gone<B>(cx: &Context<'_, B>, text: &str) -> HttpResponse {

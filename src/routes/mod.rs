@@ -68,9 +68,7 @@ pub async fn require_scope<B: Backend>(
 pub fn check_scope(principal: &Principal, scope: &str) -> Result<(), ApiError> {
     if principal.account().is_none() {
         return Err(ApiError::Unauthorized {
-            description: format!(
-                "this needs an API key or an access token with the {scope} scope"
-            ),
+            description: format!("this needs an API key or an access token with the {scope} scope"),
             scope: scope.to_owned(),
         });
     }

@@ -102,7 +102,8 @@ pub async fn register<B: Backend>(
         });
     }
     let record = ClientRecord {
-        client_id: random_id("mcpc_").map_err(|_| ApiError::oauth_unavailable("register: random"))?,
+        client_id: random_id("mcpc_")
+            .map_err(|_| ApiError::oauth_unavailable("register: random"))?,
         client_name,
         redirect_uris,
         created_at: cx.now_ms,
@@ -167,7 +168,15 @@ pub async fn token<B: Backend>(
         _ => granted.scope.clone(),
     };
     let ttl = cx.config.oauth_access_ttl_s;
-    let access = access_token(secret, base, &account, &scope, &granted, cx.now_ms / 1000, ttl);
+    let access = access_token(
+        secret,
+        base,
+        &account,
+        &scope,
+        &granted,
+        cx.now_ms / 1000,
+        ttl,
+    );
     Ok(HttpResponse::json(
         200,
         &json!({
@@ -227,7 +236,10 @@ async fn exchange_code<B: Backend>(
         ));
     };
     if !grants::valid_verifier(&verifier) {
-        return Err(ApiError::oauth("invalid_request", "malformed code_verifier"));
+        return Err(ApiError::oauth(
+            "invalid_request",
+            "malformed code_verifier",
+        ));
     }
     let account = token_account(&code)
         .ok_or_else(|| ApiError::oauth("invalid_grant", "unknown authorization code"))?;

@@ -2,8 +2,7 @@
 // workerd with real local KV, D1 and Durable Objects.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
-import { startWorker, post, d1Query, eventually } from './harness.mjs';
+import { startWorker, post, d1Query, eventually, admin as adminCall, signJwt, nowS } from './harness.mjs';
 
 const ADMIN = 'runtime-admin-token';
 const JWT_SECRET = 'runtime-jwt-secret-0123456789abcdef0123';
@@ -26,25 +25,13 @@ const H25 = { 'mcp-protocol-version': '2025-11-25' };
 const callBody = (tool, args = {}, id = 1) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: tool, arguments: args } });
 const call = (tool, args, headers = {}) => post(w.url, callBody(tool, args), { ...H25, ...headers });
 
-async function admin(path, body) {
-  const res = await fetch(`${w.origin}${path}`, {
-    method: body ? 'POST' : 'GET',
-    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-    body: body ? JSON.stringify(body) : undefined,
-  });
-  return { status: res.status, body: await res.json() };
-}
+const admin = (path, body) => adminCall(w.origin, ADMIN, path, body);
 
 const d1 = (sql) => d1Query(w.state, sql);
 
+const jwt = (claims, secret = JWT_SECRET, alg = 'HS256') => signJwt(claims, secret, alg);
+const now = nowS;
 const b64u = (b) => Buffer.from(b).toString('base64url');
-function jwt(claims, secret = JWT_SECRET, alg = 'HS256') {
-  const h = b64u(JSON.stringify({ alg, typ: 'JWT' }));
-  const p = b64u(JSON.stringify(claims));
-  const s = createHmac('sha256', secret).update(`${h}.${p}`).digest('base64url');
-  return `${h}.${p}.${s}`;
-}
-const now = () => Math.floor(Date.now() / 1000);
 const claims = (over = {}) => ({ iss: w.origin, aud: `${w.origin}/mcp`, sub: 'acct_oauthuser', scope: 'mcp:tools mcp:usage', plan: 'pro', exp: now() + 600, iat: now(), ...over });
 
 test('a key minted through the admin route works at /mcp and is refused after revocation', async () => {

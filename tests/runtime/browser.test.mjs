@@ -13,13 +13,13 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { execFileSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { startWorker, post, ROOT } from './harness.mjs';
+import { startWorker, post, ROOT, mintKey as mint, pkce } from './harness.mjs';
 import { startStripeStandIn } from './stripe_standin.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
@@ -116,19 +116,7 @@ after(async () => {
 
 // ---- the OAuth client's side (node fetch) ----
 
-const pkce = () => {
-  const verifier = randomBytes(32).toString('base64url');
-  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
-};
-
-async function mintKey() {
-  const res = await fetch(`${w.origin}/admin/keys`, {
-    method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ plan: 'pro', label: 'browser test' }),
-  });
-  assert.equal(res.status, 201);
-  return (await res.json()).key;
-}
+const mintKey = () => mint(w.origin, ADMIN, { label: 'browser test' });
 
 async function register(name) {
   const r = await post(`${w.origin}/register`, { client_name: name, redirect_uris: [callback], grant_types: ['authorization_code', 'refresh_token'],

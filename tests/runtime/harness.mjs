@@ -1,6 +1,7 @@
 // Starts the built worker under `wrangler dev` (workerd, local KV/D1/Durable Objects) on a
 // free 127.0.0.1 port with fresh state and the D1 migrations applied, for one test file.
 import { spawn, execFileSync } from 'node:child_process';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -116,4 +117,47 @@ export async function eventually(fn, what) {
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+// ---- helpers the test files share: keys, tokens, PKCE, forms ----
+
+/** Unix seconds now. */
+export const nowS = () => Math.floor(Date.now() / 1000);
+
+/** Calls an admin route with the operator's token: { status, body }. */
+export async function admin(origin, adminToken, path, body) {
+  const res = await fetch(`${origin}${path}`, {
+    method: body ? 'POST' : 'GET',
+    headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  return { status: res.status, body: await res.json() };
+}
+
+/** Mints an API key through `/admin/keys` (plan `pro` unless `mint` says otherwise). */
+export async function mintKey(origin, adminToken, mint = {}) {
+  const r = await admin(origin, adminToken, '/admin/keys', { plan: 'pro', label: 'runtime test', ...mint });
+  if (r.status !== 201) throw new Error(`minting a key answered ${r.status}: ${JSON.stringify(r.body)}`);
+  return r.body.key;
+}
+
+const b64u = (b) => Buffer.from(b).toString('base64url');
+
+/** An HS256 JWT over `claims`, signed as the worker's JWT_SECRET signs (or with `alg` forged). */
+export function signJwt(claims, secret, alg = 'HS256') {
+  const h = b64u(JSON.stringify({ alg, typ: 'JWT' }));
+  const p = b64u(JSON.stringify(claims));
+  const s = createHmac('sha256', secret).update(`${h}.${p}`).digest('base64url');
+  return `${h}.${p}.${s}`;
+}
+
+/** A PKCE S256 pair. */
+export function pkce() {
+  const verifier = randomBytes(32).toString('base64url');
+  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
+}
+
+/** A form POST (application/x-www-form-urlencoded) through `post`. */
+export function postForm(url, params, headers = {}) {
+  return post(url, new URLSearchParams(params).toString(), { 'content-type': 'application/x-www-form-urlencoded', ...headers });
 }

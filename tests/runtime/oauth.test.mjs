@@ -13,7 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
-import { startWorker, post, ROOT } from './harness.mjs';
+import { startWorker, post, postForm, ROOT, mintKey as mint, pkce } from './harness.mjs';
 
 const ADMIN = 'runtime-admin-token';
 let w;
@@ -40,14 +40,7 @@ after(async () => { await w?.stop(); docs?.close(); });
 
 const docsBase = () => `http://127.0.0.1:${docs.address().port}`;
 
-async function mintKey(plan = 'pro', origin = w.origin) {
-  const res = await fetch(`${origin}/admin/keys`, {
-    method: 'POST', headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ plan, label: 'oauth runtime' }),
-  });
-  assert.equal(res.status, 201);
-  return (await res.json()).key;
-}
+const mintKey = (plan = 'pro', origin = w.origin) => mint(origin, ADMIN, { plan, label: 'oauth runtime' });
 
 /** The user at the sign-in page: opens it, pastes the key, presses Allow. Returns the redirect. */
 async function signIn(authorizationUrl, apiKey, action = 'approve') {
@@ -143,11 +136,6 @@ test('the TypeScript SDK OAuth client discovers, registers, signs in with a key,
   }
 });
 
-const pkce = () => {
-  const verifier = randomBytes(32).toString('base64url');
-  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
-};
-
 async function register(redirect = 'http://127.0.0.1:9/cb') {
   const r = await post(`${w.origin}/register`, { client_name: 'raw', redirect_uris: [redirect] });
   assert.equal(r.status, 201);
@@ -162,9 +150,7 @@ function authorizeUrl(clientId, challenge, over = {}) {
   return u;
 }
 
-async function token(params) {
-  return post(`${w.origin}/token`, new URLSearchParams(params).toString(), { 'content-type': 'application/x-www-form-urlencoded' });
-}
+const token = (params) => postForm(`${w.origin}/token`, params);
 
 test('discovery: a 401 points at metadata that points at this authorization server', async () => {
   const r = await post(w.url, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'hash', arguments: { text: 'a' } } }, { 'mcp-protocol-version': '2025-11-25' });

@@ -1,0 +1,455 @@
+//! The `QuotaCounter` Durable Object class: exact call counting, the authoritative list
+//! of an account's revoked keys, its plan in force and its OAuth grants.
+//!
+//! One object per principal bucket (`anon:<address bucket>`, `acct:<account>`). Its SQLite
+//! storage holds one row per window (`day:2026-11-22`, `month:2026-11`). A Durable Object
+//! runs one event at a time and `exec` is synchronous, so a check-and-increment cannot
+//! interleave with another: N concurrent calls at a limit of L admit exactly L.
+//! See <https://developers.cloudflare.com/durable-objects/api/sqlite-storage-api/>.
+//!
+//! An account's object also holds the plan in force ([`AccountPlan`]), written by the
+//! Stripe webhook: a subscription change reaches the very next counted call, while the
+//! plan copied into KV key records and access tokens may lag.
+//!
+//! Routes (POST, JSON): `/consume` ([`ConsumeRequest`] →
+//! [`ConsumeResponse`](crate::quota::ConsumeResponse)), `/peek` (window keys → counts),
+//! `/revoke` (key hash → `{"revoked": true}`), `/account` ([`AccountPlan`] →
+//! `{"stored": bool}`; older states are ignored), and the account's OAuth grants:
+//! `/oauth/code` ([`CodeRecord`]), `/oauth/exchange` ([`ExchangeRequest`] →
+//! [`GrantOutcome`]), `/oauth/refresh` ([`RefreshRequest`] → [`GrantOutcome`]),
+//! `/oauth/revoke` (refresh token hash). Codes and refresh tokens are stored by hash only.
+//!
+//! `fetch` only dispatches: each route is one short method that reads SQLite, asks a pure
+//! decision ([`quota::admit`], [`grants::check_exchange`], [`grants::check_refresh`]) and
+//! writes back what it decided. The clients of these routes are in [`super::counter`].
+
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::json;
+use worker::{
+    Date, DurableObject, Env, Request, Response, Result, SqlStorage, State, durable_object,
+};
+
+use crate::{
+    billing::store::AccountPlan,
+    oauth::grants::{
+        self, CodeRecord, ExchangeRequest, GrantOutcome, Granted, RefreshDecision, RefreshRecord,
+        RefreshRequest, Refused,
+    },
+    quota::{self, ConsumeRequest, CounterState},
+};
+
+/// The exact counter of one principal bucket (see the module documentation).
+#[durable_object]
+pub(crate) struct QuotaCounter {
+    state: State,
+}
+
+impl DurableObject for QuotaCounter {
+    fn new(state: State, _env: Env) -> Self {
+        let sql = state.storage().sql();
+        // Idempotent; runs before the object's first event.
+        for ddl in [
+            "CREATE TABLE IF NOT EXISTS counters (window TEXT PRIMARY KEY, used INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS revoked_keys (key_hash TEXT PRIMARY KEY)",
+            "CREATE TABLE IF NOT EXISTS account (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS oauth_codes (code_hash TEXT PRIMARY KEY, record TEXT NOT NULL, expires_at INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS oauth_refresh (token_hash TEXT PRIMARY KEY, family TEXT NOT NULL, record TEXT NOT NULL, expires_at INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS oauth_families (family TEXT PRIMARY KEY, revoked_at INTEGER)",
+        ] {
+            if let Err(e) = sql.exec(ddl, None) {
+                worker::console_error!("QuotaCounter schema: {e}");
+            }
+        }
+        Self { state }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        match req.path().as_str() {
+            "/consume" => self.consume(req).await,
+            "/peek" => self.peek(req).await,
+            "/revoke" => self.revoke_key(req).await,
+            "/account" => self.set_account(req).await,
+            "/oauth/code" => self.put_code(req).await,
+            "/oauth/exchange" => self.exchange(req).await,
+            "/oauth/refresh" => self.refresh(req).await,
+            "/oauth/revoke" => self.revoke_family(req).await,
+            _ => Response::error("not found", 404),
+        }
+    }
+}
+
+impl QuotaCounter {
+    fn sql(&self) -> SqlStorage {
+        self.state.storage().sql()
+    }
+
+    /// `/consume`: check-and-increment, decided by [`quota::admit`]; the counts are written
+    /// back only when admitted.
+    async fn consume(&self, mut req: Request) -> Result<Response> {
+        let Ok(c) = req.json::<ConsumeRequest>().await else {
+            return Response::error("bad consume request", 400);
+        };
+        let sql = self.sql();
+        let answer = quota::admit(&c, counter_state(&sql, &c)?);
+        if answer.admitted {
+            for ((key, _), used) in c.windows.iter().zip(&answer.used) {
+                sql.exec(
+                    "INSERT INTO counters (window, used) VALUES (?, ?) \
+                     ON CONFLICT(window) DO UPDATE SET used = excluded.used",
+                    vec![
+                        key.clone().into(),
+                        (i64::try_from(*used).unwrap_or(i64::MAX)).into(),
+                    ],
+                )?;
+            }
+        }
+        Response::from_json(&answer)
+    }
+
+    /// `/peek`: the counts of the windows named, without counting.
+    async fn peek(&self, mut req: Request) -> Result<Response> {
+        let Ok(keys) = req.json::<Vec<String>>().await else {
+            return Response::error("bad peek request", 400);
+        };
+        let sql = self.sql();
+        let counts = keys
+            .iter()
+            .map(|k| window_count(&sql, k))
+            .collect::<Result<Vec<u64>>>()?;
+        Response::from_json(&counts)
+    }
+
+    /// `/revoke`: adds a key hash to the account's revoked list.
+    async fn revoke_key(&self, mut req: Request) -> Result<Response> {
+        let Ok(hash) = req.json::<String>().await else {
+            return Response::error("bad revoke request", 400);
+        };
+        self.sql().exec(
+            "INSERT INTO revoked_keys (key_hash) VALUES (?) ON CONFLICT DO NOTHING",
+            vec![hash.into()],
+        )?;
+        Response::from_json(&json!({ "revoked": true }))
+    }
+
+    /// `/account`: stores the account's plan state unless the stored one is newer.
+    async fn set_account(&self, mut req: Request) -> Result<Response> {
+        let Ok(next) = req.json::<AccountPlan>().await else {
+            return Response::error("bad account request", 400);
+        };
+        let sql = self.sql();
+        let newer = account_plan(&sql)?.is_none_or(|cur| next.state_at >= cur.state_at);
+        if newer {
+            sql.exec(
+                "INSERT INTO account (id, state) VALUES (1, ?) \
+                 ON CONFLICT(id) DO UPDATE SET state = excluded.state",
+                vec![serde_json::to_string(&next)?.into()],
+            )?;
+        }
+        Response::from_json(&json!({ "stored": newer }))
+    }
+
+    /// `/oauth/code`: stores an approved authorization's code (and drops long-expired ones).
+    async fn put_code(&self, mut req: Request) -> Result<Response> {
+        let Ok(c) = req.json::<CodeRecord>().await else {
+            return Response::error("bad code", 400);
+        };
+        let sql = self.sql();
+        // Expired rows go when new ones come: the table stays small.
+        sql.exec(
+            "DELETE FROM oauth_codes WHERE expires_at < ?",
+            vec![((c.expires_at - grants::CODE_TTL_MS * 10) as f64).into()],
+        )?;
+        sql.exec(
+            "INSERT INTO oauth_codes (code_hash, record, expires_at) VALUES (?, ?, ?)",
+            vec![
+                c.code_hash.clone().into(),
+                serde_json::to_string(&c)?.into(),
+                (c.expires_at as f64).into(),
+            ],
+        )?;
+        Response::from_json(&json!({ "stored": true }))
+    }
+
+    /// `/oauth/exchange`: redeems a code, decided by [`grants::check_exchange`].
+    async fn exchange(&self, mut req: Request) -> Result<Response> {
+        let Ok(x) = req.json::<ExchangeRequest>().await else {
+            return Response::error("bad exchange", 400);
+        };
+        let sql = self.sql();
+        let code: Option<CodeRecord> = record(
+            &sql,
+            "SELECT record FROM oauth_codes WHERE code_hash = ?",
+            &x.code_hash,
+        )?;
+        let revoked = match &code {
+            Some(c) => key_revoked(&sql, &c.key_hash)?,
+            None => false,
+        };
+        if let Err(r) = grants::check_exchange(code.as_ref(), revoked, &x) {
+            return refused(&sql, r, x.now_ms);
+        }
+        let Some(code) = code else {
+            return Response::error("unreachable", 500);
+        };
+        let code = redeem_code(&sql, code, &x)?;
+        Response::from_json(&GrantOutcome::Granted(Granted {
+            scope: code.scope,
+            plan: plan_in_force(&sql, &code.plan, x.now_ms)?,
+            resource: code.resource,
+            family: code.family,
+        }))
+    }
+
+    /// `/oauth/refresh`: rotates a refresh token, decided by [`grants::check_refresh`].
+    async fn refresh(&self, mut req: Request) -> Result<Response> {
+        let Ok(x) = req.json::<RefreshRequest>().await else {
+            return Response::error("bad refresh", 400);
+        };
+        let sql = self.sql();
+        match checked_refresh(&sql, &x)? {
+            Ok(token) => Response::from_json(&GrantOutcome::Granted(successor(&sql, token, &x)?)),
+            Err(r) => refused(&sql, r, x.now_ms),
+        }
+    }
+
+    /// `/oauth/revoke`: revokes the family of a refresh token (unknown tokens are ignored).
+    async fn revoke_family(&self, mut req: Request) -> Result<Response> {
+        let Ok(hash) = req.json::<String>().await else {
+            return Response::error("bad revoke request", 400);
+        };
+        let sql = self.sql();
+        let token: Option<RefreshRecord> = record(
+            &sql,
+            "SELECT record FROM oauth_refresh WHERE token_hash = ?",
+            &hash,
+        )?;
+        if let Some(t) = token {
+            mark_family_revoked(&sql, &t.family, Date::now().as_millis())?;
+        }
+        Response::from_json(&json!({ "revoked": true }))
+    }
+}
+
+/// What the object knows for a consume request: whether the key is revoked, the plan in
+/// force (read only when the request names a plan) and the windows' counts. A revoked
+/// key is refused whatever the rest holds, so nothing more is read for it.
+fn counter_state(sql: &SqlStorage, c: &ConsumeRequest) -> Result<CounterState> {
+    if let Some(hash) = &c.key_hash
+        && key_revoked(sql, hash)?
+    {
+        return Ok(CounterState {
+            key_revoked: true,
+            ..CounterState::default()
+        });
+    }
+    let account = match &c.plan {
+        Some(_) => account_plan(sql)?,
+        None => None,
+    };
+    let used = c
+        .windows
+        .iter()
+        .map(|(key, _)| window_count(sql, key))
+        .collect::<Result<Vec<u64>>>()?;
+    Ok(CounterState {
+        key_revoked: false,
+        plan_in_force: account
+            .as_ref()
+            .map(|a| a.effective(Date::now().as_millis()).to_owned()),
+        customer: account.and_then(|a| a.customer),
+        used,
+    })
+}
+
+/// Marks a code used, opens its family and stores the family's first refresh token.
+fn redeem_code(sql: &SqlStorage, mut code: CodeRecord, x: &ExchangeRequest) -> Result<CodeRecord> {
+    code.used_at = Some(x.now_ms);
+    sql.exec(
+        "UPDATE oauth_codes SET record = ? WHERE code_hash = ?",
+        vec![
+            serde_json::to_string(&code)?.into(),
+            code.code_hash.clone().into(),
+        ],
+    )?;
+    sql.exec(
+        "INSERT INTO oauth_families (family, revoked_at) VALUES (?, NULL) ON CONFLICT DO NOTHING",
+        vec![code.family.clone().into()],
+    )?;
+    put_refresh(
+        sql,
+        &RefreshRecord {
+            token_hash: x.new_refresh_hash.clone(),
+            family: code.family.clone(),
+            client_id: code.client_id.clone(),
+            scope: code.scope.clone(),
+            resource: code.resource.clone(),
+            key_hash: code.key_hash.clone(),
+            plan: code.plan.clone(),
+            expires_at: x.now_ms + grants::REFRESH_TTL_MS,
+            rotated_at: None,
+        },
+    )?;
+    Ok(code)
+}
+
+/// The refresh token presented, once [`grants::check_refresh`] lets it be used (marked
+/// rotated when this is its first use), or why not.
+fn checked_refresh(
+    sql: &SqlStorage,
+    x: &RefreshRequest,
+) -> Result<std::result::Result<RefreshRecord, Refused>> {
+    let token: Option<RefreshRecord> = record(
+        sql,
+        "SELECT record FROM oauth_refresh WHERE token_hash = ?",
+        &x.token_hash,
+    )?;
+    let (fam_revoked, k_revoked) = match &token {
+        Some(t) => (
+            family_revoked(sql, &t.family)?,
+            key_revoked(sql, &t.key_hash)?,
+        ),
+        None => (false, false),
+    };
+    let decision = grants::check_refresh(token.as_ref(), fam_revoked, k_revoked, x);
+    let Some(mut token) = token else {
+        return Ok(Err(Refused {
+            description: "unknown refresh token".to_owned(),
+            revoke_family: None,
+        }));
+    };
+    match decision {
+        RefreshDecision::Refuse(r) => return Ok(Err(r)),
+        RefreshDecision::Rotate => {
+            token.rotated_at = Some(x.now_ms);
+            put_refresh(sql, &token)?;
+        }
+        RefreshDecision::Grace => {}
+    }
+    Ok(Ok(token))
+}
+
+/// Stores the token that succeeds `token` (under the plan in force now) and the grant.
+fn successor(sql: &SqlStorage, token: RefreshRecord, x: &RefreshRequest) -> Result<Granted> {
+    let plan = plan_in_force(sql, &token.plan, x.now_ms)?;
+    put_refresh(
+        sql,
+        &RefreshRecord {
+            token_hash: x.new_refresh_hash.clone(),
+            rotated_at: None,
+            expires_at: x.now_ms + grants::REFRESH_TTL_MS,
+            plan: plan.clone(),
+            ..token.clone()
+        },
+    )?;
+    Ok(Granted {
+        scope: token.scope,
+        plan,
+        resource: token.resource,
+        family: token.family,
+    })
+}
+
+#[derive(Deserialize)]
+struct RecordRow {
+    record: String,
+}
+
+/// The JSON `record` column of the row `query` finds for `key`.
+fn record<T: DeserializeOwned>(sql: &SqlStorage, query: &str, key: &str) -> Result<Option<T>> {
+    let rows: Vec<RecordRow> = sql.exec(query, vec![key.into()])?.to_array()?;
+    Ok(rows
+        .first()
+        .and_then(|r| serde_json::from_str(&r.record).ok()))
+}
+
+fn key_revoked(sql: &SqlStorage, key_hash: &str) -> Result<bool> {
+    let rows: Vec<serde_json::Value> = sql
+        .exec(
+            "SELECT 1 AS r FROM revoked_keys WHERE key_hash = ?",
+            vec![key_hash.into()],
+        )?
+        .to_array()?;
+    Ok(!rows.is_empty())
+}
+
+fn family_revoked(sql: &SqlStorage, family: &str) -> Result<bool> {
+    let rows: Vec<serde_json::Value> = sql
+        .exec(
+            "SELECT 1 AS r FROM oauth_families WHERE family = ? AND revoked_at IS NOT NULL",
+            vec![family.into()],
+        )?
+        .to_array()?;
+    Ok(!rows.is_empty())
+}
+
+fn mark_family_revoked(sql: &SqlStorage, family: &str, now_ms: u64) -> Result<()> {
+    sql.exec(
+        "INSERT INTO oauth_families (family, revoked_at) VALUES (?, ?) \
+         ON CONFLICT(family) DO UPDATE SET revoked_at = COALESCE(oauth_families.revoked_at, excluded.revoked_at)",
+        vec![family.into(), (now_ms as f64).into()],
+    )?;
+    Ok(())
+}
+
+fn put_refresh(sql: &SqlStorage, r: &RefreshRecord) -> Result<()> {
+    sql.exec(
+        "INSERT INTO oauth_refresh (token_hash, family, record, expires_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT(token_hash) DO UPDATE SET record = excluded.record",
+        vec![
+            r.token_hash.clone().into(),
+            r.family.clone().into(),
+            serde_json::to_string(r)?.into(),
+            (r.expires_at as f64).into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// The plan in force for the account now, else the one the grant was made with.
+fn plan_in_force(sql: &SqlStorage, granted_with: &str, now_ms: u64) -> Result<String> {
+    Ok(account_plan(sql)?.map_or_else(
+        || granted_with.to_owned(),
+        |a| a.effective(now_ms).to_owned(),
+    ))
+}
+
+/// A refusal, revoking the family first when the decision says so.
+fn refused(sql: &SqlStorage, r: Refused, now_ms: u64) -> Result<Response> {
+    if let Some(f) = &r.revoke_family {
+        mark_family_revoked(sql, f, now_ms)?;
+    }
+    Response::from_json(&GrantOutcome::Refused(r))
+}
+
+#[derive(Deserialize)]
+struct StateRow {
+    state: String,
+}
+
+/// The stored plan state, if the webhook ever wrote one.
+fn account_plan(sql: &SqlStorage) -> Result<Option<AccountPlan>> {
+    let rows: Vec<StateRow> = sql
+        .exec("SELECT state FROM account WHERE id = 1", None)?
+        .to_array()?;
+    Ok(rows
+        .first()
+        .and_then(|r| serde_json::from_str(&r.state).ok()))
+}
+
+#[derive(Deserialize)]
+struct UsedRow {
+    used: i64,
+}
+
+/// A window's count (0 when it has no row yet).
+fn window_count(sql: &SqlStorage, window: &str) -> Result<u64> {
+    let rows: Vec<UsedRow> = sql
+        .exec(
+            "SELECT used FROM counters WHERE window = ?",
+            vec![window.into()],
+        )?
+        .to_array()?;
+    Ok(rows
+        .first()
+        .map_or(0, |r| u64::try_from(r.used).unwrap_or(0)))
+}
