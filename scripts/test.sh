@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# The whole test suite: host unit and integration tests, then the release bundle and the
-# conformance bundle under wrangler dev (workerd) driven by real MCP clients. Installs what
-# it needs first (scripts/setup.sh), skipping what is already there.
+# The whole test suite: formatting and lints, host unit and integration tests, then the
+# release bundle and the conformance bundle under wrangler dev (workerd) driven by real MCP
+# clients, OAuth clients and headless Chromium. Installs what it needs first
+# (scripts/setup.sh), skipping what is already there.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$ROOT"
 scripts/setup.sh
 
-echo "== host tests (cargo test)"
+echo "== format and lints"
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --target wasm32-unknown-unknown --lib -- -D warnings
+
+echo "== host tests (cargo test; tests/layout.rs checks the module layering)"
 cargo test --locked --all-targets
-cargo test --locked --features conformance --lib mcp::fixtures
+cargo test --locked --features conformance --lib mcp::tools::fixtures
 
 echo "== bundles"
 scripts/build.sh
