@@ -50,13 +50,13 @@ async fn route<B: Backend>(
         ("POST", "/mcp") => mcp::post(req, cx, fx).await,
         ("OPTIONS", "/mcp") => mcp::preflight(req, cx),
         (_, "/mcp") => mcp::check_origin(req, cx).and(not_allowed("POST, OPTIONS")),
-        ("GET", "/") => Ok(site::landing(req, cx)),
-        ("GET", "/health") => Ok(site::health()),
-        ("GET", "/favicon.ico") => Ok(site::favicon()),
+        ("GET", "/") => site::landing(req, cx),
+        ("GET", "/health") => site::health(),
+        ("GET", "/favicon.ico") => site::favicon(),
         (
             "GET",
             "/.well-known/oauth-protected-resource" | "/.well-known/oauth-protected-resource/mcp",
-        ) => Ok(site::protected_resource_metadata(req, cx)),
+        ) => site::protected_resource_metadata(req, cx),
         ("GET", "/api/usage") => usage::get(req, cx, fx).await,
         (
             _,
@@ -113,7 +113,7 @@ async fn billing<B: Backend>(
     fx: &mut Effects,
 ) -> Result<HttpResponse, ApiError> {
     match (method, req.path.as_str()) {
-        ("GET", "/api/stripe/checkout") => Ok(checkout::page(req, cx)),
+        ("GET", "/api/stripe/checkout") => checkout::page(req, cx),
         ("POST", "/api/stripe/checkout") => checkout::start(req, cx, fx).await,
         ("GET", "/api/stripe/portal") => checkout::portal_page(cx),
         ("POST", "/api/stripe/portal") => checkout::portal(req, cx, fx).await,

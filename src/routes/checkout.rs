@@ -42,24 +42,26 @@ fn billing_configured<B>(cx: &Context<'_, B>) -> Result<(), ApiError> {
 /// `GET /api/stripe/checkout?plan=…`: a page with one button that starts Checkout for the
 /// plan. Links (from tool results and the landing page) point here, so that following
 /// or prefetching a link never creates a Checkout Session by itself.
-pub fn page<B>(req: &HttpRequest, cx: &Context<'_, B>) -> HttpResponse {
+pub fn page<B>(req: &HttpRequest, cx: &Context<'_, B>) -> Result<HttpResponse, ApiError> {
     let plan = req.query_param("plan").unwrap_or_default();
     let Some(plan) = cx
         .config
         .plan(&plan)
         .filter(|p| p.is_paid() && p.stripe_price.is_some())
     else {
-        return HttpResponse::html(
+        return Ok(HttpResponse::html(
             404,
             pages::message(
                 &cx.config.server_name,
                 "Unknown plan",
                 "There is no paid plan by that name. The landing page lists the plans.",
             ),
-        );
+        ));
     };
-    HttpResponse::html(200, pages::checkout(&cx.config.server_name, plan))
-        .with_header("cache-control", "no-store")
+    Ok(
+        HttpResponse::html(200, pages::checkout(&cx.config.server_name, plan))
+            .with_header("cache-control", "no-store"),
+    )
 }
 
 /// `POST /api/stripe/checkout` (`plan` as a form field or JSON): creates a Checkout

@@ -6,8 +6,8 @@
 //
 // On every page of this server that the browser shows: no console errors, no CSP violations,
 // no failed requests (the page's icon included), no serious or critical axe-core violations
-// (at 1280 and 375 px wide), and screenshots at both widths in
-// test-artifacts/screenshots/<flow>-<page>-<width>.png.
+// (at 1280 and 375 px wide, light and dark), and screenshots of each in
+// test-artifacts/screenshots/<flow>-<page>-<width>[-dark].png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
@@ -227,19 +227,25 @@ async function session(t, flow) {
       // govern; a script tag would be refused.
       await page.evaluate(AXE);
       const grave = new Map(); // "rule (impact): help; element" → widths
-      for (const [width, height] of WIDTHS) {
-        await page.setViewportSize({ width, height });
-        await page.screenshot({ path: join(SHOTS, `${flow}-${name}-${width}.png`), fullPage: true });
-        const scroll = await page.evaluate(() => document.documentElement.scrollWidth);
-        if (scroll > width) t.diagnostic(`${flow} ${name}: ${scroll} px wide at a ${width} px viewport (scrolls sideways)`);
-        const { violations } = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
-        for (const v of violations.filter((x) => x.impact === 'serious' || x.impact === 'critical')) {
-          for (const n of v.nodes) {
-            const what = `${v.id} (${v.impact}): ${v.help}; ${n.target.join(' ')}: ${n.html.slice(0, 120)}`;
-            grave.set(what, [...(grave.get(what) ?? []), `${width}px`]);
+      // Light and dark (the pages follow prefers-color-scheme): contrast is checked in both.
+      for (const colorScheme of ['light', 'dark']) {
+        await page.emulateMedia({ colorScheme });
+        for (const [width, height] of WIDTHS) {
+          await page.setViewportSize({ width, height });
+          const suffix = colorScheme === 'dark' ? '-dark' : '';
+          await page.screenshot({ path: join(SHOTS, `${flow}-${name}-${width}${suffix}.png`), fullPage: true });
+          const scroll = await page.evaluate(() => document.documentElement.scrollWidth);
+          if (scroll > width) t.diagnostic(`${flow} ${name}: ${scroll} px wide at a ${width} px viewport (scrolls sideways)`);
+          const { violations } = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+          for (const v of violations.filter((x) => x.impact === 'serious' || x.impact === 'critical')) {
+            for (const n of v.nodes) {
+              const what = `${v.id} (${v.impact}): ${v.help}; ${n.target.join(' ')}: ${n.html.slice(0, 120)}`;
+              grave.set(what, [...(grave.get(what) ?? []), `${width}px ${colorScheme}`]);
+            }
           }
         }
       }
+      await page.emulateMedia({ colorScheme: 'light' });
       await page.setViewportSize({ width: WIDTHS[0][0], height: WIDTHS[0][1] });
       await t.test(`${flow} ${name} page: no serious or critical axe violations`, () => {
         assert.deepEqual([...grave].map(([what, widths]) => `${what} (at ${widths.join(', ')})`), []);
