@@ -3,14 +3,18 @@
 
 mod common;
 
-use common::{MemoryBackend, NOW_MS, config_with, handle_with, json_body, mcp_post, request};
+use common::{
+    NOW_MS, TestApp, bearer, config_with, form_post, get, json_body, json_post, mcp_post, request,
+    text, tool_call,
+};
 use paid_mcp_worker::{
     billing::{
         meter::{self, MeterEvent},
         signature,
     },
     config::Config,
-    http::{HttpResponse, form_value},
+    http::{HttpRequest, HttpResponse, form_value},
+    store::OutboundRequest,
 };
 use serde_json::{Value, json};
 
@@ -33,32 +37,26 @@ fn config() -> Config {
     ])
 }
 
-fn send(
-    config: &Config,
-    b: &MemoryBackend,
-    req: &paid_mcp_worker::http::HttpRequest,
-) -> HttpResponse {
-    handle_with(req, config, b, Some("203.0.113.9")).response
+/// The app with Stripe configured and four plans, one of them metered.
+fn app() -> TestApp {
+    TestApp::from_config(config())
 }
 
-fn body_text(r: &HttpResponse) -> String {
-    String::from_utf8(r.body.clone()).unwrap()
+/// A POST to the webhook with this `Stripe-Signature`.
+fn webhook(sig: &str, body: &str) -> HttpRequest {
+    request(
+        "POST",
+        "/api/stripe/webhook",
+        &[("stripe-signature", sig)],
+        body,
+    )
 }
 
 /// Delivers an event signed as Stripe signs it.
-fn deliver(config: &Config, b: &MemoryBackend, event: &Value, signed_at: u64) -> HttpResponse {
+fn deliver(app: &TestApp, event: &Value, signed_at: u64) -> HttpResponse {
     let body = event.to_string();
     let header = signature::header_for(SECRET, signed_at, body.as_bytes());
-    send(
-        config,
-        b,
-        &request(
-            "POST",
-            "/api/stripe/webhook",
-            &[("stripe-signature", &header)],
-            &body,
-        ),
-    )
+    app.send(&webhook(&header, &body))
 }
 
 fn event(id: &str, kind: &str, created: u64, object: Value) -> Value {
@@ -86,92 +84,54 @@ fn subscription(id: &str, kind: &str, created: u64, price: &str, status: &str) -
     )
 }
 
-fn call_tool(
-    config: &Config,
-    b: &MemoryBackend,
-    tool: &str,
-    key: Option<&str>,
-) -> (HttpResponse, Value) {
+/// Calls `tool` with arguments it accepts, with `key` as a bearer when given one: the
+/// response and its JSON.
+fn call_tool(app: &TestApp, tool: &str, key: Option<&str>) -> (HttpResponse, Value) {
     let args = match tool {
         "hmac" => json!({ "key": "k", "message": "m" }),
         "hash" => json!({ "text": "a" }),
         _ => json!({}),
     };
-    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":tool,"arguments":args}});
-    let mut headers = vec![("mcp-protocol-version", "2025-11-25")];
-    let auth = key.map(|k| format!("Bearer {k}"));
-    if let Some(a) = &auth {
-        headers.push(("authorization", a));
-    }
-    let mut req = mcp_post(body.to_string(), &headers);
-    req.origin = "https://mcp.example.com".into();
-    let handled = handle_with(&req, config, b, Some("203.0.113.9"));
-    let v = json_body(&handled.response);
-    (handled.response, v)
+    let resp = app.call(tool, args, key.map(bearer).as_deref());
+    let v = json_body(&resp);
+    (resp, v)
 }
 
 /// Starts a checkout (stand-in answers the session), completes it by webhook and claims
 /// the key. Returns the key.
-fn buy(config: &Config, b: &MemoryBackend, session: &str) -> String {
-    buy_at(config, b, session, NOW_S - 5)
+fn buy(app: &TestApp, session: &str) -> String {
+    buy_at(app, session, NOW_S - 5)
 }
 
-fn buy_at(config: &Config, b: &MemoryBackend, session: &str, completed_at: u64) -> String {
-    b.outbound_replies.borrow_mut().push(Ok((
+fn buy_at(app: &TestApp, session: &str, completed_at: u64) -> String {
+    app.backend.outbound_replies.borrow_mut().push(Ok((
         200,
         json!({ "id": session, "object": "checkout.session", "url": format!("https://checkout.stripe.test/{session}") })
             .to_string(),
     )));
-    let r = send(
-        config,
-        b,
-        &request(
-            "POST",
-            "/api/stripe/checkout",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            "plan=pro",
-        ),
-    );
-    assert_eq!(r.status, 303, "{}", body_text(&r));
+    let r = app.send(&form_post("/api/stripe/checkout", "plan=pro"));
+    assert_eq!(r.status, 303, "{}", text(&r));
     assert_eq!(
         r.header("location"),
         Some(format!("https://checkout.stripe.test/{session}").as_str())
     );
-    let r = deliver(config, b, &completed(session, completed_at), NOW_S);
-    assert_eq!(r.status, 200, "{}", body_text(&r));
-    let page = send(
-        config,
-        b,
-        &request(
-            "GET",
-            &format!("/api/stripe/claim?session_id={session}"),
-            &[],
-            "",
-        ),
-    );
+    let r = deliver(app, &completed(session, completed_at), NOW_S);
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let page = app.send(&get(&format!("/api/stripe/claim?session_id={session}")));
     assert_eq!(page.status, 200);
-    let html = body_text(&page);
+    let html = text(&page);
     let start = html.find("mcp_test_").expect("the key is on the page");
     html[start..start + 73].to_owned()
 }
 
 #[test]
 fn checkout_builds_the_stripe_request_and_redirects() {
-    let (c, b) = (config(), MemoryBackend::default());
-    b.outbound_replies.borrow_mut().push(Ok((
+    let app = app();
+    app.backend.outbound_replies.borrow_mut().push(Ok((
         200,
         r#"{"id":"cs_test_1","url":"https://checkout.stripe.test/1"}"#.into(),
     )));
-    let r = send(
-        &c,
-        &b,
-        &request(
-            "POST",
-            "/api/stripe/checkout",
-            &[("content-type", "application/json")],
-            r#"{"plan":"pro"}"#,
-        ),
-    );
+    let r = app.send(&json_post("/api/stripe/checkout", r#"{"plan":"pro"}"#));
     assert_eq!(r.status, 200);
     assert_eq!(
         json_body(&r),
@@ -179,7 +139,7 @@ fn checkout_builds_the_stripe_request_and_redirects() {
     );
     assert_eq!(r.header("cache-control"), Some("no-store"));
 
-    let sent = b.outbound_log.borrow()[0].clone();
+    let sent = app.backend.outbound_log.borrow()[0].clone();
     assert_eq!(sent.method, "POST");
     assert_eq!(sent.url, "http://127.0.0.1:12111/v1/checkout/sessions");
     let header = |n: &str| {
@@ -210,36 +170,29 @@ fn checkout_builds_the_stripe_request_and_redirects() {
         Some(reference.clone())
     );
     assert_eq!(field("metadata[plan]").as_deref(), Some("pro"));
-    let rec = b.checkouts.borrow()["cs_test_1"].clone();
+    let rec = app.backend.checkouts.borrow()["cs_test_1"].clone();
     assert_eq!((rec.plan.as_str(), rec.reference), ("pro", reference));
 }
 
 #[test]
 fn checkout_refuses_bad_plans_and_reports_stripe_trouble() {
-    let (c, b) = (config(), MemoryBackend::default());
-    let post = |body: &str| {
-        request(
-            "POST",
-            "/api/stripe/checkout",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            body,
-        )
-    };
+    let mut app = app();
+    let post = |body: &str| form_post("/api/stripe/checkout", body);
     for bad in ["plan=gold", "plan=free", "", "plan=%zz"] {
-        assert_eq!(send(&c, &b, &post(bad)).status, 400, "{bad}");
+        assert_eq!(app.send(&post(bad)).status, 400, "{bad}");
     }
-    assert!(b.outbound_log.borrow().is_empty());
+    assert!(app.backend.outbound_log.borrow().is_empty());
 
     // A transient failure is retried once with the same Idempotency-Key.
-    b.outbound_replies.borrow_mut().extend([
+    app.backend.outbound_replies.borrow_mut().extend([
         Ok((500, r#"{"error":{"message":"boom"}}"#.to_owned())),
         Ok((
             200,
             r#"{"id":"cs_test_2","url":"https://checkout.stripe.test/2"}"#.to_owned(),
         )),
     ]);
-    assert_eq!(send(&c, &b, &post("plan=team")).status, 303);
-    let log = b.outbound_log.borrow();
+    assert_eq!(app.send(&post("plan=team")).status, 303);
+    let log = app.backend.outbound_log.borrow();
     let key = |i: usize| {
         log[i]
             .headers
@@ -252,23 +205,22 @@ fn checkout_refuses_bad_plans_and_reports_stripe_trouble() {
     assert_eq!((log.len(), key(0)), (2, key(1)));
     drop(log);
 
-    b.outbound_replies.borrow_mut().push(Ok((
+    app.backend.outbound_replies.borrow_mut().push(Ok((
         400,
         r#"{"error":{"message":"No such price"}}"#.to_owned(),
     )));
-    assert_eq!(send(&c, &b, &post("plan=pro")).status, 502);
+    assert_eq!(app.send(&post("plan=pro")).status, 502);
 
-    let unconfigured = config_with(&[]);
-    assert_eq!(send(&unconfigured, &b, &post("plan=pro")).status, 503);
-    assert_eq!(
-        send(&c, &b, &request("PUT", "/api/stripe/checkout", &[], "")).status,
-        405
-    );
+    app.config = config_with(&[]); // unconfigured
+    assert_eq!(app.send(&post("plan=pro")).status, 503);
+    app.config = config();
+    let put = request("PUT", "/api/stripe/checkout", &[], "");
+    assert_eq!(app.send(&put).status, 405);
 }
 
 #[test]
 fn checkouts_per_address_are_capped() {
-    let c = config_with(&[
+    let app = TestApp::with(&[
         ("STRIPE_SECRET_KEY", "sk_test_1"),
         ("CHECKOUT_DAILY_LIMIT", "2"),
         (
@@ -276,82 +228,74 @@ fn checkouts_per_address_are_capped() {
             r#"{"pro":{"price":"$9","stripe_price":"price_pro"}}"#,
         ),
     ]);
-    let b = MemoryBackend::default();
-    let post = request(
-        "POST",
-        "/api/stripe/checkout",
-        &[("content-type", "application/x-www-form-urlencoded")],
-        "plan=pro",
-    );
+    let post = form_post("/api/stripe/checkout", "plan=pro");
     for i in 0..2 {
-        b.outbound_replies.borrow_mut().push(Ok((
+        app.backend.outbound_replies.borrow_mut().push(Ok((
             200,
             format!(r#"{{"id":"cs_test_{i}","url":"https://x/{i}"}}"#),
         )));
-        assert_eq!(send(&c, &b, &post).status, 303);
+        assert_eq!(app.send(&post).status, 303);
     }
-    let r = send(&c, &b, &post);
+    let r = app.send(&post);
     assert_eq!(r.status, 429);
     assert!(r.header("retry-after").is_some());
 }
 
 #[test]
-fn the_whole_purchase_path_keeps_the_plan_true() {
-    let (c, b) = (config(), MemoryBackend::default());
-    let key = buy(&c, &b, "cs_test_path");
+fn a_bought_key_is_shown_once_and_works_on_the_paid_plan() {
+    let app = app();
+    let key = buy(&app, "cs_test_path");
     assert!(
         key.starts_with("mcp_test_"),
         "a test-mode event mints a test key"
     );
     assert!(
-        !b.keys
+        !app.backend
+            .keys
             .borrow()
             .values()
             .any(|(r, _, _)| format!("{r:?}").contains(&key)),
         "only the hash is stored"
     );
     assert!(
-        b.claims.borrow().is_empty(),
+        app.backend.claims.borrow().is_empty(),
         "the stash is deleted once shown"
     );
 
     // A second visit never shows the key again.
-    let again = send(
-        &c,
-        &b,
-        &request("GET", "/api/stripe/claim?session_id=cs_test_path", &[], ""),
-    );
+    let again = app.send(&get("/api/stripe/claim?session_id=cs_test_path"));
     assert_eq!(again.status, 410);
-    assert!(!body_text(&again).contains(&key));
+    assert!(!text(&again).contains(&key));
     assert_eq!(again.header("cache-control"), Some("no-store"));
 
     // The key works, on the paid plan, including the paid tool.
-    let (_, v) = call_tool(&c, &b, "whoami", Some(&key));
+    let (_, v) = call_tool(&app, "whoami", Some(&key));
     assert_eq!(v["result"]["structuredContent"]["plan"], "pro");
-    let (r, v) = call_tool(&c, &b, "hmac", Some(&key));
+    let (r, v) = call_tool(&app, "hmac", Some(&key));
     assert_eq!(v["result"]["isError"], false, "{v}");
     assert!(r.header("ratelimit-policy").unwrap().contains("q=100"));
+}
 
+#[test]
+fn the_bought_keys_limits_follow_the_subscription_to_team_and_to_free_when_cancelled() {
+    let app = app();
+    let key = buy(&app, "cs_test_path");
     // The subscription moves to team: limits follow on the next call.
-    let r = deliver(
-        &c,
-        &b,
-        &subscription(
-            "evt_up",
-            "customer.subscription.updated",
-            NOW_S,
-            "price_team",
-            "active",
-        ),
+    let up = subscription(
+        "evt_up",
+        "customer.subscription.updated",
         NOW_S,
+        "price_team",
+        "active",
     );
+    let r = deliver(&app, &up, NOW_S);
     assert_eq!(
         json_body(&r)["applied"]
             .as_str()
             .map(|s| s.contains("team")),
         Some(true)
     );
-    let (r, _) = call_tool(&c, &b, "hash", Some(&key));
+    let (r, _) = call_tool(&app, "hash", Some(&key));
     assert!(
         r.header("ratelimit-policy").unwrap().contains("q=1000"),
         "{:?}",
@@ -359,40 +303,28 @@ fn the_whole_purchase_path_keeps_the_plan_true() {
     );
 
     // Cancelled: paid tools stop, the account is on free.
-    let r = deliver(
-        &c,
-        &b,
-        &subscription(
-            "evt_del",
-            "customer.subscription.deleted",
-            NOW_S + 1,
-            "price_team",
-            "canceled",
-        ),
-        NOW_S,
+    let deleted = subscription(
+        "evt_del",
+        "customer.subscription.deleted",
+        NOW_S + 1,
+        "price_team",
+        "canceled",
     );
+    let r = deliver(&app, &deleted, NOW_S);
     assert_eq!(r.status, 200);
-    let (_, v) = call_tool(&c, &b, "hmac", Some(&key));
+    let (_, v) = call_tool(&app, "hmac", Some(&key));
     assert_eq!(v["result"]["isError"], true);
     assert_eq!(v["result"]["structuredContent"]["error"], "plan_required");
-    let (r, v) = call_tool(&c, &b, "hash", Some(&key));
+    let (r, v) = call_tool(&app, "hash", Some(&key));
     assert_eq!(v["result"]["isError"], false);
     assert!(r.header("ratelimit-policy").unwrap().contains("q=5;"));
 }
 
 #[test]
 fn forged_stale_and_malformed_deliveries_change_nothing() {
-    let (c, b) = (config(), MemoryBackend::default());
+    let mut app = app();
     let ev = completed("cs_test_forged", NOW_S);
     let body = ev.to_string();
-    let post = |sig: &str, body: &str| {
-        request(
-            "POST",
-            "/api/stripe/webhook",
-            &[("stripe-signature", sig)],
-            body,
-        )
-    };
     let forged = signature::header_for("whsec_wrong", NOW_S, body.as_bytes());
     let stale = signature::header_for(SECRET, NOW_S - 301, body.as_bytes());
     let other_body = signature::header_for(SECRET, NOW_S, b"{}");
@@ -402,28 +334,24 @@ fn forged_stale_and_malformed_deliveries_change_nothing() {
         ("other body", other_body),
         ("garbage", "t=1,v1=zz".to_owned()),
     ] {
-        let r = send(&c, &b, &post(&sig, &body));
+        let r = app.send(&webhook(&sig, &body));
         assert_eq!(r.status, 400, "{name}");
         assert_eq!(json_body(&r)["error"], "invalid_signature");
     }
-    let r = send(&c, &b, &request("POST", "/api/stripe/webhook", &[], &body));
+    let r = app.send(&request("POST", "/api/stripe/webhook", &[], &body));
     assert_eq!(r.status, 400, "unsigned");
+    let b = &app.backend;
     assert!(
         b.events.borrow().is_empty() && b.keys.borrow().is_empty() && b.claims.borrow().is_empty()
     );
 
     // Signed but not an event.
     let junk = "[1,2]";
-    let r = send(
-        &c,
-        &b,
-        &post(&signature::header_for(SECRET, NOW_S, junk.as_bytes()), junk),
-    );
-    assert_eq!(r.status, 400);
+    let sig = signature::header_for(SECRET, NOW_S, junk.as_bytes());
+    assert_eq!(app.send(&webhook(&sig, junk)).status, 400);
     // Unknown types are acknowledged and ignored, without a D1 row.
     let r = deliver(
-        &c,
-        &b,
+        &app,
         &event("evt_x", "charge.refunded", NOW_S, json!({})),
         NOW_S,
     );
@@ -431,77 +359,66 @@ fn forged_stale_and_malformed_deliveries_change_nothing() {
         (r.status, json_body(&r)["ignored"].as_str()),
         (200, Some("charge.refunded"))
     );
-    assert!(b.events.borrow().is_empty());
+    assert!(app.backend.events.borrow().is_empty());
     // No secret configured: 503, so Stripe retries once the operator sets it.
-    let r = deliver(&config_with(&[]), &b, &ev, NOW_S);
+    app.config = config_with(&[]);
+    let r = deliver(&app, &ev, NOW_S);
     assert_eq!(r.status, 503);
 }
 
 #[test]
 fn duplicates_are_acknowledged_and_do_nothing() {
-    let (c, b) = (config(), MemoryBackend::default());
+    let app = app();
     let ev = completed("cs_test_dup", NOW_S);
-    assert_eq!(deliver(&c, &b, &ev, NOW_S).status, 200);
-    let keys = b.keys.borrow().len();
-    let r = deliver(&c, &b, &ev, NOW_S + 60);
+    assert_eq!(deliver(&app, &ev, NOW_S).status, 200);
+    let keys = app.backend.keys.borrow().len();
+    let r = deliver(&app, &ev, NOW_S + 60);
     assert_eq!(
         (r.status, json_body(&r)["duplicate"].as_bool()),
         (200, Some(true))
     );
-    assert_eq!(b.keys.borrow().len(), keys, "no second key");
+    assert_eq!(app.backend.keys.borrow().len(), keys, "no second key");
 }
 
 #[test]
 fn old_events_never_overwrite_newer_state() {
-    let (c, b) = (config(), MemoryBackend::default());
-    let key = buy(&c, &b, "cs_test_order");
+    let app = app();
+    let key = buy(&app, "cs_test_order");
     // Newer: team. Then a late, older update to pro arrives.
-    deliver(
-        &c,
-        &b,
-        &subscription(
-            "evt_new",
-            "customer.subscription.updated",
-            NOW_S + 100,
-            "price_team",
-            "active",
-        ),
-        NOW_S,
+    let newer = subscription(
+        "evt_new",
+        "customer.subscription.updated",
+        NOW_S + 100,
+        "price_team",
+        "active",
     );
-    let r = deliver(
-        &c,
-        &b,
-        &subscription(
-            "evt_old",
-            "customer.subscription.updated",
-            NOW_S + 50,
-            "price_pro",
-            "active",
-        ),
-        NOW_S,
+    deliver(&app, &newer, NOW_S);
+    let older = subscription(
+        "evt_old",
+        "customer.subscription.updated",
+        NOW_S + 50,
+        "price_pro",
+        "active",
     );
+    let r = deliver(&app, &older, NOW_S);
     assert!(json_body(&r)["ignored"].as_str().unwrap().contains("newer"));
-    let (_, v) = call_tool(&c, &b, "whoami", Some(&key));
+    let (_, v) = call_tool(&app, "whoami", Some(&key));
     assert_eq!(v["result"]["structuredContent"]["plan"], "team");
     // A subscription.created from before checkout completed, delivered days late.
-    deliver(
-        &c,
-        &b,
-        &subscription(
-            "evt_created",
-            "customer.subscription.created",
-            NOW_S - 86_400 * 3,
-            "price_pro",
-            "active",
-        ),
-        NOW_S,
+    let created = subscription(
+        "evt_created",
+        "customer.subscription.created",
+        NOW_S - 86_400 * 3,
+        "price_pro",
+        "active",
     );
-    assert_eq!(b.subscriptions.borrow()["sub_1"].plan, "team");
+    deliver(&app, &created, NOW_S);
+    assert_eq!(app.backend.subscriptions.borrow()["sub_1"].plan, "team");
 }
 
-#[test]
-fn payment_failure_keeps_the_plan_for_the_grace_period_then_falls_back() {
-    let c = config_with(&[
+/// Stripe configured, a two-day grace period for failed payments, and pro.
+fn app_with_grace() -> TestApp {
+    TestApp::with(&[
         ("PAST_DUE_GRACE_DAYS", "2"),
         ("STRIPE_SECRET_KEY", "sk_test_123"),
         ("STRIPE_WEBHOOK_SECRET", SECRET),
@@ -509,81 +426,82 @@ fn payment_failure_keeps_the_plan_for_the_grace_period_then_falls_back() {
             "PLANS",
             r#"{"free":{"daily":5,"tools":["whoami","hash"]},"pro":{"daily":100,"price":"$9","stripe_price":"price_pro"}}"#,
         ),
-    ]);
-    let b = MemoryBackend::default();
-    let key = buy_at(&c, &b, "cs_test_grace", NOW_S - 10 * 86_400);
-    let invoice = |id: &str, kind: &str, created: u64| {
-        event(
-            id,
-            kind,
-            created,
-            json!({ "id": "in_1", "object": "invoice", "customer": "cus_1",
-            "parent": { "subscription_details": { "subscription": "sub_1" } } }),
-        )
-    };
+    ])
+}
+
+/// An invoice event of `sub_1`.
+fn invoice(id: &str, kind: &str, created: u64) -> Value {
+    event(
+        id,
+        kind,
+        created,
+        json!({ "id": "in_1", "object": "invoice", "customer": "cus_1",
+        "parent": { "subscription_details": { "subscription": "sub_1" } } }),
+    )
+}
+
+#[test]
+fn payment_failure_keeps_the_plan_for_the_grace_period_and_payment_restores_it() {
+    let app = app_with_grace();
+    let key = buy_at(&app, "cs_test_grace", NOW_S - 10 * 86_400);
+    let subscriptions = || app.backend.subscriptions.borrow()["sub_1"].clone();
     // Failed an hour ago: within grace, still pro.
-    deliver(
-        &c,
-        &b,
-        &invoice("evt_f1", "invoice.payment_failed", NOW_S - 3600),
-        NOW_S,
-    );
-    assert_eq!(b.subscriptions.borrow()["sub_1"].status, "past_due");
-    let (_, v) = call_tool(&c, &b, "hmac", Some(&key));
+    let failed = invoice("evt_f1", "invoice.payment_failed", NOW_S - 3600);
+    deliver(&app, &failed, NOW_S);
+    assert_eq!(subscriptions().status, "past_due");
+    let (_, v) = call_tool(&app, "hmac", Some(&key));
     assert_eq!(v["result"]["isError"], false, "{v}");
     // A second failure does not extend the grace period.
-    let grace = b.subscriptions.borrow()["sub_1"].grace_until;
+    let grace = subscriptions().grace_until;
     assert_eq!(grace, Some((NOW_S - 3600 + 2 * 86_400) * 1000));
-    deliver(
-        &c,
-        &b,
-        &invoice("evt_f1b", "invoice.payment_failed", NOW_S - 1800),
-        NOW_S,
-    );
-    assert_eq!(b.subscriptions.borrow()["sub_1"].grace_until, grace);
+    let again = invoice("evt_f1b", "invoice.payment_failed", NOW_S - 1800);
+    deliver(&app, &again, NOW_S);
+    assert_eq!(subscriptions().grace_until, grace);
     // Paid: restored.
-    deliver(
-        &c,
-        &b,
-        &invoice("evt_p1", "invoice.paid", NOW_S - 60),
-        NOW_S,
-    );
-    assert_eq!(b.subscriptions.borrow()["sub_1"].status, "active");
-    assert_eq!(b.subscriptions.borrow()["sub_1"].grace_until, None);
+    deliver(&app, &invoice("evt_p1", "invoice.paid", NOW_S - 60), NOW_S);
+    assert_eq!(subscriptions().status, "active");
+    assert_eq!(subscriptions().grace_until, None);
+}
 
+#[test]
+fn once_the_grace_period_has_ended_the_account_falls_back_to_free() {
     // A failure whose grace has ended (3 days ago, grace 2 days): the account is on free.
-    let b3 = MemoryBackend::default();
-    let key3 = buy_at(&c, &b3, "cs_test_grace3", NOW_S - 4 * 86_400);
-    deliver(
-        &c,
-        &b3,
-        &invoice("evt_f3", "invoice.payment_failed", NOW_S - 3 * 86_400),
-        NOW_S,
-    );
-    let (_, v) = call_tool(&c, &b3, "hmac", Some(&key3));
+    let app = app_with_grace();
+    let key = buy_at(&app, "cs_test_grace3", NOW_S - 4 * 86_400);
+    let failed = invoice("evt_f3", "invoice.payment_failed", NOW_S - 3 * 86_400);
+    deliver(&app, &failed, NOW_S);
+    let (_, v) = call_tool(&app, "hmac", Some(&key));
     assert_eq!(
         v["result"]["structuredContent"]["error"], "plan_required",
         "{v}"
     );
-    let plan = b3.account_plans.borrow().values().next().unwrap().clone();
+    let plan = app
+        .backend
+        .account_plans
+        .borrow()
+        .values()
+        .next()
+        .unwrap()
+        .clone();
     assert_eq!(plan.plan, "pro");
     assert_eq!(plan.effective(NOW_MS), "free");
 }
 
 #[test]
 fn a_failure_mid_event_answers_500_and_the_retry_completes_it() {
-    let (c, b) = (config(), MemoryBackend::default());
+    let app = app();
+    let b = &app.backend;
     *b.fail_plan_updates.borrow_mut() = 1;
     let ev = completed("cs_test_retry", NOW_S);
-    let r = deliver(&c, &b, &ev, NOW_S);
+    let r = deliver(&app, &ev, NOW_S);
     assert_eq!(r.status, 500);
     assert!(
         b.events.borrow().is_empty(),
         "the event id is forgotten so the retry is processed"
     );
     let stashed = b.claims.borrow()["cs_test_retry"].clone();
-    let r = deliver(&c, &b, &ev, NOW_S + 30);
-    assert_eq!(r.status, 200, "{}", body_text(&r));
+    let r = deliver(&app, &ev, NOW_S + 30);
+    assert_eq!(r.status, 200, "{}", text(&r));
     assert_eq!(
         b.keys.borrow().len(),
         1,
@@ -602,65 +520,48 @@ fn a_failure_mid_event_answers_500_and_the_retry_completes_it() {
 
 #[test]
 fn the_claim_page_handles_every_other_case_without_a_key() {
-    let (c, b) = (config(), MemoryBackend::default());
-    let get = |q: &str| {
-        send(
-            &c,
-            &b,
-            &request("GET", &format!("/api/stripe/claim{q}"), &[], ""),
-        )
-    };
+    let app = app();
+    let claim = |q: &str| app.send(&get(&format!("/api/stripe/claim{q}")));
     for q in [
         "",
         "?session_id=",
         "?session_id=pi_123",
         "?session_id=cs_test_%3Cscript%3E",
     ] {
-        let r = get(q);
+        let r = claim(q);
         assert_eq!(r.status, 400, "{q}");
-        assert!(!body_text(&r).contains("<script>"));
+        assert!(!text(&r).contains("<script>"));
     }
-    assert_eq!(get("?session_id=cs_test_unknown").status, 404);
+    assert_eq!(claim("?session_id=cs_test_unknown").status, 404);
     // Created but not yet confirmed: a page that refreshes itself.
-    b.outbound_replies.borrow_mut().push(Ok((
+    app.backend.outbound_replies.borrow_mut().push(Ok((
         200,
         r#"{"id":"cs_test_wait","url":"https://x"}"#.into(),
     )));
-    send(
-        &c,
-        &b,
-        &request(
-            "POST",
-            "/api/stripe/checkout",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            "plan=pro",
-        ),
-    );
-    let r = get("?session_id=cs_test_wait");
+    app.send(&form_post("/api/stripe/checkout", "plan=pro"));
+    let r = claim("?session_id=cs_test_wait");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("refresh"), Some("3"));
-    assert!(body_text(&r).contains("http-equiv=\"refresh\""));
+    assert!(text(&r).contains("http-equiv=\"refresh\""));
     assert_eq!(r.header("cache-control"), Some("no-store"));
     assert_eq!(r.header("x-frame-options"), Some("DENY"));
     // Completed, but the stash expired before the visit.
-    deliver(&c, &b, &completed("cs_test_wait", NOW_S), NOW_S);
-    b.claims.borrow_mut().clear();
-    let r = get("?session_id=cs_test_wait");
+    deliver(&app, &completed("cs_test_wait", NOW_S), NOW_S);
+    app.backend.claims.borrow_mut().clear();
+    let r = claim("?session_id=cs_test_wait");
     assert_eq!(r.status, 410);
-    assert!(!body_text(&r).contains("mcp_"));
-    assert_eq!(
-        send(&c, &b, &request("POST", "/api/stripe/claim", &[], "")).status,
-        405
-    );
+    assert!(!text(&r).contains("mcp_"));
+    let post = request("POST", "/api/stripe/claim", &[], "");
+    assert_eq!(app.send(&post).status, 405);
 }
 
 #[test]
 fn paid_tools_explain_the_price_and_link_to_checkout() {
-    let (mut c, b) = (config(), MemoryBackend::default());
+    let mut app = app();
     // Without access tokens nobody can be asked to sign in: an anonymous caller gets the
     // tool result with the plans (with them, it gets a sign-in challenge: auth_quota.rs).
-    c.jwt_secret = None;
-    let (r, v) = call_tool(&c, &b, "hmac", None);
+    app.config.jwt_secret = None;
+    let (r, v) = call_tool(&app, "hmac", None);
     assert_eq!(r.status, 200, "a tool result, not a protocol error");
     let result = &v["result"];
     assert_eq!(result["isError"], true);
@@ -672,37 +573,26 @@ fn paid_tools_explain_the_price_and_link_to_checkout() {
         plans[0]["checkout_url"],
         "https://mcp.example.com/api/stripe/checkout?plan=pro"
     );
-    let text = result["content"][0]["text"].as_str().unwrap();
+    let explained = result["content"][0]["text"].as_str().unwrap();
     assert!(
-        text.contains("$9/month") && text.contains("/api/stripe/checkout?plan=pro"),
-        "{text}"
+        explained.contains("$9/month") && explained.contains("/api/stripe/checkout?plan=pro"),
+        "{explained}"
     );
 
     // The link is a page with a button, so following it creates nothing by itself.
-    let page = send(
-        &c,
-        &b,
-        &request("GET", "/api/stripe/checkout?plan=pro", &[], ""),
-    );
+    let page = app.send(&get("/api/stripe/checkout?plan=pro"));
     assert_eq!(page.status, 200);
-    assert!(body_text(&page).contains(r#"action="/api/stripe/checkout""#));
-    assert!(b.outbound_log.borrow().is_empty());
-    assert_eq!(
-        send(
-            &c,
-            &b,
-            &request("GET", "/api/stripe/checkout?plan=free", &[], "")
-        )
-        .status,
-        404
-    );
+    assert!(text(&page).contains(r#"action="/api/stripe/checkout""#));
+    assert!(app.backend.outbound_log.borrow().is_empty());
+    let free = app.send(&get("/api/stripe/checkout?plan=free"));
+    assert_eq!(free.status, 404);
 
     // tools/list marks it.
     let list = mcp_post(
         json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string(),
         &[("mcp-protocol-version", "2025-11-25")],
     );
-    let v = json_body(&send(&c, &b, &list));
+    let v = json_body(&app.send(&list));
     let hmac = v["result"]["tools"]
         .as_array()
         .unwrap()
@@ -712,13 +602,13 @@ fn paid_tools_explain_the_price_and_link_to_checkout() {
         .clone();
     assert_eq!(hmac["_meta"]["paid"], true);
     // The landing page offers each sellable plan.
-    let landing = body_text(&send(&c, &b, &request("GET", "/", &[], "")));
+    let landing = text(&app.send(&get("/")));
     assert!(landing.contains(r#"name="plan" value="team""#));
 }
 
 #[test]
-fn metered_calls_are_reported_with_their_request_ids() {
-    let (c, b) = (config(), MemoryBackend::default());
+fn metered_calls_carry_their_request_ids() {
+    let app = app();
     let ev = event(
         "evt_m",
         "checkout.session.completed",
@@ -726,42 +616,58 @@ fn metered_calls_are_reported_with_their_request_ids() {
         json!({ "id": "cs_test_m", "mode": "subscription",
         "customer": "cus_m", "subscription": "sub_m", "client_reference_id": "acct_m", "metadata": { "plan": "usage" } }),
     );
-    deliver(&c, &b, &ev, NOW_S);
-    let key = b.claims.borrow()["cs_test_m"].clone();
+    deliver(&app, &ev, NOW_S);
+    let key = app.backend.claims.borrow()["cs_test_m"].clone();
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hash","arguments":{"text":"a"}}});
-        let mut req = mcp_post(
-            body.to_string(),
-            &[
-                ("mcp-protocol-version", "2025-11-25"),
-                ("authorization", &format!("Bearer {key}")),
-            ],
-        );
-        req.origin = "https://mcp.example.com".into();
-        let handled = handle_with(&req, &c, &b, None);
+        let req = tool_call("hash", json!({"text":"a"}), Some(&bearer(&key)));
+        let handled = app.handle_as(&req, None, NOW_MS);
         assert_eq!(handled.effects.meter.len(), 1);
         assert_eq!(handled.effects.meter[0].customer, "cus_m");
-        assert_eq!(handled.effects.meter[0].identifier, handled.effects.usage[0].request_id);
+        assert_eq!(
+            handled.effects.meter[0].identifier,
+            handled.effects.usage[0].request_id
+        );
         ids.push(handled.effects.meter[0].identifier.clone());
     }
     assert_ne!(ids[0], ids[1]);
+}
 
-    // Reported as Stripe meter events; transient failures retried, at most 3 attempts.
-    let events = vec![MeterEvent {
+/// One meter event to report.
+fn meter_events() -> Vec<MeterEvent> {
+    vec![MeterEvent {
         customer: "cus_m".into(),
         identifier: "req_1".into(),
         at_s: NOW_S,
-    }];
-    b.outbound_log.borrow_mut().clear();
-    b.outbound_replies.borrow_mut().extend([
-        Err("connection reset".to_owned()),
-        Ok((503, "{}".into())),
-        Ok((200, "{}".into())),
-    ]);
-    let failures = futures_executor::block_on(meter::report(&c, &b, &events));
+    }]
+}
+
+/// Reports [`meter_events`] to a stand-in Stripe giving these answers: the failures, and
+/// the requests it was sent.
+fn report(
+    app: &TestApp,
+    replies: Vec<Result<(u16, String), String>>,
+) -> (Vec<String>, Vec<OutboundRequest>) {
+    app.backend.outbound_log.borrow_mut().clear();
+    app.backend.outbound_replies.borrow_mut().extend(replies);
+    let failures =
+        futures_executor::block_on(meter::report(&app.config, &app.backend, &meter_events()));
+    (failures, app.backend.outbound_log.borrow().clone())
+}
+
+#[test]
+fn meter_events_are_reported_to_stripe_and_transient_failures_retried() {
+    // Reported as Stripe meter events; transient failures retried, at most 3 attempts.
+    let app = app();
+    let (failures, log) = report(
+        &app,
+        vec![
+            Err("connection reset".to_owned()),
+            Ok((503, "{}".into())),
+            Ok((200, "{}".into())),
+        ],
+    );
     assert!(failures.is_empty(), "{failures:?}");
-    let log = b.outbound_log.borrow().clone();
     assert_eq!(log.len(), 3);
     assert_eq!(log[2].url, "http://127.0.0.1:12111/v1/billing/meter_events");
     let form = log[2].body.clone().unwrap();
@@ -775,60 +681,60 @@ fn metered_calls_are_reported_with_their_request_ids() {
         Some("cus_m")
     );
     assert_eq!(form_value(&form, "payload[value]").as_deref(), Some("1"));
+}
 
-    b.outbound_log.borrow_mut().clear();
-    b.outbound_replies.borrow_mut().extend([
-        Ok((500, "{}".into())),
-        Ok((500, "{}".into())),
-        Ok((500, "{}".into())),
-    ]);
-    let failures = futures_executor::block_on(meter::report(&c, &b, &events));
-    assert_eq!((failures.len(), b.outbound_log.borrow().len()), (1, 3));
-    b.outbound_log.borrow_mut().clear();
-    b.outbound_replies
-        .borrow_mut()
-        .push(Ok((400, r#"{"error":{"message":"bad"}}"#.into())));
-    let failures = futures_executor::block_on(meter::report(&c, &b, &events));
+#[test]
+fn meter_events_are_attempted_at_most_three_times_and_client_errors_not_retried() {
+    let app = app();
+    let (failures, log) = report(
+        &app,
+        vec![
+            Ok((500, "{}".into())),
+            Ok((500, "{}".into())),
+            Ok((500, "{}".into())),
+        ],
+    );
+    assert_eq!((failures.len(), log.len()), (1, 3));
+    let (failures, log) = report(
+        &app,
+        vec![Ok((400, r#"{"error":{"message":"bad"}}"#.into()))],
+    );
     assert_eq!(
-        (failures.len(), b.outbound_log.borrow().len()),
+        (failures.len(), log.len()),
         (1, 1),
         "client errors are not retried"
     );
+}
 
-    // A non-metered plan reports nothing.
-    let key = buy(&c, &b, "cs_test_nm");
-    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hash","arguments":{"text":"a"}}});
-    let req = mcp_post(
-        body.to_string(),
-        &[
-            ("mcp-protocol-version", "2025-11-25"),
-            ("authorization", &format!("Bearer {key}")),
-        ],
-    );
-    assert!(handle_with(&req, &c, &b, None).effects.meter.is_empty());
+#[test]
+fn a_non_metered_plan_reports_nothing() {
+    let app = app();
+    let key = buy(&app, "cs_test_nm");
+    let req = tool_call("hash", json!({"text":"a"}), Some(&bearer(&key)));
+    assert!(app.handle_as(&req, None, NOW_MS).effects.meter.is_empty());
 }
 
 #[test]
 fn the_portal_needs_an_account_with_a_customer() {
-    let (c, b) = (config(), MemoryBackend::default());
+    let app = app();
     let post = |auth: Option<&str>| {
         let h: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
-        send(&c, &b, &request("POST", "/api/stripe/portal", &h, ""))
+        app.send(&request("POST", "/api/stripe/portal", &h, ""))
     };
     let r = post(None);
     assert_eq!(r.status, 401);
     assert!(r.header("www-authenticate").is_some());
     assert_eq!(post(Some("Bearer mcp_test_nope")).status, 401);
-    let key = buy(&c, &b, "cs_test_portal");
-    b.outbound_log.borrow_mut().clear();
-    b.outbound_replies.borrow_mut().push(Ok((
+    let key = buy(&app, "cs_test_portal");
+    app.backend.outbound_log.borrow_mut().clear();
+    app.backend.outbound_replies.borrow_mut().push(Ok((
         200,
         r#"{"id":"bps_1","url":"https://billing.stripe.test/p/1"}"#.into(),
     )));
-    let r = post(Some(&format!("Bearer {key}")));
+    let r = post(Some(&bearer(&key)));
     assert_eq!(r.status, 200);
     assert_eq!(json_body(&r)["url"], "https://billing.stripe.test/p/1");
-    let sent = b.outbound_log.borrow()[0].clone();
+    let sent = app.backend.outbound_log.borrow()[0].clone();
     assert_eq!(
         sent.url,
         "http://127.0.0.1:12111/v1/billing_portal/sessions"
@@ -839,29 +745,18 @@ fn the_portal_needs_an_account_with_a_customer() {
         form_value(&form, "return_url").as_deref(),
         Some("https://mcp.example.com/")
     );
-    assert_eq!(
-        send(&c, &b, &request("PUT", "/api/stripe/portal", &[], "")).status,
-        405
-    );
-}
-
-fn form_post(path: &str, body: &str) -> paid_mcp_worker::http::HttpRequest {
-    request(
-        "POST",
-        path,
-        &[("content-type", "application/x-www-form-urlencoded")],
-        body,
-    )
+    let put = request("PUT", "/api/stripe/portal", &[], "");
+    assert_eq!(app.send(&put).status, 405);
 }
 
 #[test]
 fn the_manage_subscription_page_takes_the_key_in_the_body_and_sends_the_browser_to_the_portal() {
-    let (c, b) = (config(), MemoryBackend::default());
-    let page = send(&c, &b, &request("GET", "/api/stripe/portal", &[], ""));
+    let app = app();
+    let page = app.send(&get("/api/stripe/portal"));
     assert_eq!(page.status, 200);
     assert_eq!(page.header("cache-control"), Some("no-store"));
     assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
-    let html = body_text(&page);
+    let html = text(&page);
     assert!(html.contains(r#"<form method="post" action="/api/stripe/portal">"#));
     assert!(html.contains(r#"<label for="api_key">Your API key</label>"#));
     assert!(html.contains(r#"id="api_key" name="api_key" type="password""#));
@@ -875,72 +770,70 @@ fn the_manage_subscription_page_takes_the_key_in_the_body_and_sends_the_browser_
 
     // Unknown and malformed keys get the form again with the reason, not JSON.
     for bad in ["api_key=", "api_key=mcp_test_nope", "api_key=not+a+key"] {
-        let r = send(&c, &b, &form_post("/api/stripe/portal", bad));
+        let r = app.send(&form_post("/api/stripe/portal", bad));
         assert_eq!(r.status, 401, "{bad}");
-        assert!(
-            body_text(&r).contains("unknown, revoked or expired"),
-            "{bad}"
-        );
+        assert!(text(&r).contains("unknown, revoked or expired"), "{bad}");
     }
-    assert!(b.outbound_log.borrow().is_empty());
+    assert!(app.backend.outbound_log.borrow().is_empty());
 
-    let key = buy(&c, &b, "cs_test_portal_form");
-    b.outbound_log.borrow_mut().clear();
-    b.outbound_replies.borrow_mut().push(Ok((
+    let key = buy(&app, "cs_test_portal_form");
+    app.backend.outbound_log.borrow_mut().clear();
+    app.backend.outbound_replies.borrow_mut().push(Ok((
         200,
         r#"{"id":"bps_2","url":"https://billing.stripe.test/p/2"}"#.into(),
     )));
     // The form posts from a page with no referrer: browsers send Origin: null.
     let mut req = form_post("/api/stripe/portal", &format!("api_key={key}"));
     req.headers.push(("origin".into(), "null".into()));
-    let r = send(&c, &b, &req);
-    assert_eq!(r.status, 303, "{}", body_text(&r));
+    let r = app.send(&req);
+    assert_eq!(r.status, 303, "{}", text(&r));
     assert_eq!(
         r.header("location"),
         Some("https://billing.stripe.test/p/2")
     );
-    let sent = b.outbound_log.borrow()[0].clone();
+    let sent = app.backend.outbound_log.borrow()[0].clone();
     assert_eq!(
         form_value(&sent.body.unwrap(), "customer").as_deref(),
         Some("cus_1")
     );
 
     // The landing page and the claim page link to it.
-    let landing = body_text(&send(&c, &b, &request("GET", "/", &[], "")));
+    let landing = text(&app.send(&get("/")));
     assert!(landing.contains(r#"<a href="/api/stripe/portal">Manage subscription</a>"#));
 }
 
+/// Buys a key: the key and its account.
+fn bought(app: &TestApp, session: &str) -> (String, String) {
+    let key = buy(app, session);
+    let account = app
+        .backend
+        .keys
+        .borrow()
+        .values()
+        .next()
+        .unwrap()
+        .0
+        .account
+        .clone();
+    (key, account)
+}
+
+/// A form POST asking for team at `path`, with this `Authorization`.
+fn billing_post(app: &TestApp, path: &str, auth: &str) -> HttpResponse {
+    let mut req = form_post(path, "plan=team");
+    req.headers.push(("authorization".into(), auth.to_owned()));
+    app.send(&req)
+}
+
 #[test]
-fn billing_needs_an_api_key_or_the_billing_scope() {
-    let (c, b) = (config(), MemoryBackend::default());
-    let key = buy(&c, &b, "cs_test_scopes");
-    let account = b.keys.borrow().values().next().unwrap().0.account.clone();
-    let token = |scope: &str| {
-        let claims = paid_mcp_worker::auth::jwt::Claims {
-            iss: "https://mcp.example.com".into(),
-            aud: paid_mcp_worker::auth::jwt::Audience::One("https://mcp.example.com/mcp".into()),
-            sub: account.clone(),
-            scope: scope.into(),
-            exp: NOW_S + 600,
-            iat: NOW_S,
-            nbf: None,
-            plan: Some("pro".into()),
-        };
-        format!(
-            "Bearer {}",
-            paid_mcp_worker::auth::jwt::sign(&claims, b"jwt-secret-for-tests-0123456789abcdef")
-        )
-    };
-    let post = |path: &str, auth: &str| {
-        let mut req = form_post(path, "plan=team");
-        req.headers.push(("authorization".into(), auth.to_owned()));
-        send(&c, &b, &req)
-    };
+fn tokens_without_the_billing_scope_can_neither_open_the_portal_nor_start_a_checkout() {
+    let app = app();
+    let (_, account) = bought(&app, "cs_test_scopes");
     // A token granted only the tools (or usage) cannot open the portal or start a
     // checkout whose claim page would reveal a new full-scope key for the account.
     for scope in ["mcp:tools", "mcp:tools mcp:usage"] {
         for path in ["/api/stripe/portal", "/api/stripe/checkout"] {
-            let r = post(path, &token(scope));
+            let r = billing_post(&app, path, &app.access_token(&account, scope));
             assert_eq!(r.status, 403, "{path} with {scope}");
             assert_eq!(json_body(&r)["error"], "insufficient_scope");
             let challenge = r.header("www-authenticate").unwrap();
@@ -952,64 +845,68 @@ fn billing_needs_an_api_key_or_the_billing_scope() {
         }
     }
     assert!(
-        b.outbound_log
+        app.backend
+            .outbound_log
             .borrow()
             .iter()
             .all(|o| !o.url.contains("billing_portal"))
     );
+}
 
-    // An API key minted without the billing scope is refused the same way.
-    let mint = request(
-        "POST",
-        "/admin/keys",
-        &[("authorization", "Bearer admin-secret")],
-        &json!({ "account": account, "plan": "pro", "scopes": ["mcp:tools"] }).to_string(),
-    );
-    let narrow = json_body(&send(&c, &b, &mint))["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(
-        post("/api/stripe/portal", &format!("Bearer {narrow}")).status,
-        403
-    );
-    let r = send(
-        &c,
-        &b,
-        &form_post("/api/stripe/portal", &format!("api_key={narrow}")),
-    );
+#[test]
+fn an_api_key_minted_without_the_billing_scope_is_refused_the_portal() {
+    let app = app();
+    let (_, account) = bought(&app, "cs_test_scopes");
+    let minted = app.mint(json!({ "account": account, "plan": "pro", "scopes": ["mcp:tools"] }));
+    let narrow = minted["key"].as_str().unwrap();
+    let r = billing_post(&app, "/api/stripe/portal", &bearer(narrow));
     assert_eq!(r.status, 403);
-    assert!(body_text(&r).contains("mcp:billing"));
+    let r = app.send(&form_post(
+        "/api/stripe/portal",
+        &format!("api_key={narrow}"),
+    ));
+    assert_eq!(r.status, 403);
+    assert!(text(&r).contains("mcp:billing"));
+}
 
-    // The key bought at checkout, and a token granted mcp:billing, may.
-    for auth in [format!("Bearer {key}"), token("mcp:tools mcp:billing")] {
-        b.outbound_replies.borrow_mut().push(Ok((
+#[test]
+fn the_key_bought_at_checkout_and_a_token_granted_the_billing_scope_may_manage_billing() {
+    let app = app();
+    let (key, account) = bought(&app, "cs_test_scopes");
+    let token = |scope: &str| app.access_token(&account, scope);
+    for auth in [bearer(&key), token("mcp:tools mcp:billing")] {
+        app.backend.outbound_replies.borrow_mut().push(Ok((
             200,
             r#"{"id":"bps_3","url":"https://billing.stripe.test/p/3"}"#.into(),
         )));
-        let r = post("/api/stripe/portal", &auth);
-        assert_eq!(r.status, 200, "{}", body_text(&r));
+        let r = billing_post(&app, "/api/stripe/portal", &auth);
+        assert_eq!(r.status, 200, "{}", text(&r));
     }
-    b.outbound_replies.borrow_mut().push(Ok((
+    app.backend.outbound_replies.borrow_mut().push(Ok((
         200,
         r#"{"id":"cs_test_up","object":"checkout.session","url":"https://checkout.stripe.test/up"}"#
             .into(),
     )));
-    let r = post("/api/stripe/checkout", &token("mcp:billing"));
-    assert_eq!(r.status, 303, "{}", body_text(&r));
+    let r = billing_post(&app, "/api/stripe/checkout", &token("mcp:billing"));
+    assert_eq!(r.status, 303, "{}", text(&r));
+}
+
+/// The account Stripe's `customer` belongs to.
+fn account_of(app: &TestApp, customer: &str) -> String {
+    app.backend
+        .customers
+        .borrow()
+        .iter()
+        .find(|(_, cus)| *cus == customer)
+        .map(|(a, _)| a.clone())
+        .unwrap()
 }
 
 #[test]
 fn events_cannot_name_an_existing_account() {
-    let (c, b) = (config(), MemoryBackend::default());
-    let victim_key = buy(&c, &b, "cs_test_victim");
-    let victim = b
-        .customers
-        .borrow()
-        .iter()
-        .find(|(_, cus)| *cus == "cus_1")
-        .map(|(a, _)| a.clone())
-        .unwrap();
+    let app = app();
+    let victim_key = buy(&app, "cs_test_victim");
+    let victim = account_of(&app, "cus_1");
     // A session this server never created (a payment link, say), naming the victim's
     // account as client_reference_id: the buyer gets a new account, not the victim's.
     let ev = event(
@@ -1019,37 +916,27 @@ fn events_cannot_name_an_existing_account() {
         json!({ "id": "cs_test_foreign", "mode": "subscription",
         "customer": "cus_attacker", "subscription": "sub_attacker", "client_reference_id": victim, "metadata": { "plan": "pro" } }),
     );
-    assert_eq!(deliver(&c, &b, &ev, NOW_S).status, 200);
-    let attacker = b
-        .customers
-        .borrow()
-        .iter()
-        .find(|(_, cus)| *cus == "cus_attacker")
-        .map(|(a, _)| a.clone())
-        .unwrap();
+    assert_eq!(deliver(&app, &ev, NOW_S).status, 200);
+    let attacker = account_of(&app, "cus_attacker");
     assert_ne!(attacker, victim);
-    let key = b.claims.borrow()["cs_test_foreign"].clone();
-    let (_, v) = call_tool(&c, &b, "whoami", Some(&key));
+    let key = app.backend.claims.borrow()["cs_test_foreign"].clone();
+    let (_, v) = call_tool(&app, "whoami", Some(&key));
     assert_eq!(
         v["result"]["structuredContent"]["subject"],
         attacker.as_str()
     );
-    let (_, v) = call_tool(&c, &b, "whoami", Some(&victim_key));
+    let (_, v) = call_tool(&app, "whoami", Some(&victim_key));
     assert_eq!(v["result"]["structuredContent"]["subject"], victim.as_str());
 
     // A subscription event for a customer without an account is acknowledged and ignored.
-    let r = deliver(
-        &c,
-        &b,
-        &event(
-            "evt_orphan",
-            "customer.subscription.updated",
-            NOW_S,
-            json!({ "id": "sub_x", "customer": "cus_nobody",
-        "status": "active", "items": { "data": [ { "price": { "id": "price_team" } } ] }, "metadata": { "account": victim } }),
-        ),
+    let orphan = event(
+        "evt_orphan",
+        "customer.subscription.updated",
         NOW_S,
+        json!({ "id": "sub_x", "customer": "cus_nobody",
+        "status": "active", "items": { "data": [ { "price": { "id": "price_team" } } ] }, "metadata": { "account": victim } }),
     );
+    let r = deliver(&app, &orphan, NOW_S);
     assert_eq!(r.status, 200);
     assert!(
         json_body(&r)["ignored"]
@@ -1057,5 +944,5 @@ fn events_cannot_name_an_existing_account() {
             .unwrap()
             .contains("no account")
     );
-    assert!(!b.subscriptions.borrow().contains_key("sub_x"));
+    assert!(!app.backend.subscriptions.borrow().contains_key("sub_x"));
 }

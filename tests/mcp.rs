@@ -3,17 +3,13 @@
 
 mod common;
 
-use common::{V2026, json_body, mcp_post, req_2026, send};
-use serde_json::{Value, json};
-
-fn rpc(id: i64, method: &str, params: Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }))
-        .unwrap()
-}
+use common::{TestApp, V2026, json_body, mcp_post, mcp_post_2026, rpc};
+use serde_json::json;
 
 #[test]
 fn initialize_then_list_then_call_in_the_2025_generation() {
-    let init = send(&mcp_post(
+    let app = TestApp::unconfigured();
+    let init = app.send(&mcp_post(
         rpc(
             1,
             "initialize",
@@ -26,7 +22,7 @@ fn initialize_then_list_then_call_in_the_2025_generation() {
     assert!(init.header("mcp-session-id").is_none());
 
     let h = [("mcp-protocol-version", "2025-06-18")];
-    let list = json_body(&send(&mcp_post(rpc(2, "tools/list", json!({})), &h)));
+    let list = json_body(&app.send(&mcp_post(rpc(2, "tools/list", json!({})), &h)));
     let names: Vec<&str> = list["result"]["tools"]
         .as_array()
         .unwrap()
@@ -35,7 +31,7 @@ fn initialize_then_list_then_call_in_the_2025_generation() {
         .collect();
     assert_eq!(names, ["whoami", "hash", "hmac"]);
 
-    let call = json_body(&send(&mcp_post(
+    let call = json_body(&app.send(&mcp_post(
         rpc(3, "tools/call", json!({ "name": "whoami" })),
         &h,
     )));
@@ -49,12 +45,8 @@ fn initialize_then_list_then_call_in_the_2025_generation() {
 
 #[test]
 fn discover_list_and_call_in_the_2026_generation() {
-    let (body, headers) = req_2026(1, "server/discover", json!({}));
-    let h: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let disc = json_body(&send(&mcp_post(body, &h)));
+    let app = TestApp::unconfigured();
+    let disc = json_body(&app.send(&mcp_post_2026(1, "server/discover", json!({}))));
     assert_eq!(disc["result"]["resultType"], "complete");
     assert!(
         disc["result"]["supportedVersions"]
@@ -63,16 +55,11 @@ fn discover_list_and_call_in_the_2026_generation() {
             .contains(&json!(V2026))
     );
 
-    let (body, headers) = req_2026(
+    let call = json_body(&app.send(&mcp_post_2026(
         2,
         "tools/call",
         json!({ "name": "hash", "arguments": { "text": "" } }),
-    );
-    let h: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    let call = json_body(&send(&mcp_post(body, &h)));
+    )));
     assert_eq!(call["result"]["resultType"], "complete");
     assert_eq!(
         call["result"]["structuredContent"]["digest"],
@@ -82,7 +69,8 @@ fn discover_list_and_call_in_the_2026_generation() {
 
 #[test]
 fn progress_and_log_notifications_need_an_event_stream_and_json_clients_get_json() {
-    let sse = send(&mcp_post(
+    let app = TestApp::unconfigured();
+    let sse = app.send(&mcp_post(
         rpc(1, "tools/list", json!({})),
         &[("accept", "text/event-stream")],
     ));
@@ -91,7 +79,7 @@ fn progress_and_log_notifications_need_an_event_stream_and_json_clients_get_json
     assert!(text.starts_with("event: message\ndata: {"), "{text}");
     assert!(text.ends_with("}\n\n"));
 
-    let json = send(&mcp_post(
+    let json = app.send(&mcp_post(
         rpc(1, "tools/list", json!({})),
         &[("accept", "application/json")],
     ));
@@ -137,8 +125,9 @@ fn bad_requests() -> Vec<Case> {
 
 #[test]
 fn bad_requests_get_the_right_status_and_code() {
+    let app = TestApp::unconfigured();
     for (what, body, headers, status, code) in bad_requests() {
-        let resp = send(&mcp_post(body, &headers));
+        let resp = app.send(&mcp_post(body, &headers));
         assert_eq!(
             resp.status,
             status,
@@ -153,13 +142,14 @@ fn bad_requests_get_the_right_status_and_code() {
 
 #[test]
 fn notifications_and_client_responses_are_accepted_without_a_body() {
+    let app = TestApp::unconfigured();
     for body in [
         br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_vec(),
         br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#
             .to_vec(),
         br#"{"jsonrpc":"2.0","id":"s1","result":{}}"#.to_vec(),
     ] {
-        let resp = send(&mcp_post(body, &[("mcp-protocol-version", "2025-11-25")]));
+        let resp = app.send(&mcp_post(body, &[("mcp-protocol-version", "2025-11-25")]));
         assert_eq!(resp.status, 202);
         assert!(resp.body.is_empty());
     }
@@ -167,10 +157,11 @@ fn notifications_and_client_responses_are_accepted_without_a_body() {
 
 #[test]
 fn other_methods_on_mcp_are_405_with_allow() {
+    let app = TestApp::unconfigured();
     for method in ["GET", "DELETE", "PATCH"] {
         let mut req = mcp_post(Vec::new(), &[]);
         req.method = method.to_owned();
-        let resp = send(&req);
+        let resp = app.send(&req);
         assert_eq!(resp.status, 405, "{method}");
         assert!(resp.header("allow").unwrap().contains("POST"));
     }

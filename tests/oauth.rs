@@ -3,67 +3,39 @@
 
 mod common;
 
-use common::{MemoryBackend, NOW_MS, config_with, handle_at, json_body, mcp_post, request};
+use common::{
+    BASE, NOW_MS, TestApp, bearer, config_with, form, form_post, get, json_body, json_post,
+    request, text,
+};
 use paid_mcp_worker::{
-    auth::api_key::ApiKey,
-    config::Config,
-    http::{HttpRequest, HttpResponse, form_value, percent_encode},
+    auth::{
+        api_key::ApiKey,
+        store::{KeyRecord, KeyStatus, KeyStore},
+    },
+    billing::{signature, store::AccountPlan},
+    http::{HttpResponse, form_value, percent_encode},
     oauth::grants::{self, REFRESH_GRACE_MS},
-    auth::store::{KeyRecord, KeyStatus, KeyStore},
-    billing::store::{AccountPlan, BillingStore},
 };
 use serde_json::{Value, json};
 
-const BASE: &str = "https://mcp.example.com";
 const REDIRECT: &str = "http://127.0.0.1:33418/callback";
 const VERIFIER: &str = "a-verifier-that-is-long-enough-for-pkce-0123456789";
 
-fn config() -> Config {
-    config_with(&[])
+fn register(app: &TestApp, body: Value) -> HttpResponse {
+    app.send(&json_post("/register", &body.to_string()))
 }
 
-fn send_at(b: &MemoryBackend, req: &HttpRequest, now: u64) -> HttpResponse {
-    handle_at(req, &config(), b, Some("203.0.113.9"), now).response
-}
-
-fn send(b: &MemoryBackend, req: &HttpRequest) -> HttpResponse {
-    send_at(b, req, NOW_MS)
-}
-
-fn text(r: &HttpResponse) -> String {
-    String::from_utf8(r.body.clone()).unwrap()
-}
-
-fn form(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn register(b: &MemoryBackend, body: Value) -> HttpResponse {
-    send(
-        b,
-        &request(
-            "POST",
-            "/register",
-            &[("content-type", "application/json")],
-            &body.to_string(),
-        ),
-    )
-}
-
-fn client(b: &MemoryBackend) -> String {
+fn client(app: &TestApp) -> String {
     let r = register(
-        b,
+        app,
         json!({ "client_name": "Test Connector", "redirect_uris": [REDIRECT], "token_endpoint_auth_method": "none" }),
     );
     assert_eq!(r.status, 201, "{}", text(&r));
     json_body(&r)["client_id"].as_str().unwrap().to_owned()
 }
 
-fn key(b: &MemoryBackend, account: &str, plan: &str) -> String {
+/// Stores a live key for `account` on `plan` (tools and usage scopes): the key.
+fn key(app: &TestApp, account: &str, plan: &str) -> String {
     let k = ApiKey::generate(false).unwrap();
     let rec = KeyRecord {
         account: account.into(),
@@ -72,7 +44,7 @@ fn key(b: &MemoryBackend, account: &str, plan: &str) -> String {
         status: KeyStatus::Active,
         expires_at: None,
     };
-    futures_executor::block_on(b.put_key(&k.hash(), &rec, "test", NOW_MS)).unwrap();
+    futures_executor::block_on(app.backend.put_key(&k.hash(), &rec, "test", NOW_MS)).unwrap();
     k.expose().to_owned()
 }
 
@@ -97,15 +69,14 @@ fn authorize_query(client_id: &str, extra: &[(&str, &str)]) -> String {
     form(&p)
 }
 
-/// GET the page, then POST the form as a browser would: returns the response to the POST.
-fn approve(b: &MemoryBackend, query: &str, api_key: &str) -> HttpResponse {
-    approve_from(b, query, api_key, BASE)
+/// The sign-in page for `query`.
+fn page(app: &TestApp, query: &str) -> HttpResponse {
+    app.send(&get(&format!("/authorize?{query}")))
 }
 
-/// [`approve`] with the `Origin` the browser sends (`null` under the page's
-/// `Referrer-Policy: no-referrer`, as Chromium sends it).
-fn approve_from(b: &MemoryBackend, query: &str, api_key: &str, origin: &str) -> HttpResponse {
-    let page = send(b, &request("GET", &format!("/authorize?{query}"), &[], ""));
+/// GETs the sign-in page as a browser would: the cookie it sets and its form's CSRF token.
+fn page_session(app: &TestApp, query: &str) -> (String, String) {
+    let page = page(app, query);
     assert_eq!(page.status, 200, "{}", text(&page));
     let cookie = page
         .header("set-cookie")
@@ -114,8 +85,7 @@ fn approve_from(b: &MemoryBackend, query: &str, api_key: &str, origin: &str) -> 
         .next()
         .unwrap()
         .to_owned();
-    let html = text(&page);
-    let csrf = html
+    let csrf = text(&page)
         .split("name=\"csrf\" value=\"")
         .nth(1)
         .unwrap()
@@ -123,22 +93,42 @@ fn approve_from(b: &MemoryBackend, query: &str, api_key: &str, origin: &str) -> 
         .next()
         .unwrap()
         .to_owned();
-    let body = format!(
-        "{query}&{}",
-        form(&[("csrf", &csrf), ("api_key", api_key), ("action", "approve")])
-    );
-    send(
-        b,
-        &request(
-            "POST",
-            "/authorize",
-            &[
-                ("cookie", &cookie),
-                ("origin", origin),
-                ("content-type", "application/x-www-form-urlencoded"),
-            ],
-            &body,
-        ),
+    (cookie, csrf)
+}
+
+/// POSTs the sign-in form for `query`, with `extra` fields, and these headers.
+fn post_authorize(
+    app: &TestApp,
+    query: &str,
+    headers: &[(&str, &str)],
+    extra: &str,
+) -> HttpResponse {
+    app.send(&request(
+        "POST",
+        "/authorize",
+        headers,
+        &format!("{query}&{extra}"),
+    ))
+}
+
+/// GET the page, then POST the form as a browser would: returns the response to the POST.
+fn approve(app: &TestApp, query: &str, api_key: &str) -> HttpResponse {
+    approve_from(app, query, api_key, BASE)
+}
+
+/// [`approve`] with the `Origin` the browser sends (`null` under the page's
+/// `Referrer-Policy: no-referrer`, as Chromium sends it).
+fn approve_from(app: &TestApp, query: &str, api_key: &str, origin: &str) -> HttpResponse {
+    let (cookie, csrf) = page_session(app, query);
+    post_authorize(
+        app,
+        query,
+        &[
+            ("cookie", &cookie),
+            ("origin", origin),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        &form(&[("csrf", &csrf), ("api_key", api_key), ("action", "approve")]),
     )
 }
 
@@ -147,22 +137,13 @@ fn location_param(r: &HttpResponse, name: &str) -> Option<String> {
     form_value(loc.split_once('?')?.1, name)
 }
 
-fn token_at(b: &MemoryBackend, pairs: &[(&str, &str)], now: u64) -> HttpResponse {
-    send_at(
-        b,
-        &request(
-            "POST",
-            "/token",
-            &[("content-type", "application/x-www-form-urlencoded")],
-            &form(pairs),
-        ),
-        now,
-    )
+fn token_at(app: &TestApp, pairs: &[(&str, &str)], now: u64) -> HttpResponse {
+    app.send_at(&form_post("/token", &form(pairs)), now)
 }
 
-fn exchange(b: &MemoryBackend, client_id: &str, code: &str, verifier: &str) -> HttpResponse {
+fn exchange(app: &TestApp, client_id: &str, code: &str, verifier: &str) -> HttpResponse {
     token_at(
-        b,
+        app,
         &[
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -175,9 +156,9 @@ fn exchange(b: &MemoryBackend, client_id: &str, code: &str, verifier: &str) -> H
     )
 }
 
-fn refresh_at(b: &MemoryBackend, client_id: &str, token: &str, now: u64) -> HttpResponse {
+fn refresh_at(app: &TestApp, client_id: &str, token: &str, now: u64) -> HttpResponse {
     token_at(
-        b,
+        app,
         &[
             ("grant_type", "refresh_token"),
             ("refresh_token", token),
@@ -187,26 +168,17 @@ fn refresh_at(b: &MemoryBackend, client_id: &str, token: &str, now: u64) -> Http
     )
 }
 
-fn whoami(b: &MemoryBackend, access: &str) -> Value {
-    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{}}});
-    let mut req = mcp_post(
-        body.to_string(),
-        &[
-            ("mcp-protocol-version", "2025-11-25"),
-            ("authorization", &format!("Bearer {access}")),
-        ],
-    );
-    req.origin = BASE.into();
-    json_body(&send(b, &req))
+fn whoami(app: &TestApp, access: &str) -> Value {
+    json_body(&app.call("whoami", json!({}), Some(&bearer(access))))
 }
 
 /// Signs in and exchanges the code: (client_id, access token, refresh token).
-fn sign_in(b: &MemoryBackend, api_key: &str) -> (String, String, String) {
-    let client_id = client(b);
-    let r = approve(b, &authorize_query(&client_id, &[]), api_key);
+fn sign_in(app: &TestApp, api_key: &str) -> (String, String, String) {
+    let client_id = client(app);
+    let r = approve(app, &authorize_query(&client_id, &[]), api_key);
     assert_eq!(r.status, 303, "{}", text(&r));
     let code = location_param(&r, "code").unwrap();
-    let t = exchange(b, &client_id, &code, VERIFIER);
+    let t = exchange(app, &client_id, &code, VERIFIER);
     assert_eq!(t.status, 200, "{}", text(&t));
     let t = json_body(&t);
     (
@@ -218,11 +190,8 @@ fn sign_in(b: &MemoryBackend, api_key: &str) -> (String, String, String) {
 
 #[test]
 fn metadata_describes_the_authorization_server() {
-    let b = MemoryBackend::default();
-    let m = json_body(&send(
-        &b,
-        &request("GET", "/.well-known/oauth-authorization-server", &[], ""),
-    ));
+    let mut app = TestApp::new();
+    let m = json_body(&app.send(&get("/.well-known/oauth-authorization-server")));
     assert_eq!(m["issuer"], BASE);
     assert_eq!(m["token_endpoint"], format!("{BASE}/token"));
     assert_eq!(m["registration_endpoint"], format!("{BASE}/register"));
@@ -232,37 +201,23 @@ fn metadata_describes_the_authorization_server() {
         json!(["authorization_code", "refresh_token"])
     );
     assert_eq!(m["client_id_metadata_document_supported"], true);
-    let prm = json_body(&send(
-        &b,
-        &request("GET", "/.well-known/oauth-protected-resource/mcp", &[], ""),
-    ));
+    let prm = json_body(&app.send(&get("/.well-known/oauth-protected-resource/mcp")));
     assert_eq!(prm["authorization_servers"], json!([BASE]));
     assert_eq!(
-        send(
-            &b,
-            &request("GET", "/.well-known/openid-configuration", &[], "")
-        )
-        .status,
+        app.send(&get("/.well-known/openid-configuration")).status,
         404
     );
     // Without a signing secret there is no authorization server.
-    let off = config_with(&[("JWT_SECRET", "")]);
-    let r = handle_at(
-        &request("GET", "/.well-known/oauth-authorization-server", &[], ""),
-        &off,
-        &b,
-        None,
-        NOW_MS,
-    )
-    .response;
+    app.config = config_with(&[("JWT_SECRET", "")]);
+    let r = app.send_from(&get("/.well-known/oauth-authorization-server"), None);
     assert_eq!(r.status, 404);
 }
 
 #[test]
 fn registration_takes_public_clients_with_safe_redirect_uris() {
-    let b = MemoryBackend::default();
+    let app = TestApp::new();
     let r = register(
-        &b,
+        &app,
         json!({ "client_name": "Claude", "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"] }),
     );
     assert_eq!(r.status, 201);
@@ -280,26 +235,23 @@ fn registration_takes_public_clients_with_safe_redirect_uris() {
             "invalid_client_metadata",
         ),
     ] {
-        let r = register(&b, body.clone());
+        let r = register(&app, body.clone());
         assert_eq!(
             (r.status, json_body(&r)["error"].as_str()),
             (400, Some(code)),
             "{body}"
         );
     }
-    let r = send(&b, &request("POST", "/register", &[], "{not json"));
+    let r = app.send(&request("POST", "/register", &[], "{not json"));
     assert_eq!(r.status, 400);
-    assert_eq!(send(&b, &request("GET", "/register", &[], "")).status, 405);
+    assert_eq!(app.send(&get("/register")).status, 405);
 }
 
 #[test]
-fn the_connector_flow_signs_in_with_a_key_and_rotates_refresh_tokens() {
-    let b = MemoryBackend::default();
-    let api_key = key(&b, "acct_alice", "pro");
-    let client_id = client(&b);
-    let query = authorize_query(&client_id, &[]);
-
-    let page = send(&b, &request("GET", &format!("/authorize?{query}"), &[], ""));
+fn the_sign_in_page_cannot_be_framed_and_names_the_client_and_scopes() {
+    let app = TestApp::new();
+    let client_id = client(&app);
+    let page = page(&app, &authorize_query(&client_id, &[]));
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
     assert!(
         page.header("content-security-policy")
@@ -313,75 +265,92 @@ fn the_connector_flow_signs_in_with_a_key_and_rotates_refresh_tokens() {
     );
     let html = text(&page);
     assert!(html.contains("Test Connector") && html.contains("mcp:usage"));
+}
 
-    let r = approve(&b, &query, &api_key);
+#[test]
+fn the_connector_signs_in_with_a_key_and_exchanges_the_code_for_an_access_token() {
+    let app = TestApp::new();
+    let api_key = key(&app, "acct_alice", "pro");
+    let client_id = client(&app);
+    let r = approve(&app, &authorize_query(&client_id, &[]), &api_key);
     assert_eq!(r.status, 303);
     assert!(r.header("location").unwrap().starts_with(REDIRECT));
     assert_eq!(location_param(&r, "state").as_deref(), Some("xyz"));
     assert_eq!(location_param(&r, "iss").as_deref(), Some(BASE));
     let code = location_param(&r, "code").unwrap();
     assert!(
-        b.codes
+        app.backend
+            .codes
             .borrow()
             .values()
             .all(|c| !format!("{c:?}").contains(&code)),
         "codes are stored hashed"
     );
 
-    let t = exchange(&b, &client_id, &code, VERIFIER);
+    let t = exchange(&app, &client_id, &code, VERIFIER);
     assert_eq!(t.status, 200);
     assert_eq!(t.header("cache-control"), Some("no-store"));
     let t = json_body(&t);
     assert_eq!(t["token_type"], "Bearer");
     assert_eq!(t["scope"], "mcp:tools mcp:usage");
-    let who = whoami(&b, t["access_token"].as_str().unwrap());
+    let who = whoami(&app, t["access_token"].as_str().unwrap());
     assert_eq!(who["result"]["structuredContent"]["kind"], "oauth");
     assert_eq!(who["result"]["structuredContent"]["plan"], "pro");
+}
 
+#[test]
+fn refresh_tokens_rotate_and_reuse_after_the_grace_window_revokes_the_family() {
+    let app = TestApp::new();
+    let api_key = key(&app, "acct_alice", "pro");
+    let (client_id, _, r1) = sign_in(&app, &api_key);
     // Refresh: a new refresh token each time; the old one works during the grace window.
-    let r1 = t["refresh_token"].as_str().unwrap().to_owned();
-    let n1 = json_body(&refresh_at(&b, &client_id, &r1, NOW_MS + 1000));
+    let n1 = json_body(&refresh_at(&app, &client_id, &r1, NOW_MS + 1000));
     let r2 = n1["refresh_token"].as_str().unwrap().to_owned();
     assert_ne!(r1, r2);
     assert_eq!(
-        refresh_at(&b, &client_id, &r1, NOW_MS + 1000 + REFRESH_GRACE_MS).status,
+        refresh_at(&app, &client_id, &r1, NOW_MS + 1000 + REFRESH_GRACE_MS).status,
         200,
         "within grace"
     );
-    let reuse = refresh_at(&b, &client_id, &r1, NOW_MS + 2000 + REFRESH_GRACE_MS);
+    let reuse = refresh_at(&app, &client_id, &r1, NOW_MS + 2000 + REFRESH_GRACE_MS);
     assert_eq!(
         (reuse.status, json_body(&reuse)["error"].as_str()),
         (400, Some("invalid_grant"))
     );
     // Reuse after the window revoked the whole family, the newest token included.
     assert_eq!(
-        refresh_at(&b, &client_id, &r2, NOW_MS + 3000 + REFRESH_GRACE_MS).status,
+        refresh_at(&app, &client_id, &r2, NOW_MS + 3000 + REFRESH_GRACE_MS).status,
         400
     );
 }
 
+/// A key for `account`, a registered client, and a code issued to it with that key:
+/// (client_id, code).
+fn approved(app: &TestApp, account: &str) -> (String, String) {
+    let api_key = key(app, account, "pro");
+    let client_id = client(app);
+    let r = approve(app, &authorize_query(&client_id, &[]), &api_key);
+    (client_id, location_param(&r, "code").unwrap())
+}
+
 #[test]
 fn codes_are_single_use_bound_to_client_redirect_and_verifier() {
-    let b = MemoryBackend::default();
-    let api_key = key(&b, "acct_bob", "pro");
-    let client_id = client(&b);
-    let other = client(&b);
-    let r = approve(&b, &authorize_query(&client_id, &[]), &api_key);
-    let code = location_param(&r, "code").unwrap();
-
+    let app = TestApp::new();
+    let (client_id, code) = approved(&app, "acct_bob");
+    let other = client(&app);
     let wrong = exchange(
-        &b,
+        &app,
         &client_id,
         &code,
         "another-verifier-that-is-long-enough-0123456789",
     );
     assert_eq!(json_body(&wrong)["error"], "invalid_grant");
     assert_eq!(
-        json_body(&exchange(&b, &other, &code, VERIFIER))["error"],
+        json_body(&exchange(&app, &other, &code, VERIFIER))["error"],
         "invalid_grant"
     );
     let bad_redirect = token_at(
-        &b,
+        &app,
         &[
             ("grant_type", "authorization_code"),
             ("code", &code),
@@ -392,22 +361,25 @@ fn codes_are_single_use_bound_to_client_redirect_and_verifier() {
         NOW_MS,
     );
     assert_eq!(json_body(&bad_redirect)["error"], "invalid_grant");
-    let ok = json_body(&exchange(&b, &client_id, &code, VERIFIER));
+    let ok = json_body(&exchange(&app, &client_id, &code, VERIFIER));
     let refresh = ok["refresh_token"].as_str().unwrap().to_owned();
     // Replayed: refused, and what it issued is revoked.
     assert_eq!(
-        json_body(&exchange(&b, &client_id, &code, VERIFIER))["error"],
+        json_body(&exchange(&app, &client_id, &code, VERIFIER))["error"],
         "invalid_grant"
     );
     assert_eq!(
-        refresh_at(&b, &client_id, &refresh, NOW_MS + 10).status,
+        refresh_at(&app, &client_id, &refresh, NOW_MS + 10).status,
         400
     );
-    // Expired.
-    let r = approve(&b, &authorize_query(&client_id, &[]), &api_key);
-    let late_code = location_param(&r, "code").unwrap();
+}
+
+#[test]
+fn codes_expire() {
+    let app = TestApp::new();
+    let (client_id, late_code) = approved(&app, "acct_bob");
     let late = token_at(
-        &b,
+        &app,
         &[
             ("grant_type", "authorization_code"),
             ("code", &late_code),
@@ -418,7 +390,12 @@ fn codes_are_single_use_bound_to_client_redirect_and_verifier() {
         NOW_MS + 61_000,
     );
     assert_eq!(json_body(&late)["error"], "invalid_grant");
-    // Malformed requests.
+}
+
+#[test]
+fn malformed_token_requests_are_refused() {
+    let app = TestApp::new();
+    let (_, code) = approved(&app, "acct_bob");
     for pairs in [
         vec![("grant_type", "password"), ("client_id", "x")],
         vec![("grant_type", "authorization_code"), ("client_id", "x")],
@@ -436,7 +413,7 @@ fn codes_are_single_use_bound_to_client_redirect_and_verifier() {
         ],
         vec![("grant_type", "authorization_code"), ("code", &code)],
     ] {
-        let r = token_at(&b, &pairs, NOW_MS);
+        let r = token_at(&app, &pairs, NOW_MS);
         assert_eq!(r.status, 400, "{pairs:?}");
         assert!(json_body(&r)["error"].is_string());
     }
@@ -444,9 +421,8 @@ fn codes_are_single_use_bound_to_client_redirect_and_verifier() {
 
 #[test]
 fn bad_authorization_requests_are_refused_safely() {
-    let b = MemoryBackend::default();
-    let client_id = client(&b);
-    let get = |q: String| send(&b, &request("GET", &format!("/authorize?{q}"), &[], ""));
+    let app = TestApp::new();
+    let client_id = client(&app);
     // Cannot be redirected: shown on a page, never sent to the unregistered URI.
     for q in [
         authorize_query("mcpc_unknown", &[]),
@@ -457,7 +433,7 @@ fn bad_authorization_requests_are_refused_safely() {
         ),
         authorize_query(&client_id, &[("client_id", "")]),
     ] {
-        let r = get(q.clone());
+        let r = page(&app, &q);
         assert_eq!(r.status, 400, "{q}");
         assert!(r.header("location").is_none());
     }
@@ -477,7 +453,7 @@ fn bad_authorization_requests_are_refused_safely() {
         ),
         (vec![("scope", "mcp:tools admin")], "invalid_scope"),
     ] {
-        let r = get(authorize_query(&client_id, &extra));
+        let r = page(&app, &authorize_query(&client_id, &extra));
         assert_eq!(r.status, 303, "{extra:?}");
         assert_eq!(
             location_param(&r, "error").as_deref(),
@@ -488,63 +464,59 @@ fn bad_authorization_requests_are_refused_safely() {
 }
 
 #[test]
-fn the_form_needs_its_csrf_token_and_a_valid_key() {
-    let b = MemoryBackend::default();
-    let api_key = key(&b, "acct_carol", "pro");
-    let client_id = client(&b);
-    let query = authorize_query(&client_id, &[]);
-    let post = |headers: &[(&str, &str)], extra: &str| {
-        send(
-            &b,
-            &request("POST", "/authorize", headers, &format!("{query}&{extra}")),
-        )
-    };
-    // No cookie, a forged token, a cross-site origin.
-    assert_eq!(
-        post(&[], &form(&[("api_key", &api_key), ("csrf", "x")])).status,
-        403
+fn the_form_needs_the_pages_cookie_and_csrf_token() {
+    let app = TestApp::new();
+    let api_key = key(&app, "acct_carol", "pro");
+    let query = authorize_query(&client(&app), &[]);
+    // No cookie, a forged token.
+    let no_cookie = post_authorize(
+        &app,
+        &query,
+        &[],
+        &form(&[("api_key", &api_key), ("csrf", "x")]),
     );
-    assert_eq!(
-        post(
-            &[("cookie", "oauth_csrf=0123456789abcdef0123456789abcdef")],
-            &form(&[("api_key", &api_key), ("csrf", "forged")])
-        )
-        .status,
-        403
+    assert_eq!(no_cookie.status, 403);
+    let forged = post_authorize(
+        &app,
+        &query,
+        &[("cookie", "oauth_csrf=0123456789abcdef0123456789abcdef")],
+        &form(&[("api_key", &api_key), ("csrf", "forged")]),
     );
-    assert_eq!(b.codes.borrow().len(), 0);
+    assert_eq!(forged.status, 403);
+    assert_eq!(app.backend.codes.borrow().len(), 0);
+}
+
+#[test]
+fn wrong_keys_show_the_sign_in_page_again_with_an_error() {
+    let app = TestApp::new();
+    let query = authorize_query(&client(&app), &[]);
     // Wrong keys re-show the page with an error, no redirect.
     for bad in [
         "nonsense",
         "mcp_live_0000000000000000000000000000000000000000000000000000000000000000",
     ] {
-        let r = approve(&b, &query, bad);
+        let r = approve(&app, &query, bad);
         assert_eq!(r.status, 401);
         assert!(text(&r).contains("role=\"alert\""));
     }
-    // Deny goes back with access_denied.
-    let page = send(&b, &request("GET", &format!("/authorize?{query}"), &[], ""));
-    let cookie = page
-        .header("set-cookie")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let csrf = text(&page)
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
-    let r = post(
+}
+
+#[test]
+fn a_cross_site_origin_is_refused_and_deny_goes_back_with_access_denied() {
+    let app = TestApp::new();
+    let api_key = key(&app, "acct_carol", "pro");
+    let query = authorize_query(&client(&app), &[]);
+    let (cookie, csrf) = page_session(&app, &query);
+    let r = post_authorize(
+        &app,
+        &query,
         &[("cookie", &cookie), ("origin", "https://evil.example")],
         &form(&[("csrf", &csrf), ("api_key", &api_key)]),
     );
     assert_eq!(r.status, 403, "cross-site origin");
-    let r = post(
+    let r = post_authorize(
+        &app,
+        &query,
         &[("cookie", &cookie)],
         &form(&[("csrf", &csrf), ("action", "deny")]),
     );
@@ -556,11 +528,11 @@ fn the_form_needs_its_csrf_token_and_a_valid_key() {
 
 #[test]
 fn revoking_the_key_or_cancelling_the_plan_reaches_tokens_at_their_next_refresh() {
-    let b = MemoryBackend::default();
-    let api_key = key(&b, "acct_dave", "pro");
-    let (client_id, _, r1) = sign_in(&b, &api_key);
+    let app = TestApp::new();
+    let api_key = key(&app, "acct_dave", "pro");
+    let (client_id, _, r1) = sign_in(&app, &api_key);
     // Cancelled subscription: the next refresh carries the free plan.
-    b.account_plans.borrow_mut().insert(
+    app.backend.account_plans.borrow_mut().insert(
         "acct_dave".into(),
         AccountPlan {
             plan: "free".into(),
@@ -570,117 +542,101 @@ fn revoking_the_key_or_cancelling_the_plan_reaches_tokens_at_their_next_refresh(
             state_at: 1,
         },
     );
-    let t = json_body(&refresh_at(&b, &client_id, &r1, NOW_MS + 10));
+    let t = json_body(&refresh_at(&app, &client_id, &r1, NOW_MS + 10));
     assert_eq!(
-        whoami(&b, t["access_token"].as_str().unwrap())["result"]["structuredContent"]["plan"],
+        whoami(&app, t["access_token"].as_str().unwrap())["result"]["structuredContent"]["plan"],
         "free"
     );
     // Revoked key: the next refresh is refused.
     let hash = ApiKey::parse(&api_key).unwrap().hash();
-    futures_executor::block_on(b.revoke_key(&hash, NOW_MS)).unwrap();
+    futures_executor::block_on(app.backend.revoke_key(&hash, NOW_MS)).unwrap();
     let r2 = t["refresh_token"].as_str().unwrap();
     assert_eq!(
-        json_body(&refresh_at(&b, &client_id, r2, NOW_MS + 20))["error"],
+        json_body(&refresh_at(&app, &client_id, r2, NOW_MS + 20))["error"],
         "invalid_grant"
     );
 }
 
 #[test]
 fn revocation_ends_the_family() {
-    let b = MemoryBackend::default();
-    let api_key = key(&b, "acct_erin", "pro");
-    let (client_id, _, r1) = sign_in(&b, &api_key);
-    let revoke = |token: &str| {
-        send(
-            &b,
-            &request("POST", "/revoke", &[], &form(&[("token", token)])),
-        )
-    };
+    let app = TestApp::new();
+    let api_key = key(&app, "acct_erin", "pro");
+    let (client_id, _, r1) = sign_in(&app, &api_key);
+    let revoke =
+        |token: &str| app.send(&request("POST", "/revoke", &[], &form(&[("token", token)])));
     assert_eq!(revoke(&r1).status, 200);
-    assert_eq!(refresh_at(&b, &client_id, &r1, NOW_MS + 10).status, 400);
+    assert_eq!(refresh_at(&app, &client_id, &r1, NOW_MS + 10).status, 400);
     assert_eq!(
         revoke("garbage").status,
         200,
         "unknown tokens are fine (RFC 7009)"
     );
-    assert_eq!(send(&b, &request("POST", "/revoke", &[], "")).status, 400);
+    assert_eq!(app.send(&request("POST", "/revoke", &[], "")).status, 400);
+}
+
+/// An app that fetches client metadata documents over https only, and whose stand-in
+/// fetch answers `document` (or fails with its error).
+fn serving(document: Result<Value, &str>) -> TestApp {
+    let app = TestApp::with(&[("OAUTH_CIMD_ALLOW_HTTP_LOOPBACK", "false")]);
+    let reply = document
+        .map(|d| (200, d.to_string()))
+        .map_err(str::to_owned);
+    app.backend.outbound_replies.borrow_mut().push(reply);
+    app
 }
 
 #[test]
 fn client_metadata_documents_are_fetched_checked_and_cached() {
-    let c = config_with(&[("OAUTH_CIMD_ALLOW_HTTP_LOOPBACK", "false")]);
-    let b = MemoryBackend::default();
     let doc_url = "https://client.example/oauth/client.json";
-    let query = authorize_query(doc_url, &[]);
-    let get = |b: &MemoryBackend| {
-        handle_at(
-            &request("GET", &format!("/authorize?{query}"), &[], ""),
-            &c,
-            b,
-            None,
-            NOW_MS,
-        )
-        .response
-    };
-    b.outbound_replies.borrow_mut().push(Ok((
-        200,
-        json!({ "client_id": doc_url, "client_name": "Doc Client", "redirect_uris": [REDIRECT] })
-            .to_string(),
-    )));
-    let r = get(&b);
+    let page = get(&format!("/authorize?{}", authorize_query(doc_url, &[])));
+    let app = serving(Ok(
+        json!({ "client_id": doc_url, "client_name": "Doc Client", "redirect_uris": [REDIRECT] }),
+    ));
+    let r = app.send_from(&page, None);
     assert_eq!(r.status, 200, "{}", text(&r));
     assert!(text(&r).contains("Doc Client"));
-    assert_eq!(b.outbound_log.borrow()[0].url, doc_url);
-    assert_eq!(b.outbound_log.borrow()[0].max_response_bytes, 16 * 1024);
+    assert_eq!(app.backend.outbound_log.borrow()[0].url, doc_url);
+    assert_eq!(
+        app.backend.outbound_log.borrow()[0].max_response_bytes,
+        16 * 1024
+    );
     // Cached: no second fetch.
-    assert_eq!(get(&b).status, 200);
-    assert_eq!(b.outbound_log.borrow().len(), 1);
+    assert_eq!(app.send_from(&page, None).status, 200);
+    assert_eq!(app.backend.outbound_log.borrow().len(), 1);
 
     // A document that names another client_id is refused.
-    let liar = MemoryBackend::default();
-    liar.outbound_replies.borrow_mut().push(Ok((
-        200,
-        json!({ "client_id": "https://other.example/c.json", "redirect_uris": [REDIRECT] })
-            .to_string(),
-    )));
-    let r = get(&liar);
+    let liar = serving(Ok(
+        json!({ "client_id": "https://other.example/c.json", "redirect_uris": [REDIRECT] }),
+    ));
+    let r = liar.send_from(&page, None);
     assert_eq!(r.status, 400);
     assert!(text(&r).contains("another client_id"));
     // Unreachable, or not listing the redirect URI.
-    let down = MemoryBackend::default();
-    down.outbound_replies
-        .borrow_mut()
-        .push(Err("timed out".into()));
-    assert_eq!(get(&down).status, 400);
-    let other_uri = MemoryBackend::default();
-    other_uri.outbound_replies.borrow_mut().push(Ok((
-        200,
-        json!({ "client_id": doc_url, "redirect_uris": ["https://client.example/cb"] }).to_string(),
-    )));
-    assert_eq!(get(&other_uri).status, 400);
+    let down = serving(Err("timed out"));
+    assert_eq!(down.send_from(&page, None).status, 400);
+    let other_uri = serving(Ok(
+        json!({ "client_id": doc_url, "redirect_uris": ["https://client.example/cb"] }),
+    ));
+    assert_eq!(other_uri.send_from(&page, None).status, 400);
 }
 
-#[test]
-fn someone_without_a_key_subscribes_and_comes_back_to_the_same_authorization() {
-    use paid_mcp_worker::billing::signature;
-    let c = config_with(&[
+/// Stripe configured and pro for sale: the sign-in page offers to subscribe.
+fn shop() -> TestApp {
+    TestApp::with(&[
         (
             "PLANS",
             r#"{"free":{"daily":5},"pro":{"daily":100,"price":"$9/month","stripe_price":"price_pro"}}"#,
         ),
         ("STRIPE_SECRET_KEY", "sk_test_1"),
         ("STRIPE_WEBHOOK_SECRET", "whsec_1"),
-    ]);
-    let b = MemoryBackend::default();
-    let send = |req: &HttpRequest| handle_at(req, &c, &b, Some("203.0.113.9"), NOW_MS).response;
-    let client_id = client(&b);
-    let query = authorize_query(&client_id, &[]);
-    let html = text(&send(&request(
-        "GET",
-        &format!("/authorize?{query}"),
-        &[],
-        "",
-    )));
+    ])
+}
+
+/// The sign-in page for `client_id` offers pro: the `return_to` its subscribe form
+/// carries, and the page's query.
+fn offered_return(app: &TestApp, client_id: &str) -> (String, String) {
+    let query = authorize_query(client_id, &[]);
+    let html = text(&page(app, &query));
     assert!(html.contains("Subscribe to pro ($9/month)"));
     let return_to = html
         .split("name=\"return_to\" value=\"")
@@ -690,23 +646,32 @@ fn someone_without_a_key_subscribes_and_comes_back_to_the_same_authorization() {
         .next()
         .unwrap()
         .replace("&amp;", "&");
-    assert!(
-        return_to.starts_with("/authorize?") && return_to.contains(&percent_encode(&client_id))
-    );
+    assert!(return_to.starts_with("/authorize?") && return_to.contains(&percent_encode(client_id)));
+    (return_to, query)
+}
 
-    b.outbound_replies.borrow_mut().push(Ok((
+/// Starts a checkout of pro (stand-in answers `session`) asking to come back to
+/// `return_to`: the success URL sent to Stripe.
+fn checkout_returning_to(app: &TestApp, session: &str, return_to: &str) -> String {
+    app.backend.outbound_replies.borrow_mut().push(Ok((
         200,
-        r#"{"id":"cs_test_oauth","url":"https://checkout.stripe.test/x"}"#.into(),
+        json!({ "id": session, "url": "https://checkout.stripe.test/x" }).to_string(),
     )));
-    let r = send(&request(
-        "POST",
+    let r = app.send(&form_post(
         "/api/stripe/checkout",
-        &[("content-type", "application/x-www-form-urlencoded")],
-        &form(&[("plan", "pro"), ("return_to", &return_to)]),
+        &form(&[("plan", "pro"), ("return_to", return_to)]),
     ));
     assert_eq!(r.status, 303);
-    let sent = b.outbound_log.borrow()[0].body.clone().unwrap();
-    let success = form_value(&sent, "success_url").unwrap();
+    let log = app.backend.outbound_log.borrow();
+    let sent = log.last().unwrap().body.clone().unwrap();
+    form_value(&sent, "success_url").unwrap()
+}
+
+#[test]
+fn a_subscription_started_from_the_sign_in_page_comes_back_to_it_and_nowhere_else() {
+    let app = shop();
+    let (return_to, _) = offered_return(&app, &client(&app));
+    let success = checkout_returning_to(&app, "cs_test_oauth", &return_to);
     assert!(
         success.starts_with(
             "https://mcp.example.com/api/stripe/claim?session_id={CHECKOUT_SESSION_ID}&return_to="
@@ -714,41 +679,30 @@ fn someone_without_a_key_subscribes_and_comes_back_to_the_same_authorization() {
         "{success} {return_to}"
     );
     // Somewhere else is not a place to come back to.
-    b.outbound_replies.borrow_mut().push(Ok((
-        200,
-        r#"{"id":"cs_test_evil","url":"https://checkout.stripe.test/y"}"#.into(),
-    )));
-    send(&request(
-        "POST",
-        "/api/stripe/checkout",
-        &[("content-type", "application/x-www-form-urlencoded")],
-        &form(&[("plan", "pro"), ("return_to", "https://evil.example/")]),
-    ));
-    let evil = b.outbound_log.borrow()[1].body.clone().unwrap();
-    assert!(
-        !form_value(&evil, "success_url")
-            .unwrap()
-            .contains("return_to")
-    );
+    let evil = checkout_returning_to(&app, "cs_test_evil", "https://evil.example/");
+    assert!(!evil.contains("return_to"));
+}
 
+#[test]
+fn someone_without_a_key_subscribes_and_comes_back_to_the_same_authorization() {
+    let app = shop();
+    let (return_to, query) = offered_return(&app, &client(&app));
+    let success = checkout_returning_to(&app, "cs_test_oauth", &return_to);
     let event = json!({ "id": "evt_o", "type": "checkout.session.completed", "created": NOW_MS / 1000, "livemode": false,
         "data": { "object": { "id": "cs_test_oauth", "mode": "subscription", "customer": "cus_o", "metadata": { "plan": "pro" } } } }).to_string();
     let sig = signature::header_for("whsec_1", NOW_MS / 1000, event.as_bytes());
-    assert_eq!(
-        send(&request(
-            "POST",
-            "/api/stripe/webhook",
-            &[("stripe-signature", &sig)],
-            &event
-        ))
-        .status,
-        200
+    let webhook = request(
+        "POST",
+        "/api/stripe/webhook",
+        &[("stripe-signature", &sig)],
+        &event,
     );
+    assert_eq!(app.send(&webhook).status, 200);
     let claim_path = success
         .strip_prefix("https://mcp.example.com")
         .unwrap()
         .replace("{CHECKOUT_SESSION_ID}", "cs_test_oauth");
-    let page = text(&send(&request("GET", &claim_path, &[], "")));
+    let page = text(&app.send(&get(&claim_path)));
     assert!(page.contains("continue signing in"));
     assert!(page.contains(&format!("href=\"{}\"", return_to.replace('&', "&amp;"))));
     // The new key signs in on the page it links back to.
@@ -757,52 +711,46 @@ fn someone_without_a_key_subscribes_and_comes_back_to_the_same_authorization() {
         .nth(1)
         .map(|s| format!("mcp_test_{}", &s[..64]))
         .unwrap();
-    let r = approve(&b, &query, &key);
+    let r = approve(&app, &query, &key);
     assert_eq!(r.status, 303);
     assert!(location_param(&r, "code").is_some());
 }
 
 #[test]
 fn a_browsers_null_origin_signs_in_and_a_cross_site_post_still_fails() {
-    let b = MemoryBackend::default();
-    let api_key = key(&b, "acct_nora", "pro");
-    let client_id = client(&b);
-    let query = authorize_query(&client_id, &[]);
-    let page = send(&b, &request("GET", &format!("/authorize?{query}"), &[], ""));
+    let app = TestApp::new();
+    let api_key = key(&app, "acct_nora", "pro");
+    let query = authorize_query(&client(&app), &[]);
+    let page = page(&app, &query);
     assert_eq!(page.header("referrer-policy"), Some("no-referrer"));
-    let r = approve_from(&b, &query, &api_key, "null");
+    let r = approve_from(&app, &query, &api_key, "null");
     assert_eq!(r.status, 303, "{}", text(&r));
     assert!(location_param(&r, "code").is_some());
     // A cross-site post carries no SameSite=Strict cookie, whatever its Origin says.
     for origin in ["null", BASE] {
-        let r = send(
-            &b,
-            &request(
-                "POST",
-                "/authorize",
-                &[
-                    ("origin", origin),
-                    ("content-type", "application/x-www-form-urlencoded"),
-                ],
-                &format!("{query}&{}", form(&[("api_key", &api_key), ("csrf", "x")])),
-            ),
+        let r = post_authorize(
+            &app,
+            &query,
+            &[
+                ("origin", origin),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            &form(&[("api_key", &api_key), ("csrf", "x")]),
         );
         assert_eq!(r.status, 403, "{origin}");
     }
     // A named foreign origin is refused even with a valid cookie and token.
     assert_eq!(
-        approve_from(&b, &query, &api_key, "https://evil.example").status,
+        approve_from(&app, &query, &api_key, "https://evil.example").status,
         403
     );
-    assert_eq!(b.codes.borrow().len(), 1);
+    assert_eq!(app.backend.codes.borrow().len(), 1);
 }
 
 #[test]
 fn the_sign_in_page_sends_one_content_security_policy() {
-    let b = MemoryBackend::default();
-    let client_id = client(&b);
-    let query = authorize_query(&client_id, &[]);
-    let page = send(&b, &request("GET", &format!("/authorize?{query}"), &[], ""));
+    let app = TestApp::new();
+    let page = page(&app, &authorize_query(&client(&app), &[]));
     let csp: Vec<&str> = page
         .headers
         .iter()
@@ -816,28 +764,25 @@ fn the_sign_in_page_sends_one_content_security_policy() {
 
 /// Cursor's dynamic client registration, as it sends it.
 const CURSOR_REGISTRATION: &str = r#"{"client_name":"Cursor","redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback","https://www.cursor.com/agents/mcp/oauth/callback","http://localhost:8787/callback"],"grant_types":["authorization_code","refresh_token"],"response_types":["code"],"token_endpoint_auth_method":"none","application_type":"web"}"#;
+const CURSOR: &str = "cursor://anysphere.cursor-mcp/oauth/callback";
 
-#[test]
-fn cursor_registers_and_signs_in_to_its_private_use_scheme() {
-    let b = MemoryBackend::default();
-    let r = send(
-        &b,
-        &request(
-            "POST",
-            "/register",
-            &[("content-type", "application/json")],
-            CURSOR_REGISTRATION,
-        ),
-    );
+/// Registers as Cursor does: the client id.
+fn register_cursor(app: &TestApp) -> String {
+    let r = app.send(&json_post("/register", CURSOR_REGISTRATION));
     assert_eq!(r.status, 201, "{}", text(&r));
     let v = json_body(&r);
     assert_eq!(v["redirect_uris"].as_array().unwrap().len(), 3);
-    let client_id = v["client_id"].as_str().unwrap().to_owned();
-    let cursor = "cursor://anysphere.cursor-mcp/oauth/callback";
-    let query = authorize_query(&client_id, &[("redirect_uri", cursor)]);
+    v["client_id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn cursor_registers_and_signs_in_to_its_private_use_scheme() {
+    let app = TestApp::new();
+    let client_id = register_cursor(&app);
+    let query = authorize_query(&client_id, &[("redirect_uri", CURSOR)]);
 
     // The consent page says where the user is sent, and its policy lets the form go there.
-    let page = send(&b, &request("GET", &format!("/authorize?{query}"), &[], ""));
+    let page = page(&app, &query);
     assert_eq!(page.status, 200, "{}", text(&page));
     assert!(text(&page).contains(
         "the application that opens cursor links: cursor://anysphere.cursor-mcp/oauth/callback"
@@ -848,45 +793,56 @@ fn cursor_registers_and_signs_in_to_its_private_use_scheme() {
             .contains(" cursor:;")
     );
 
-    let api_key = key(&b, "acct_cursor", "pro");
-    let r = approve_from(&b, &query, &api_key, "null");
+    let api_key = key(&app, "acct_cursor", "pro");
+    let r = approve_from(&app, &query, &api_key, "null");
     assert_eq!(r.status, 303, "{}", text(&r));
     let location = r.header("location").unwrap();
     assert!(
-        location.starts_with(&format!("{cursor}?code=")),
+        location.starts_with(&format!("{CURSOR}?code=")),
         "{location}"
     );
     let code = location_param(&r, "code").unwrap();
     let t = token_at(
-        &b,
+        &app,
         &[
             ("grant_type", "authorization_code"),
             ("code", &code),
-            ("redirect_uri", cursor),
+            ("redirect_uri", CURSOR),
             ("client_id", &client_id),
             ("code_verifier", VERIFIER),
         ],
         NOW_MS,
     );
     assert_eq!(t.status, 200, "{}", text(&t));
+}
 
+#[test]
+fn a_private_use_redirect_uri_is_matched_exactly() {
+    let app = TestApp::new();
+    let client_id = register_cursor(&app);
     // Matched exactly: another path or authority under the same scheme is refused.
     for other in [
         "cursor://anysphere.cursor-mcp/oauth/callback2",
         "cursor://evil.example/oauth/callback",
     ] {
-        let q = authorize_query(&client_id, &[("redirect_uri", other)]);
-        let r = send(&b, &request("GET", &format!("/authorize?{q}"), &[], ""));
+        let r = page(
+            &app,
+            &authorize_query(&client_id, &[("redirect_uri", other)]),
+        );
         assert_eq!(r.status, 400, "{other}");
         assert!(r.header("location").is_none());
     }
-    // Dangerous schemes never register.
+}
+
+#[test]
+fn dangerous_redirect_schemes_never_register() {
+    let app = TestApp::new();
     for bad in [
         "javascript://x.y/%0aalert(1)",
         "data://a.b/x",
         "file://a.b/etc/passwd",
     ] {
-        let r = register(&b, json!({ "redirect_uris": [bad] }));
+        let r = register(&app, json!({ "redirect_uris": [bad] }));
         assert_eq!(r.status, 400, "{bad}");
         assert_eq!(json_body(&r)["error"], "invalid_redirect_uri");
     }
@@ -894,18 +850,10 @@ fn cursor_registers_and_signs_in_to_its_private_use_scheme() {
 
 #[test]
 fn the_billing_scope_is_granted_only_when_asked_for_and_named_on_the_page() {
-    let b = MemoryBackend::default();
-    let client_id = client(&b);
+    let app = TestApp::new();
+    let client_id = client(&app);
     let plain = authorize_query(&client_id, &[("scope", "")]);
-    let page = text(&send(
-        &b,
-        &request("GET", &format!("/authorize?{plain}"), &[], ""),
-    ));
-    assert!(!page.contains("mcp:billing"));
+    assert!(!text(&page(&app, &plain)).contains("mcp:billing"));
     let asked = authorize_query(&client_id, &[("scope", "mcp:tools mcp:billing")]);
-    let page = text(&send(
-        &b,
-        &request("GET", &format!("/authorize?{asked}"), &[], ""),
-    ));
-    assert!(page.contains("<code>mcp:billing</code>: manage your billing"));
+    assert!(text(&page(&app, &asked)).contains("<code>mcp:billing</code>: manage your billing"));
 }

@@ -1,5 +1,6 @@
-//! Request builders for driving `app::handle` on the host.
-#![allow(dead_code)] // each test binary uses a different subset
+//! The host-test harness: [`TestApp`] drives `app::handle` over a [`MemoryBackend`] (the
+//! storage ports in memory), with request builders and response readers.
+#![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::{cell::RefCell, collections::HashMap};
 
@@ -7,12 +8,13 @@ use paid_mcp_worker::{
     app,
     auth::{
         api_key::KeyHash,
+        jwt::{self, Audience, Claims},
         store::{KeyListing, KeyRecord, KeyStatus, KeyStore},
     },
     billing::store::{AccountPlan, BillingStore, CheckoutRecord, EventClaim, SubscriptionState},
     config::Config,
     context::{Context, Handled},
-    http::{HttpRequest, HttpResponse},
+    http::{HttpRequest, HttpResponse, percent_encode},
     oauth::{
         clients::ClientRecord,
         grants::{
@@ -28,38 +30,370 @@ use paid_mcp_worker::{
 use serde_json::{Value, json};
 
 /// 2026-11-22T10:00:00Z
-pub const NOW_MS: u64 = 1_795_341_600_000;
+pub(crate) const NOW_MS: u64 = 1_795_341_600_000;
+
+/// Where requests come from unless a test says otherwise (`CF-Connecting-IP`).
+pub(crate) const CLIENT_IP: &str = "203.0.113.9";
+/// `PUBLIC_URL` of [`test_config`].
+pub(crate) const BASE: &str = "https://mcp.example.com";
+/// The protected resource: this server's `/mcp`.
+pub(crate) const RESOURCE: &str = "https://mcp.example.com/mcp";
+/// `ADMIN_TOKEN` of [`test_config`].
+pub(crate) const ADMIN_TOKEN: &str = "admin-secret";
+/// `JWT_SECRET` of [`test_config`].
+pub(crate) const JWT_SECRET: &str = "jwt-secret-for-tests-0123456789abcdef";
+/// The 2025 protocol revision the tool calls are made in.
+pub(crate) const V2025: &str = "2025-11-25";
+/// The 2026 protocol revision ([`req_2026`]).
+pub(crate) const V2026: &str = "2026-07-28";
+
+/// The app under test: a configuration, an in-memory backend, the client's address and
+/// the clock, and what each host test does with them. `config` and the other fields are
+/// open, so a test may change the configuration before (or between) requests.
+pub(crate) struct TestApp {
+    pub(crate) config: Config,
+    pub(crate) backend: MemoryBackend,
+    /// `CF-Connecting-IP` of requests ([`CLIENT_IP`] unless set).
+    pub(crate) client_ip: Option<String>,
+    /// Unix milliseconds requests arrive at ([`NOW_MS`] unless set).
+    pub(crate) now_ms: u64,
+}
+
+impl TestApp {
+    /// [`test_config`] and an empty backend.
+    pub(crate) fn new() -> Self {
+        Self::from_config(test_config())
+    }
+
+    /// [`config_with`] these variables, and an empty backend.
+    pub(crate) fn with(vars: &[(&str, &str)]) -> Self {
+        Self::from_config(config_with(vars))
+    }
+
+    /// This configuration and an empty backend.
+    pub(crate) fn from_config(config: Config) -> Self {
+        Self {
+            config,
+            backend: MemoryBackend::default(),
+            client_ip: Some(CLIENT_IP.to_owned()),
+            now_ms: NOW_MS,
+        }
+    }
+
+    /// No variables at all (no plans, secrets or authorization server), a generous
+    /// anonymous allowance, and a client in `2001:db8:1:2::/64`.
+    pub(crate) fn unconfigured() -> Self {
+        let config = Config {
+            anon_daily_limit: 1000,
+            ..Config::default()
+        };
+        Self {
+            client_ip: Some("2001:db8:1:2::7".to_owned()),
+            ..Self::from_config(config)
+        }
+    }
+
+    /// Runs one request from `client_ip` at `now_ms`, writing usage records to the
+    /// backend as the worker does after the response.
+    pub(crate) fn handle_as(
+        &self,
+        req: &HttpRequest,
+        client_ip: Option<&str>,
+        now_ms: u64,
+    ) -> Handled {
+        let clock = move || now_ms;
+        let cx = Context {
+            config: &self.config,
+            client_ip,
+            backend: &self.backend,
+            now_ms,
+            clock: &clock,
+        };
+        let handled = futures_executor::block_on(app::handle(req, &cx));
+        // As in the worker, a failed usage write is reported, never raised.
+        let _ = futures_executor::block_on(self.backend.write_usage(&handled.effects.usage));
+        handled
+    }
+
+    /// Runs one request from the default address, now: the response and its effects.
+    pub(crate) fn handle(&self, req: &HttpRequest) -> Handled {
+        self.handle_as(req, self.client_ip.as_deref(), self.now_ms)
+    }
+
+    /// Runs one request from the default address, now.
+    pub(crate) fn send(&self, req: &HttpRequest) -> HttpResponse {
+        self.handle(req).response
+    }
+
+    /// [`Self::send`] at another time.
+    pub(crate) fn send_at(&self, req: &HttpRequest, now_ms: u64) -> HttpResponse {
+        self.handle_as(req, self.client_ip.as_deref(), now_ms)
+            .response
+    }
+
+    /// [`Self::send`] from another address (`None`: Cloudflare sent none).
+    pub(crate) fn send_from(&self, req: &HttpRequest, client_ip: Option<&str>) -> HttpResponse {
+        self.handle_as(req, client_ip, self.now_ms).response
+    }
+
+    /// Calls `tool` over `/mcp` ([`tool_call`]) from the default address.
+    pub(crate) fn call(
+        &self,
+        tool: &str,
+        args: Value,
+        authorization: Option<&str>,
+    ) -> HttpResponse {
+        self.send(&tool_call(tool, args, authorization))
+    }
+
+    /// [`Self::call`] from another address.
+    pub(crate) fn call_from(
+        &self,
+        tool: &str,
+        args: Value,
+        authorization: Option<&str>,
+        client_ip: Option<&str>,
+    ) -> HttpResponse {
+        self.send_from(&tool_call(tool, args, authorization), client_ip)
+    }
+
+    /// Mints a key through `POST /admin/keys` (no client address, as an operator's
+    /// script): the JSON answered, once checked to be a private 201.
+    pub(crate) fn mint(&self, body: Value) -> Value {
+        let resp = self.send_from(&admin_post("/admin/keys", &body), None);
+        assert_eq!(resp.status, 201, "{}", text(&resp));
+        assert_eq!(resp.header("cache-control"), Some("no-store"));
+        json_body(&resp)
+    }
+
+    /// The claims of an access token this server would issue to `sub` now: for
+    /// [`RESOURCE`], on pro, valid for ten minutes.
+    pub(crate) fn claims(&self, sub: &str, scope: &str) -> Claims {
+        Claims {
+            iss: BASE.into(),
+            aud: Audience::One(RESOURCE.into()),
+            sub: sub.into(),
+            scope: scope.into(),
+            exp: self.now_ms / 1000 + 600,
+            iat: self.now_ms / 1000,
+            nbf: None,
+            plan: Some("pro".into()),
+        }
+    }
+
+    /// `Bearer` and an access token for `sub` ([`Self::claims`]) signed with
+    /// [`JWT_SECRET`].
+    pub(crate) fn access_token(&self, sub: &str, scope: &str) -> String {
+        sign(&self.claims(sub, scope), JWT_SECRET)
+    }
+}
+
+/// `Bearer` and the HS256 JWT of `claims` signed with `secret`.
+pub(crate) fn sign(claims: &Claims, secret: &str) -> String {
+    bearer(&jwt::sign(claims, secret.as_bytes()))
+}
+
+/// An `Authorization` value: `Bearer {credential}`.
+pub(crate) fn bearer(credential: &str) -> String {
+    format!("Bearer {credential}")
+}
+
+/// A test configuration: small limits, an admin token and a JWT secret.
+pub(crate) fn test_config() -> Config {
+    config_with(&[])
+}
+
+/// [`test_config`] with more (or overriding) variables.
+pub(crate) fn config_with(extra: &[(&str, &str)]) -> Config {
+    let vars = [
+        (
+            "PLANS",
+            r#"{"free":{"daily":5,"monthly":50},"pro":{"daily":100,"monthly":1000,"price":"$9/month"},"team":{"monthly":100000,"price":"$49/month"}}"#,
+        ),
+        ("ANON_DAILY_LIMIT", "3"),
+        ("ADMIN_TOKEN", ADMIN_TOKEN),
+        ("JWT_SECRET", JWT_SECRET),
+        ("PUBLIC_URL", BASE),
+    ];
+    Config::from_lookup(|n| {
+        extra
+            .iter()
+            .chain(vars.iter())
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| (*v).to_owned())
+    })
+}
+
+/// A POST to `/mcp` with the headers a Streamable HTTP client sends.
+pub(crate) fn mcp_post(body: impl Into<Vec<u8>>, headers: &[(&str, &str)]) -> HttpRequest {
+    let mut all = vec![
+        ("content-type".to_owned(), "application/json".to_owned()),
+        (
+            "accept".to_owned(),
+            "application/json, text/event-stream".to_owned(),
+        ),
+    ];
+    for (n, v) in headers {
+        all.retain(|(k, _)| !k.eq_ignore_ascii_case(n));
+        all.push(((*n).to_ascii_lowercase(), (*v).to_owned()));
+    }
+    HttpRequest {
+        method: "POST".to_owned(),
+        origin: "http://127.0.0.1:8787".to_owned(),
+        path: "/mcp".to_owned(),
+        headers: all,
+        body: body.into(),
+        ..HttpRequest::default()
+    }
+}
+
+/// A JSON-RPC request body.
+pub(crate) fn rpc(id: i64, method: &str, params: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }))
+        .unwrap()
+}
+
+/// A `tools/call` of `tool` over `/mcp` in the 2025-11-25 revision, from this server's
+/// origin, with an `Authorization` header when given one.
+pub(crate) fn tool_call(tool: &str, args: Value, authorization: Option<&str>) -> HttpRequest {
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":tool,"arguments":args}});
+    let mut headers = vec![("mcp-protocol-version", V2025)];
+    if let Some(a) = authorization {
+        headers.push(("authorization", a));
+    }
+    let mut req = mcp_post(body.to_string(), &headers);
+    req.origin = BASE.into();
+    req
+}
+
+/// A 2026-07-28 request: body with `_meta` and the matching standard headers.
+pub(crate) fn req_2026(
+    id: i64,
+    method: &str,
+    mut params: Value,
+) -> (Vec<u8>, Vec<(String, String)>) {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": V2026,
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    let mut headers = vec![
+        ("mcp-protocol-version".to_owned(), V2026.to_owned()),
+        ("mcp-method".to_owned(), method.to_owned()),
+    ];
+    if let Some(name) = params.get("name").and_then(Value::as_str) {
+        headers.push(("mcp-name".to_owned(), name.to_owned()));
+    }
+    let body = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
+    (serde_json::to_vec(&body).unwrap(), headers)
+}
+
+/// [`req_2026`] as a POST to `/mcp`.
+pub(crate) fn mcp_post_2026(id: i64, method: &str, params: Value) -> HttpRequest {
+    let (body, headers) = req_2026(id, method, params);
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    mcp_post(body, &headers)
+}
+
+/// A request with a method, path, headers and body.
+pub(crate) fn request(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> HttpRequest {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    HttpRequest {
+        method: method.to_owned(),
+        origin: BASE.to_owned(),
+        path: path.to_owned(),
+        query: query.to_owned(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| ((*n).to_ascii_lowercase(), (*v).to_owned()))
+            .collect(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+/// A GET of `path` (query included) with no headers.
+pub(crate) fn get(path: &str) -> HttpRequest {
+    request("GET", path, &[], "")
+}
+
+/// A POST of `body` as JSON.
+pub(crate) fn json_post(path: &str, body: &str) -> HttpRequest {
+    request("POST", path, &[("content-type", "application/json")], body)
+}
+
+/// A POST of `body` as a form.
+pub(crate) fn form_post(path: &str, body: &str) -> HttpRequest {
+    request(
+        "POST",
+        path,
+        &[("content-type", "application/x-www-form-urlencoded")],
+        body,
+    )
+}
+
+/// A POST of `body` as JSON with the admin token.
+pub(crate) fn admin_post(path: &str, body: &Value) -> HttpRequest {
+    let auth = bearer(ADMIN_TOKEN);
+    request("POST", path, &[("authorization", &auth)], &body.to_string())
+}
+
+/// A form body from name–value pairs, the values percent-encoded.
+pub(crate) fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", percent_encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The response body as text (panics when it is not UTF-8).
+pub(crate) fn text(resp: &HttpResponse) -> String {
+    String::from_utf8(resp.body.clone()).unwrap()
+}
+
+/// The response body as JSON (panics with the body when it is not).
+pub(crate) fn json_body(resp: &HttpResponse) -> Value {
+    serde_json::from_slice(&resp.body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&resp.body)))
+}
 
 /// An in-memory backend with the contracts of the real one (atomic counting is trivial
 /// on one thread).
 #[derive(Default)]
-pub struct MemoryBackend {
-    pub keys: RefCell<HashMap<String, (KeyRecord, String, u64)>>,
-    pub counters: RefCell<HashMap<(String, String), u64>>,
-    pub revoked: RefCell<Vec<String>>,
-    pub usage: RefCell<Vec<UsageRecord>>,
+pub(crate) struct MemoryBackend {
+    pub(crate) keys: RefCell<HashMap<String, (KeyRecord, String, u64)>>,
+    pub(crate) counters: RefCell<HashMap<(String, String), u64>>,
+    pub(crate) revoked: RefCell<Vec<String>>,
+    pub(crate) usage: RefCell<Vec<UsageRecord>>,
     /// When set, every call fails as storage would.
-    pub broken: bool,
+    pub(crate) broken: bool,
     /// Billing: processed event ids and their status.
-    pub events: RefCell<HashMap<String, &'static str>>,
-    pub checkouts: RefCell<HashMap<String, CheckoutRecord>>,
+    pub(crate) events: RefCell<HashMap<String, &'static str>>,
+    pub(crate) checkouts: RefCell<HashMap<String, CheckoutRecord>>,
     /// account → Stripe customer
-    pub customers: RefCell<HashMap<String, String>>,
-    pub claims: RefCell<HashMap<String, String>>,
-    pub subscriptions: RefCell<HashMap<String, SubscriptionState>>,
+    pub(crate) customers: RefCell<HashMap<String, String>>,
+    pub(crate) claims: RefCell<HashMap<String, String>>,
+    pub(crate) subscriptions: RefCell<HashMap<String, SubscriptionState>>,
     /// account → plan state (the Durable Object's)
-    pub account_plans: RefCell<HashMap<String, AccountPlan>>,
+    pub(crate) account_plans: RefCell<HashMap<String, AccountPlan>>,
     /// Requests sent to Stripe, and the answers to give (status, body) in order; when
     /// empty, 200 `{}`.
-    pub outbound_log: RefCell<Vec<OutboundRequest>>,
-    pub outbound_replies: RefCell<Vec<Result<(u16, String), String>>>,
+    pub(crate) outbound_log: RefCell<Vec<OutboundRequest>>,
+    pub(crate) outbound_replies: RefCell<Vec<Result<(u16, String), String>>>,
     /// Fail `set_account_plan` this many times (a processing failure mid-event).
-    pub fail_plan_updates: RefCell<u32>,
+    pub(crate) fail_plan_updates: RefCell<u32>,
     /// OAuth: clients, codes and refresh tokens by hash, revoked families.
-    pub clients: RefCell<HashMap<String, ClientRecord>>,
-    pub codes: RefCell<HashMap<String, CodeRecord>>,
-    pub refresh: RefCell<HashMap<String, RefreshRecord>>,
-    pub revoked_families: RefCell<Vec<String>>,
+    pub(crate) clients: RefCell<HashMap<String, ClientRecord>>,
+    pub(crate) codes: RefCell<HashMap<String, CodeRecord>>,
+    pub(crate) refresh: RefCell<HashMap<String, RefreshRecord>>,
+    pub(crate) revoked_families: RefCell<Vec<String>>,
 }
 
 impl MemoryBackend {
@@ -149,7 +483,10 @@ impl QuotaStore for MemoryBackend {
             customer: account.and_then(|a| a.customer),
             used: {
                 let c = self.counters.borrow();
-                req.windows.iter().map(|(k, _)| *c.get(&key(k)).unwrap_or(&0)).collect()
+                req.windows
+                    .iter()
+                    .map(|(k, _)| *c.get(&key(k)).unwrap_or(&0))
+                    .collect()
             },
         };
         let answer = quota::admit(req, state);
@@ -202,142 +539,6 @@ impl UsageLog for MemoryBackend {
         self.usage.borrow_mut().extend_from_slice(records);
         Ok(())
     }
-}
-
-/// A test configuration: small limits, an admin token and a JWT secret.
-pub fn test_config() -> Config {
-    config_with(&[])
-}
-
-/// [`test_config`] with more (or overriding) variables.
-pub fn config_with(extra: &[(&str, &str)]) -> Config {
-    let vars = [
-        (
-            "PLANS",
-            r#"{"free":{"daily":5,"monthly":50},"pro":{"daily":100,"monthly":1000,"price":"$9/month"},"team":{"monthly":100000,"price":"$49/month"}}"#,
-        ),
-        ("ANON_DAILY_LIMIT", "3"),
-        ("ADMIN_TOKEN", "admin-secret"),
-        ("JWT_SECRET", "jwt-secret-for-tests-0123456789abcdef"),
-        ("PUBLIC_URL", "https://mcp.example.com"),
-    ];
-    Config::from_lookup(|n| {
-        extra
-            .iter()
-            .chain(vars.iter())
-            .find(|(k, _)| *k == n)
-            .map(|(_, v)| (*v).to_owned())
-    })
-}
-
-/// Runs one request through the app, writing usage records to the backend as the worker
-/// does after the response.
-pub fn handle_with(
-    req: &HttpRequest,
-    config: &Config,
-    backend: &MemoryBackend,
-    client_ip: Option<&str>,
-) -> Handled {
-    handle_at(req, config, backend, client_ip, NOW_MS)
-}
-
-/// [`handle_with`] at another time.
-pub fn handle_at(
-    req: &HttpRequest,
-    config: &Config,
-    backend: &MemoryBackend,
-    client_ip: Option<&str>,
-    now_ms: u64,
-) -> Handled {
-    let clock = move || now_ms;
-    let cx = Context {
-        config,
-        client_ip,
-        backend,
-        now_ms,
-        clock: &clock,
-    };
-    let handled = futures_executor::block_on(app::handle(req, &cx));
-    // As in the worker, a failed usage write is reported, never raised.
-    let _ = futures_executor::block_on(backend.write_usage(&handled.effects.usage));
-    handled
-}
-
-pub const V2026: &str = "2026-07-28";
-
-/// A POST to `/mcp` with the headers a Streamable HTTP client sends.
-pub fn mcp_post(body: impl Into<Vec<u8>>, headers: &[(&str, &str)]) -> HttpRequest {
-    let mut all = vec![
-        ("content-type".to_owned(), "application/json".to_owned()),
-        (
-            "accept".to_owned(),
-            "application/json, text/event-stream".to_owned(),
-        ),
-    ];
-    for (n, v) in headers {
-        all.retain(|(k, _)| !k.eq_ignore_ascii_case(n));
-        all.push(((*n).to_ascii_lowercase(), (*v).to_owned()));
-    }
-    HttpRequest {
-        method: "POST".to_owned(),
-        origin: "http://127.0.0.1:8787".to_owned(),
-        path: "/mcp".to_owned(),
-        headers: all,
-        body: body.into(),
-        ..HttpRequest::default()
-    }
-}
-
-/// A 2026-07-28 request: body with `_meta` and the matching standard headers.
-pub fn req_2026(id: i64, method: &str, mut params: Value) -> (Vec<u8>, Vec<(String, String)>) {
-    params["_meta"] = json!({
-        "io.modelcontextprotocol/protocolVersion": V2026,
-        "io.modelcontextprotocol/clientCapabilities": {}
-    });
-    let mut headers = vec![
-        ("mcp-protocol-version".to_owned(), V2026.to_owned()),
-        ("mcp-method".to_owned(), method.to_owned()),
-    ];
-    if let Some(name) = params.get("name").and_then(Value::as_str) {
-        headers.push(("mcp-name".to_owned(), name.to_owned()));
-    }
-    let body = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
-    (serde_json::to_vec(&body).unwrap(), headers)
-}
-
-/// Runs one request through the app with a default configuration and an empty backend.
-pub fn send(req: &HttpRequest) -> HttpResponse {
-    let mut config = Config::default();
-    config.anon_daily_limit = 1000;
-    handle_with(
-        req,
-        &config,
-        &MemoryBackend::default(),
-        Some("2001:db8:1:2::7"),
-    )
-    .response
-}
-
-/// A request with a method, path, headers and body.
-pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> HttpRequest {
-    let (path, query) = path.split_once('?').unwrap_or((path, ""));
-    HttpRequest {
-        method: method.to_owned(),
-        origin: "https://mcp.example.com".to_owned(),
-        path: path.to_owned(),
-        query: query.to_owned(),
-        headers: headers
-            .iter()
-            .map(|(n, v)| ((*n).to_ascii_lowercase(), (*v).to_owned()))
-            .collect(),
-        body: body.as_bytes().to_vec(),
-    }
-}
-
-/// The response body as JSON (panics with the body when it is not).
-pub fn json_body(resp: &HttpResponse) -> Value {
-    serde_json::from_slice(&resp.body)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&resp.body)))
 }
 
 impl Outbound for MemoryBackend {
