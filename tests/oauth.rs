@@ -857,3 +857,32 @@ fn the_billing_scope_is_granted_only_when_asked_for_and_named_on_the_page() {
     let asked = authorize_query(&client_id, &[("scope", "mcp:tools mcp:billing")]);
     assert!(text(&page(&app, &asked)).contains("<code>mcp:billing</code>: manage your billing"));
 }
+
+#[test]
+fn an_api_keys_expiry_ends_the_oauth_session_it_signed_in() {
+    let app = TestApp::new();
+    // A key that expires in one day.
+    let minted = app.mint(json!({ "plan": "pro", "expires_in_days": 1 }));
+    let api_key = minted["key"].as_str().unwrap();
+    let (client_id, access, refresh) = sign_in(&app, api_key);
+    // The access token issued before the expiry does not outlive the key.
+    let claims = access.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims).unwrap(),
+    )
+    .unwrap();
+    assert!(claims["exp"].as_u64().unwrap() <= minted["expires_at"].as_u64().unwrap() / 1000);
+    // Refreshing within the day works; the new refresh token does not outlive the key.
+    let hour = 3_600_000;
+    let r = refresh_at(&app, &client_id, &refresh, NOW_MS + hour);
+    assert_eq!(r.status, 200, "{}", text(&r));
+    let refresh = json_body(&r)["refresh_token"].as_str().unwrap().to_owned();
+    let stored = app.backend.refresh.borrow();
+    let latest = stored.values().find(|t| t.rotated_at.is_none()).unwrap();
+    assert_eq!(latest.expires_at, minted["expires_at"].as_u64().unwrap());
+    drop(stored);
+    // After the key's expiry the session ends, however fresh the refresh token is.
+    let r = refresh_at(&app, &client_id, &refresh, NOW_MS + 25 * hour);
+    assert_eq!(r.status, 400, "{}", text(&r));
+    assert_eq!(json_body(&r)["error"], "invalid_grant");
+}

@@ -197,6 +197,7 @@ impl QuotaCounter {
             plan: plan_in_force(&sql, &code.plan, x.now_ms)?,
             resource: code.resource,
             family: code.family,
+            key_expires_at: code.key_expires_at,
         }))
     }
 
@@ -275,20 +276,7 @@ fn redeem_code(sql: &SqlStorage, mut code: CodeRecord, x: &ExchangeRequest) -> R
         "INSERT INTO oauth_families (family, revoked_at) VALUES (?, NULL) ON CONFLICT DO NOTHING",
         vec![code.family.clone().into()],
     )?;
-    put_refresh(
-        sql,
-        &RefreshRecord {
-            token_hash: x.new_refresh_hash.clone(),
-            family: code.family.clone(),
-            client_id: code.client_id.clone(),
-            scope: code.scope.clone(),
-            resource: code.resource.clone(),
-            key_hash: code.key_hash.clone(),
-            plan: code.plan.clone(),
-            expires_at: x.now_ms + grants::REFRESH_TTL_MS,
-            rotated_at: None,
-        },
-    )?;
+    put_refresh(sql, &grants::first_refresh(&code, x))?;
     Ok(code)
 }
 
@@ -331,21 +319,13 @@ fn checked_refresh(
 /// Stores the token that succeeds `token` (under the plan in force now) and the grant.
 fn successor(sql: &SqlStorage, token: RefreshRecord, x: &RefreshRequest) -> Result<Granted> {
     let plan = plan_in_force(sql, &token.plan, x.now_ms)?;
-    put_refresh(
-        sql,
-        &RefreshRecord {
-            token_hash: x.new_refresh_hash.clone(),
-            rotated_at: None,
-            expires_at: x.now_ms + grants::REFRESH_TTL_MS,
-            plan: plan.clone(),
-            ..token.clone()
-        },
-    )?;
+    put_refresh(sql, &grants::next_refresh(&token, x, &plan))?;
     Ok(Granted {
         scope: token.scope,
         plan,
         resource: token.resource,
         family: token.family,
+        key_expires_at: token.key_expires_at,
     })
 }
 

@@ -31,6 +31,9 @@ pub struct CodeRecord {
     pub scope: String,
     /// The API key the user signed in with.
     pub key_hash: String,
+    /// When that key expires (unix milliseconds): the session it starts ends then too.
+    #[serde(default)]
+    pub key_expires_at: Option<u64>,
     pub plan: String,
     pub expires_at: u64,
     #[serde(default)]
@@ -47,6 +50,9 @@ pub struct RefreshRecord {
     pub scope: String,
     pub resource: String,
     pub key_hash: String,
+    /// When the API key that signed the session in expires (unix milliseconds).
+    #[serde(default)]
+    pub key_expires_at: Option<u64>,
     pub plan: String,
     pub expires_at: u64,
     /// When a newer token replaced it.
@@ -84,6 +90,9 @@ pub struct Granted {
     pub plan: String,
     pub resource: String,
     pub family: String,
+    /// When the API key behind the session expires: no token outlives it.
+    #[serde(default)]
+    pub key_expires_at: Option<u64>,
 }
 
 /// Why a grant was refused: always `invalid_grant` to the client, with a description.
@@ -99,6 +108,40 @@ fn refuse(description: &str) -> Refused {
     Refused {
         description: description.to_owned(),
         revoke_family: None,
+    }
+}
+
+/// When a refresh token issued at `now_ms` expires: [`REFRESH_TTL_MS`] later, but never
+/// after the API key the session was signed in with.
+pub fn refresh_expiry(now_ms: u64, key_expires_at: Option<u64>) -> u64 {
+    let expiry = now_ms + REFRESH_TTL_MS;
+    key_expires_at.map_or(expiry, |k| expiry.min(k))
+}
+
+/// The first refresh token of a family, issued for a code just exchanged.
+pub fn first_refresh(code: &CodeRecord, x: &ExchangeRequest) -> RefreshRecord {
+    RefreshRecord {
+        token_hash: x.new_refresh_hash.clone(),
+        family: code.family.clone(),
+        client_id: code.client_id.clone(),
+        scope: code.scope.clone(),
+        resource: code.resource.clone(),
+        key_hash: code.key_hash.clone(),
+        key_expires_at: code.key_expires_at,
+        plan: code.plan.clone(),
+        expires_at: refresh_expiry(x.now_ms, code.key_expires_at),
+        rotated_at: None,
+    }
+}
+
+/// The refresh token that replaces `token`, under the plan in force.
+pub fn next_refresh(token: &RefreshRecord, x: &RefreshRequest, plan: &str) -> RefreshRecord {
+    RefreshRecord {
+        token_hash: x.new_refresh_hash.clone(),
+        rotated_at: None,
+        expires_at: refresh_expiry(x.now_ms, token.key_expires_at),
+        plan: plan.to_owned(),
+        ..token.clone()
     }
 }
 
@@ -157,6 +200,9 @@ pub fn check_exchange(
     if !same(&code.challenge, &req.verifier_challenge) {
         return Err(refuse("code_verifier does not match the code_challenge"));
     }
+    if code.key_expires_at.is_some_and(|e| req.now_ms >= e) {
+        return Err(refuse("the API key used to sign in has expired"));
+    }
     if key_revoked {
         return Err(refuse("the API key used to sign in has been revoked"));
     }
@@ -199,6 +245,9 @@ pub fn check_refresh(
     if key_revoked {
         return revoke("the API key used to sign in has been revoked");
     }
+    if t.key_expires_at.is_some_and(|e| req.now_ms >= e) {
+        return revoke("the API key used to sign in has expired");
+    }
     if req.now_ms > t.expires_at {
         return RefreshDecision::Refuse(refuse("refresh token expired"));
     }
@@ -206,6 +255,23 @@ pub fn check_refresh(
         None => RefreshDecision::Rotate,
         Some(at) if req.now_ms.saturating_sub(at) <= REFRESH_GRACE_MS => RefreshDecision::Grace,
         Some(_) => revoke("refresh token already used; the session is revoked"),
+    }
+}
+
+/// A grant's outcome as the Durable Object answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GrantOutcome {
+    Granted(Granted),
+    Refused(Refused),
+}
+
+impl From<GrantOutcome> for Result<Granted, Refused> {
+    fn from(o: GrantOutcome) -> Self {
+        match o {
+            GrantOutcome::Granted(g) => Ok(g),
+            GrantOutcome::Refused(r) => Err(r),
+        }
     }
 }
 
@@ -224,6 +290,7 @@ mod tests {
             resource: "https://mcp.example.com/mcp".into(),
             scope: "mcp:tools".into(),
             key_hash: "k".into(),
+            key_expires_at: None,
             plan: "pro".into(),
             expires_at: NOW + CODE_TTL_MS,
             used_at: None,
@@ -312,6 +379,7 @@ mod tests {
             scope: "mcp:tools".into(),
             resource: "https://mcp.example.com/mcp".into(),
             key_hash: "k".into(),
+            key_expires_at: None,
             plan: "pro".into(),
             expires_at: NOW + REFRESH_TTL_MS,
             rotated_at,
@@ -387,21 +455,30 @@ mod tests {
         )));
         assert!(refused(check_refresh(None, false, false, &refresh(NOW))));
     }
-}
 
-/// A grant's outcome as the Durable Object answers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GrantOutcome {
-    Granted(Granted),
-    Refused(Refused),
-}
-
-impl From<GrantOutcome> for Result<Granted, Refused> {
-    fn from(o: GrantOutcome) -> Self {
-        match o {
-            GrantOutcome::Granted(g) => Ok(g),
-            GrantOutcome::Refused(r) => Err(r),
-        }
+    #[test]
+    fn nothing_outlives_the_api_key_that_signed_the_session_in() {
+        let key_expiry = NOW + 86_400_000;
+        assert_eq!(refresh_expiry(NOW, Some(key_expiry)), key_expiry);
+        assert_eq!(refresh_expiry(NOW, None), NOW + REFRESH_TTL_MS);
+        let t = RefreshRecord {
+            key_expires_at: Some(key_expiry),
+            ..token(None)
+        };
+        assert_eq!(
+            check_refresh(Some(&t), false, false, &refresh(key_expiry - 1)),
+            RefreshDecision::Rotate
+        );
+        let RefreshDecision::Refuse(r) =
+            check_refresh(Some(&t), false, false, &refresh(key_expiry))
+        else {
+            panic!("an expired key's session must not refresh");
+        };
+        assert_eq!(r.revoke_family.as_deref(), Some("f1"));
+        let c = CodeRecord {
+            key_expires_at: Some(NOW),
+            ..code()
+        };
+        assert!(check_exchange(Some(&c), false, &exchange()).is_err());
     }
 }

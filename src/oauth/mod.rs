@@ -132,7 +132,8 @@ pub fn token_account(token: &str) -> Option<&str> {
     .then_some(account)
 }
 
-/// The access token for a grant: the JWT the resource side verifies.
+/// The access token for a grant: the JWT the resource side verifies. It lives `ttl_s`,
+/// but never past the expiry of the API key the session was signed in with.
 pub fn access_token(
     secret: &str,
     base_url: &str,
@@ -148,7 +149,9 @@ pub fn access_token(
             aud: Audience::One(granted.resource.clone()),
             sub: account.to_owned(),
             scope: scope.to_owned(),
-            exp: now_s + ttl_s,
+            exp: granted
+                .key_expires_at
+                .map_or(now_s + ttl_s, |k| (now_s + ttl_s).min(k / 1000)),
             iat: now_s,
             nbf: None,
             plan: Some(granted.plan.clone()),

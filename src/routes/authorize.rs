@@ -180,6 +180,7 @@ async fn sign_in<B: Backend>(
         resource: authz.resource.clone(),
         scope: scopes.join(" "),
         key_hash: hash.0,
+        key_expires_at: record.expires_at,
         plan: record.plan.clone(),
         expires_at: cx.now_ms + grants::CODE_TTL_MS,
         used_at: None,

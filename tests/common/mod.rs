@@ -777,23 +777,14 @@ impl OAuthStore for MemoryBackend {
             .insert(code.code_hash.clone(), code.clone());
         self.refresh.borrow_mut().insert(
             req.new_refresh_hash.clone(),
-            RefreshRecord {
-                token_hash: req.new_refresh_hash.clone(),
-                family: code.family.clone(),
-                client_id: code.client_id.clone(),
-                scope: code.scope.clone(),
-                resource: code.resource.clone(),
-                key_hash: code.key_hash.clone(),
-                plan: code.plan.clone(),
-                expires_at: req.now_ms + grants::REFRESH_TTL_MS,
-                rotated_at: None,
-            },
+            grants::first_refresh(&code, req),
         );
         Ok(Ok(Granted {
             plan: self.plan_in_force(account, &code.plan, req.now_ms),
             scope: code.scope,
             resource: code.resource,
             family: code.family,
+            key_expires_at: code.key_expires_at,
         }))
     }
     async fn refresh_token(
@@ -823,10 +814,7 @@ impl OAuthStore for MemoryBackend {
             (_, None) => unreachable!("an unknown token is refused"),
         };
         let plan = self.plan_in_force(account, &token.plan, req.now_ms);
-        token.token_hash = req.new_refresh_hash.clone();
-        token.rotated_at = None;
-        token.plan = plan.clone();
-        token.expires_at = req.now_ms + grants::REFRESH_TTL_MS;
+        token = grants::next_refresh(&token, req, &plan);
         self.refresh
             .borrow_mut()
             .insert(token.token_hash.clone(), token.clone());
@@ -835,6 +823,7 @@ impl OAuthStore for MemoryBackend {
             plan,
             resource: token.resource,
             family: token.family,
+            key_expires_at: token.key_expires_at,
         }))
     }
     async fn revoke_token(&self, _account: &str, token_hash: &str) -> Result<(), StoreError> {
