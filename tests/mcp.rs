@@ -166,3 +166,43 @@ fn other_methods_on_mcp_are_405_with_allow() {
         assert!(resp.header("allow").unwrap().contains("POST"));
     }
 }
+
+#[test]
+fn batches_are_capped_and_every_counted_call_in_one_is_logged() {
+    let app = TestApp::new();
+    let h = [("mcp-protocol-version", "2025-03-26")];
+    let batch = |n: usize, method: &str, params: serde_json::Value| {
+        let items: Vec<serde_json::Value> = (0..n)
+            .map(|i| json!({ "jsonrpc": "2.0", "id": i, "method": method, "params": params }))
+            .collect();
+        serde_json::to_vec(&items).unwrap()
+    };
+    // A body of thousands of messages is refused whole, before any is served.
+    let huge = app.handle(&mcp_post(
+        batch(2000, "tools/call", json!({ "name": "whoami" })),
+        &h,
+    ));
+    assert_eq!(huge.response.status, 400);
+    let err = &json_body(&huge.response)["error"];
+    assert_eq!(err["code"], -32600);
+    assert!(
+        err["message"].as_str().unwrap().contains("at most"),
+        "{err}"
+    );
+    assert!(huge.effects.usage.is_empty(), "nothing was served");
+    // A batch within the cap is served, and each counted call leaves its own record.
+    let ok = app.handle(&mcp_post(
+        batch(3, "tools/call", json!({ "name": "whoami" })),
+        &h,
+    ));
+    assert_eq!(ok.response.status, 200);
+    assert_eq!(json_body(&ok.response).as_array().unwrap().len(), 3);
+    assert_eq!(ok.effects.usage.len(), 3);
+    let ids: std::collections::BTreeSet<&str> = ok
+        .effects
+        .usage
+        .iter()
+        .map(|u| u.request_id.as_str())
+        .collect();
+    assert_eq!(ids.len(), 3, "one record per call");
+}

@@ -29,6 +29,9 @@ use crate::{
 /// How long a client may cache `tools/list` (2026-07-28 `ttlMs`). The list changes only on deploy.
 pub const TOOLS_LIST_TTL_MS: u64 = 300_000;
 
+/// Most messages one 2025-03-26 batch may hold.
+pub const MAX_BATCH_MESSAGES: usize = 20;
+
 /// JSON-RPC code of a call refused for quota (implementation-defined server error range).
 pub const RATE_LIMITED: ErrorCode = ErrorCode(-32029);
 /// JSON-RPC code of a call refused for missing or insufficient credentials.
@@ -747,6 +750,12 @@ pub async fn serve_batch<B: QuotaStore>(
     }
     if batch.is_empty() {
         return Served::error(None, &invalid_request("empty batch"), 400);
+    }
+    if batch.len() > MAX_BATCH_MESSAGES {
+        // Refused whole, before any member runs: a 1 MiB body could otherwise carry
+        // thousands of calls past the per-request costs (log line, CPU limit).
+        let why = format!("a batch holds at most {MAX_BATCH_MESSAGES} messages");
+        return Served::error(None, &invalid_request(why), 400);
     }
     let mut all = Served {
         status: 202,
