@@ -71,6 +71,10 @@ pub struct Config {
     pub plans: Vec<Plan>,
     /// Calls per UTC day for each anonymous address bucket; 0 turns the free tier off.
     pub anon_daily_limit: u64,
+    /// How many times an address's daily allowance its whole network (IPv4 /24, IPv6 /48)
+    /// gets (`NETWORK_LIMIT_FACTOR`): anonymous calls, registrations, document fetches and
+    /// checkouts are each capped per address and per network.
+    pub network_limit_factor: u64,
     /// Address ranges of hosted clients that call for many users at once
     /// (`SHARED_EGRESS_RANGES`, default Anthropic's published egress range): anonymous
     /// callers from them get no shared allowance, and counted calls are challenged to sign in.
@@ -122,6 +126,7 @@ impl Default for Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             plans: default_plans(),
             anon_daily_limit: 20,
+            network_limit_factor: 10,
             shared_egress_ranges: parse_ranges(DEFAULT_SHARED_EGRESS_RANGES).unwrap_or_default(),
             jwt_secret: None,
             admin_token: None,
@@ -236,6 +241,9 @@ impl Config {
                 .unwrap_or(d.max_body_bytes),
             plans: plans_or_default(get("PLANS"), d.plans, &mut warnings),
             anon_daily_limit: number("ANON_DAILY_LIMIT").unwrap_or(d.anon_daily_limit),
+            network_limit_factor: number("NETWORK_LIMIT_FACTOR")
+                .filter(|f| *f > 0)
+                .unwrap_or(d.network_limit_factor),
             shared_egress_ranges: match get("SHARED_EGRESS_RANGES").map(|r| parse_ranges(&r)) {
                 None => d.shared_egress_ranges,
                 Some(Ok(ranges)) => ranges,

@@ -36,12 +36,6 @@ impl<B> Context<'_, B> {
     pub fn base_url<'r>(&'r self, req: &'r HttpRequest) -> &'r str {
         self.config.base_url(&req.origin)
     }
-
-    /// The caller's address bucket as text (`unknown` when Cloudflare sent none).
-    pub fn address_bucket(&self) -> String {
-        auth::principal::AddressBucket::parse(self.client_ip.unwrap_or_default())
-            .map_or_else(|| "unknown".to_owned(), |b| b.as_str().to_owned())
-    }
 }
 
 impl<B: Backend> Context<'_, B> {
@@ -67,15 +61,36 @@ impl<B: Backend> Context<'_, B> {
         .await
     }
 
-    /// Counts one use of a daily allowance kept in `bucket`'s counter (checkouts,
-    /// registrations, document fetches): `Ok(None)` when admitted, else the seconds until
-    /// the allowance resets.
-    pub async fn daily_allowance(
+    /// Counts one use of the caller's per-address daily allowance of `kind` (and of its
+    /// network's, `NETWORK_LIMIT_FACTOR` times larger): `Ok(None)` when admitted, else the
+    /// seconds until it resets.
+    pub async fn address_allowance(
         &self,
-        bucket: &str,
+        kind: &str,
         limit: u64,
     ) -> Result<Option<u64>, StoreError> {
-        quota::daily_allowance(self.backend, bucket, limit, self.now_ms).await
+        let address = auth::principal::AddressBucket::parse(self.client_ip.unwrap_or_default());
+        let address = address.as_ref().map(|a| (a.as_str(), a.network()));
+        let factor = self.config.network_limit_factor;
+        quota::address_allowance(self.backend, kind, address, limit, factor, self.now_ms).await
+    }
+
+    /// Counts one use of an account's daily allowance of `kind`.
+    pub async fn account_allowance(
+        &self,
+        kind: &str,
+        account: &str,
+        limit: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let now_s = self.now_ms / 1000;
+        let windows = quota::policy::windows(Some(limit), None, now_s);
+        quota::allowance(
+            self.backend,
+            &format!("{kind}:acct:{account}"),
+            &windows,
+            now_s,
+        )
+        .await
     }
 }
 

@@ -175,7 +175,10 @@ fn anonymous_calls_are_counted_per_bucket_and_refused_over_the_limit() {
             resp.header("ratelimit"),
             Some(format!("\"day\";r={};t=50400", 3 - i).as_str())
         );
-        assert_eq!(resp.header("ratelimit-policy"), Some("\"day\";q=3;w=86400"));
+        assert_eq!(
+            resp.header("ratelimit-policy"),
+            Some("\"day\";q=3;w=86400, \"network\";q=30;w=86400")
+        );
     }
     // Another address in the same /64 shares the bucket.
     let refused = hash_from("2001:db8:aa:bb:ffff::2");
@@ -441,4 +444,56 @@ fn anonymous_calls_to_paid_tools_are_asked_to_sign_in() {
     let resp = app.call_from("hmac", json!({"key":"k","message":"m"}), None, ip);
     assert_eq!(resp.status, 200);
     assert_eq!(json_body(&resp)["result"]["isError"], true);
+}
+
+#[test]
+fn fresh_64s_of_one_48_share_a_network_allowance() {
+    let mut app = TestApp::new(); // ANON_DAILY_LIMIT 3, NETWORK_LIMIT_FACTOR 10 by default
+    app.config.jwt_secret = None;
+    let from = |i: u32| format!("2001:db8:77:{i:x}::1");
+    // Ten /64s use their 3 calls each: the /48's 30.
+    for i in 0..10 {
+        for _ in 0..3 {
+            let r = app.call_from("hash", json!({"text":"a"}), None, Some(&from(i)));
+            assert_eq!(r.status, 200, "/64 number {i}");
+        }
+    }
+    // An eleventh /64 of the same /48 starts with nothing left.
+    let refused = app.call_from("hash", json!({"text":"a"}), None, Some(&from(10)));
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.header("ratelimit"), Some("\"network\";r=0;t=50400"));
+    // Another /48, and another IPv4 /24, are their own networks.
+    let other = app.call_from("hash", json!({"text":"a"}), None, Some("2001:db8:78:1::1"));
+    assert_eq!(other.status, 200);
+    // IPv4: a /24 gets ten addresses' worth too.
+    for host in 1..=10 {
+        for _ in 0..3 {
+            let ip = format!("198.51.100.{host}");
+            assert_eq!(
+                app.call_from("hash", json!({"text":"a"}), None, Some(&ip))
+                    .status,
+                200
+            );
+        }
+    }
+    let r = app.call_from("hash", json!({"text":"a"}), None, Some("198.51.100.11"));
+    assert_eq!(r.status, 429);
+}
+
+#[test]
+fn the_network_factor_is_configurable_and_covers_registrations() {
+    let app = TestApp::with(&[
+        ("NETWORK_LIMIT_FACTOR", "2"),
+        ("REGISTRATIONS_DAILY_LIMIT", "1"),
+    ]);
+    let register = |ip: &str| {
+        let body = json!({ "redirect_uris": ["http://127.0.0.1:9/cb"] }).to_string();
+        app.send_from(&common::json_post("/register", &body), Some(ip))
+            .status
+    };
+    assert_eq!(register("2001:db8:99:1::1"), 201);
+    assert_eq!(register("2001:db8:99:1::2"), 429, "the same /64");
+    assert_eq!(register("2001:db8:99:2::1"), 201, "a second /64");
+    assert_eq!(register("2001:db8:99:3::1"), 429, "the /48 allows 2 × 1");
+    assert_eq!(register("2001:db8:9a:1::1"), 201, "another /48");
 }

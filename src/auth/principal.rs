@@ -2,16 +2,16 @@
 //! address as is, an IPv6 address reduced to its /64 (one customer network, RFC 6177),
 //! so that rotating through a /64 does not mint fresh free-tier buckets.
 
-use std::net::{IpAddr, Ipv6Addr};
-
-use serde::Serialize;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::api_key::KeyHash;
 
-/// The bucket an anonymous caller is counted in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct AddressBucket(String);
+/// The bucket an anonymous caller is counted in, and the network around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressBucket {
+    bucket: String,
+    network: String,
+}
 
 impl AddressBucket {
     /// Parses a client address (`CF-Connecting-IP`) into its bucket.
@@ -21,22 +21,39 @@ impl AddressBucket {
     /// refused.
     pub fn parse(addr: &str) -> Option<Self> {
         let ip: IpAddr = addr.trim().parse().ok()?;
-        Some(Self(match ip {
-            IpAddr::V4(v4) => v4.to_string(),
+        let v4 = |v4: Ipv4Addr| {
+            let [a, b, c, _] = v4.octets();
+            Self {
+                bucket: v4.to_string(),
+                network: format!("{}/24", Ipv4Addr::new(a, b, c, 0)),
+            }
+        };
+        Some(match ip {
+            IpAddr::V4(a) => v4(a),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => v4.to_string(),
+                Some(a) => v4(a),
                 None => {
                     let s = v6.segments();
-                    let prefix = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
-                    format!("{prefix}/64")
+                    let slash64 = Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                    let slash48 = Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0);
+                    Self {
+                        bucket: format!("{slash64}/64"),
+                        network: format!("{slash48}/48"),
+                    }
                 }
             },
-        }))
+        })
     }
 
     /// The bucket's text form (`192.0.2.1` or `2001:db8:1:2::/64`).
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.bucket
+    }
+
+    /// The network the bucket lies in, one coarser step: an IPv4 /24 or an IPv6 /48 (one
+    /// site, RFC 6177), so that a /48's 65,536 /64s share a second, larger allowance.
+    pub fn network(&self) -> &str {
+        &self.network
     }
 }
 
@@ -97,6 +114,27 @@ impl Principal {
                 bucket.as_ref().map_or("unknown", AddressBucket::as_str)
             ),
             Self::ApiKey { account, .. } | Self::OAuth { account, .. } => format!("acct:{account}"),
+        }
+    }
+
+    /// The name of the counter (Durable Object) the principal's calls are counted in:
+    /// an account's own, or for anonymous callers their network's (`anon:<network>`),
+    /// which counts each address bucket and the whole network in one place.
+    pub fn counter(&self) -> String {
+        match self {
+            Self::Anonymous { bucket, .. } => format!(
+                "anon:{}",
+                bucket.as_ref().map_or("unknown", AddressBucket::network)
+            ),
+            Self::ApiKey { account, .. } | Self::OAuth { account, .. } => format!("acct:{account}"),
+        }
+    }
+
+    /// The address bucket of an anonymous caller.
+    pub fn address(&self) -> Option<&AddressBucket> {
+        match self {
+            Self::Anonymous { bucket, .. } => bucket.as_ref(),
+            _ => None,
         }
     }
 
@@ -163,6 +201,16 @@ mod tests {
             assert_eq!(bucket(f).as_deref(), Some("2001:db8:1:2::/64"), "{f}");
         }
         assert_ne!(bucket("2001:db8:1:3::1"), bucket("2001:db8:1:2::1"));
+    }
+
+    #[test]
+    fn buckets_lie_in_a_v4_slash_24_or_a_v6_slash_48() {
+        let net = |s: &str| AddressBucket::parse(s).map(|b| b.network().to_owned());
+        assert_eq!(net("203.0.113.7").as_deref(), Some("203.0.113.0/24"));
+        assert_eq!(net("::ffff:203.0.113.7").as_deref(), Some("203.0.113.0/24"));
+        assert_eq!(net("2001:db8:1:2::1").as_deref(), Some("2001:db8:1::/48"));
+        assert_eq!(net("2001:db8:1:ffff::9"), net("2001:db8:1:2::1"));
+        assert_ne!(net("2001:db8:2:2::1"), net("2001:db8:1:2::1"));
     }
 
     #[test]

@@ -441,7 +441,17 @@ async fn count<B: QuotaStore>(
     fx: &mut Effects,
 ) -> Result<Counted, Refusal> {
     let now_s = record.created_at / 1000;
-    let windows = policy::windows(plan.daily, plan.monthly, now_s);
+    // Anonymous callers are counted per address bucket and per network, in the network's
+    // counter; account holders in their account's.
+    let windows = match cx.principal.address() {
+        Some(a) => policy::address_windows(
+            plan.daily,
+            cx.config.network_limit_factor,
+            a.as_str(),
+            now_s,
+        ),
+        None => policy::windows(plan.daily, plan.monthly, now_s),
+    };
     if windows.is_empty() && cx.principal.account().is_none() {
         let (quota, customer) = (Vec::new(), None);
         return Ok(Counted::Admitted(Admitted {
@@ -458,7 +468,7 @@ async fn count<B: QuotaStore>(
     };
     let usage = cx
         .backend
-        .consume(&cx.principal.bucket(), &req)
+        .consume(&cx.principal.counter(), &req)
         .await
         .map_err(|e| Refusal {
             error: ErrorData::internal_error(format!("the quota store is unavailable: {e}"), None),

@@ -40,7 +40,8 @@ const CIMD_FETCHES_PER_DAY: u64 = 100;
 pub struct ClientLookup<'a, B> {
     pub config: &'a Config,
     pub backend: &'a B,
-    pub address_bucket: String,
+    /// The caller's address bucket and its network, when known.
+    pub address: Option<(String, String)>,
     pub now_ms: u64,
 }
 
@@ -66,8 +67,17 @@ pub async fn find_client<B: OAuthStore + QuotaStore + Outbound>(
         return Ok(Some(c));
     }
     // Each fetch is a request to a URL the caller chose: a per-address daily cap.
-    let bucket = format!("cimd:{}", cx.address_bucket);
-    match quota::daily_allowance(cx.backend, &bucket, CIMD_FETCHES_PER_DAY, cx.now_ms).await {
+    let address = cx.address.as_ref().map(|(b, n)| (b.as_str(), n.as_str()));
+    let factor = cx.config.network_limit_factor;
+    let allowance = quota::address_allowance(
+        cx.backend,
+        "cimd",
+        address,
+        CIMD_FETCHES_PER_DAY,
+        factor,
+        cx.now_ms,
+    );
+    match allowance.await {
         Ok(None) => {}
         Ok(Some(_)) => {
             return Err(

@@ -107,25 +107,50 @@ pub trait QuotaStore {
     async fn peek(&self, bucket: &str, windows: &[String]) -> Result<Vec<u64>, StoreError>;
 }
 
-/// Counts one use of a daily allowance kept in `bucket`'s counter (checkouts,
-/// registrations, document fetches): `Ok(None)` when admitted, else the seconds until
-/// the allowance resets.
-pub async fn daily_allowance<S: QuotaStore>(
+/// Counts one use of an allowance kept in `counter` over `windows`: `Ok(None)` when
+/// admitted, else the seconds until the binding window resets.
+pub async fn allowance<S: QuotaStore>(
     store: &S,
-    bucket: &str,
-    limit: u64,
-    now_ms: u64,
+    counter: &str,
+    windows: &[policy::Window],
+    now_s: u64,
 ) -> Result<Option<u64>, StoreError> {
-    let now_s = now_ms / 1000;
-    let windows = policy::windows(Some(limit), None, now_s);
     let req = ConsumeRequest {
         windows: windows.iter().map(|w| (w.key.clone(), w.limit)).collect(),
         cost: 1,
         key_hash: None,
         plan: None,
     };
-    let usage = store.consume(bucket, &req).await?;
-    Ok((!usage.admitted).then(|| windows.first().map_or(1, |w| w.reset_in(now_s).max(1))))
+    let usage = store.consume(counter, &req).await?;
+    Ok((!usage.admitted).then(|| {
+        policy::binding_window(windows, &usage.used).map_or(1, |(w, _)| w.reset_in(now_s).max(1))
+    }))
+}
+
+/// Counts one use of a per-address daily allowance of `kind` (registrations, document
+/// fetches, anonymous checkouts): the caller's address bucket gets `limit` a day and its
+/// network (`address`: bucket, network) `limit × factor`, both counted in the network's
+/// counter. Callers without a known address share `<kind>:unknown`.
+pub async fn address_allowance<S: QuotaStore>(
+    store: &S,
+    kind: &str,
+    address: Option<(&str, &str)>,
+    limit: u64,
+    factor: u64,
+    now_ms: u64,
+) -> Result<Option<u64>, StoreError> {
+    let now_s = now_ms / 1000;
+    let (counter, windows) = match address {
+        Some((bucket, network)) => (
+            format!("{kind}:{network}"),
+            policy::address_windows(Some(limit), factor, bucket, now_s),
+        ),
+        None => (
+            format!("{kind}:unknown"),
+            policy::windows(Some(limit), None, now_s),
+        ),
+    };
+    allowance(store, &counter, &windows, now_s).await
 }
 
 #[cfg(test)]

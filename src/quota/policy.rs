@@ -26,9 +26,20 @@ pub struct Window {
     pub limit: u64,
     /// Unix seconds at which the window resets.
     pub reset_at: u64,
+    /// Counts a whole network (an IPv4 /24 or IPv6 /48) rather than one caller.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub network: bool,
 }
 
 impl Window {
+    /// The window's name in rate-limit headers: `day`, `month`, or `network`.
+    pub fn name(&self) -> &'static str {
+        if self.network {
+            return "network";
+        }
+        period_name(self.period)
+    }
+
     /// Seconds from `now_s` until the reset.
     pub fn reset_in(&self, now_s: u64) -> u64 {
         self.reset_at.saturating_sub(now_s)
@@ -55,6 +66,7 @@ pub fn windows(daily: Option<u64>, monthly: Option<u64>, now_s: u64) -> Vec<Wind
             key: format!("day:{today}"),
             limit,
             reset_at: unix_midnight(tomorrow),
+            network: false,
         });
     }
     if let Some(limit) = monthly {
@@ -70,7 +82,25 @@ pub fn windows(daily: Option<u64>, monthly: Option<u64>, now_s: u64) -> Vec<Wind
             key: format!("month:{y:04}-{:02}", u8::from(m)),
             limit,
             reset_at: unix_midnight(next),
+            network: false,
         });
+    }
+    out
+}
+
+/// The windows of a per-address daily allowance, counted in the network's counter: the
+/// address bucket's own day (`limit`), and the whole network's day (`limit × factor`), so
+/// that fresh addresses from one network cannot each start a fresh allowance.
+pub fn address_windows(daily: Option<u64>, factor: u64, bucket: &str, now_s: u64) -> Vec<Window> {
+    let mut out = windows(daily, None, now_s);
+    if let Some(own) = out.first_mut() {
+        let network = Window {
+            limit: own.limit.saturating_mul(factor),
+            network: true,
+            ..own.clone()
+        };
+        own.key = format!("{}:{bucket}", own.key);
+        out.push(network);
     }
     out
 }
@@ -91,10 +121,14 @@ pub fn quota_report(windows: &[Window], used: &[u64]) -> Vec<serde_json::Value> 
         .iter()
         .zip(used.iter().copied().chain(std::iter::repeat(0)))
         .map(|(w, u)| {
-            serde_json::json!({
+            let mut v = serde_json::json!({
                 "period": w.period, "limit": w.limit, "used": u,
                 "remaining": w.limit.saturating_sub(u), "reset_at": w.reset_at,
-            })
+            });
+            if w.network {
+                v["scope"] = "network".into();
+            }
+            v
         })
         .collect()
 }
@@ -130,7 +164,7 @@ pub fn rate_limit_headers(windows: &[Window], used: &[u64], now_s: u64) -> Vec<(
                 Period::Day => 86_400,
                 Period::Month => 2_592_000,
             };
-            format!("\"{}\";q={};w={seconds}", period_name(w.period), w.limit)
+            format!("\"{}\";q={};w={seconds}", w.name(), w.limit)
         })
         .collect::<Vec<_>>()
         .join(", ");
@@ -138,11 +172,7 @@ pub fn rate_limit_headers(windows: &[Window], used: &[u64], now_s: u64) -> Vec<(
         ("ratelimit-policy".to_owned(), policy),
         (
             "ratelimit".to_owned(),
-            format!(
-                "\"{}\";r={remaining};t={}",
-                period_name(w.period),
-                w.reset_in(now_s)
-            ),
+            format!("\"{}\";r={remaining};t={}", w.name(), w.reset_in(now_s)),
         ),
     ]
 }

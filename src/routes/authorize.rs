@@ -5,6 +5,7 @@
 use crate::{
     auth::{
         api_key::{ApiKey, random_id},
+        principal::AddressBucket,
         store::KeyStatus,
     },
     config::Plan,
@@ -43,7 +44,8 @@ async fn authorization<B: Backend>(
     let lookup = ClientLookup {
         config: cx.config,
         backend: cx.backend,
-        address_bucket: cx.address_bucket(),
+        address: AddressBucket::parse(cx.client_ip.unwrap_or_default())
+            .map(|a| (a.as_str().to_owned(), a.network().to_owned())),
         now_ms: cx.now_ms,
     };
     authorize::check(param, cx.base_url(req), &lookup)

@@ -81,13 +81,14 @@ pub async fn start<B: Backend>(
     if principal.account().is_some() {
         check_scope(&principal, SCOPE_BILLING)?;
     }
-    // Creating sessions costs Stripe API calls and D1 rows: a per-address daily cap.
-    let bucket = format!("checkout:{}", principal.bucket());
-    if let Some(retry_after) = cx
-        .daily_allowance(&bucket, cx.config.checkout_daily_limit)
-        .await
-        .map_err(|e| ApiError::store("checkout allowance", e))?
-    {
+    // Creating sessions costs Stripe API calls and D1 rows: a daily cap per account, or
+    // per address (and network) for buyers without one.
+    let limit = cx.config.checkout_daily_limit;
+    let allowance = match principal.account() {
+        Some(account) => cx.account_allowance("checkout", account, limit).await,
+        None => cx.address_allowance("checkout", limit).await,
+    };
+    if let Some(retry_after) = allowance.map_err(|e| ApiError::store("checkout allowance", e))? {
         return Err(ApiError::TooMany {
             code: "too_many_checkouts",
             description: "too many checkouts today; try tomorrow",

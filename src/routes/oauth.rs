@@ -88,9 +88,8 @@ pub async fn register<B: Backend>(
     })?;
     let (client_name, redirect_uris) =
         clients::registration(&meta).map_err(|e| ApiError::oauth(e.code, e.description))?;
-    let bucket = format!("register:{}", cx.address_bucket());
     if cx
-        .daily_allowance(&bucket, cx.config.registrations_daily_limit)
+        .address_allowance("register", cx.config.registrations_daily_limit)
         .await
         .map_err(|e| ApiError::oauth_unavailable(format!("register: {e}")))?
         .is_some()

@@ -42,7 +42,7 @@ pub async fn get<B: Backend>(
     let keys: Vec<String> = windows.iter().map(|w| w.key.clone()).collect();
     let used = cx
         .backend
-        .peek(&bucket, &keys)
+        .peek(&principal.counter(), &keys)
         .await
         .map_err(|e| ApiError::store("usage", e))?;
     let mut body = summarize(&rows);
