@@ -25,6 +25,8 @@ pub struct OutboundRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundResponse {
     pub status: u16,
+    /// The `Content-Type` the answer declared.
+    pub content_type: Option<String>,
     pub body: Vec<u8>,
 }
 

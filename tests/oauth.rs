@@ -886,3 +886,51 @@ fn an_api_keys_expiry_ends_the_oauth_session_it_signed_in() {
     assert_eq!(r.status, 400, "{}", text(&r));
     assert_eq!(json_body(&r)["error"], "invalid_grant");
 }
+
+#[test]
+fn metadata_document_urls_with_user_info_are_not_documents() {
+    for url in [
+        "https://user@client.example/oauth/client.json",
+        "https://user:pass@client.example/c.json",
+        "https://client.example\\@evil.example/c.json",
+    ] {
+        let app = serving(Ok(json!({ "client_id": url, "redirect_uris": [REDIRECT] })));
+        let r = app.send_from(
+            &get(&format!("/authorize?{}", authorize_query(url, &[]))),
+            None,
+        );
+        assert_eq!(r.status, 400, "{url}");
+        assert!(
+            app.backend.outbound_log.borrow().is_empty(),
+            "{url} was fetched"
+        );
+    }
+}
+
+#[test]
+fn metadata_documents_must_be_json_and_their_values_are_not_echoed() {
+    let doc_url = "https://client.example/oauth/client.json";
+    let page = get(&format!("/authorize?{}", authorize_query(doc_url, &[])));
+    let app = serving(Ok(
+        json!({ "client_id": doc_url, "redirect_uris": [REDIRECT] }),
+    ));
+    *app.backend.outbound_content_type.borrow_mut() = Some("text/html".to_owned());
+    let r = app.send_from(&page, None);
+    assert_eq!(r.status, 400);
+    assert!(text(&r).contains("application/json"), "{}", text(&r));
+    // What a document says is never shown back on the error page.
+    for doc in [
+        json!({ "client_id": doc_url, "redirect_uris": ["javascript:VISIT-EVIL-DOT-EXAMPLE"] }),
+        json!({ "client_id": "VISIT-EVIL-DOT-EXAMPLE", "redirect_uris": [REDIRECT] }),
+        json!({ "client_id": doc_url, "redirect_uris": "VISIT-EVIL-DOT-EXAMPLE" }),
+    ] {
+        let app = serving(Ok(doc.clone()));
+        let r = app.send_from(&page, None);
+        assert_eq!(r.status, 400, "{doc}");
+        assert!(
+            !text(&r).contains("VISIT-EVIL"),
+            "{doc} echoed: {}",
+            text(&r)
+        );
+    }
+}

@@ -1,9 +1,9 @@
 //! `Outbound` over the worker's `fetch`: requests to Stripe's API and to clients' metadata
-//! documents, with a size cap on the answer and a timeout.
+//! documents, with a size cap on the answer and a timeout, never following redirects.
 
 use futures_util::future::{Either, select};
 use wasm_bindgen::JsValue;
-use worker::{Method, Request, RequestInit, Response};
+use worker::{Method, Request, RequestInit, RequestRedirect, Response};
 
 use super::WorkerBackend;
 use crate::store::{Outbound, OutboundRequest, OutboundResponse, StoreError};
@@ -15,8 +15,11 @@ fn request(req: &OutboundRequest) -> worker::Result<Request> {
         headers.set(k, v)?;
     }
     let mut init = RequestInit::new();
+    // Redirects are never followed: a metadata document must be served at the URL that
+    // names the client, and Stripe's API does not redirect.
     init.with_method(Method::from(req.method.to_owned()))
-        .with_headers(headers);
+        .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual);
     if let Some(body) = &req.body {
         init.with_body(Some(JsValue::from_str(body)));
     }
@@ -26,6 +29,7 @@ fn request(req: &OutboundRequest) -> worker::Result<Request> {
 /// Reads an answer's body, refusing one over `limit` bytes without reading it whole.
 async fn read_limited(mut resp: Response, limit: usize) -> worker::Result<OutboundResponse> {
     let status = resp.status_code();
+    let content_type = resp.headers().get("content-type")?;
     let declared = resp
         .headers()
         .get("content-length")?
@@ -46,7 +50,11 @@ async fn read_limited(mut resp: Response, limit: usize) -> worker::Result<Outbou
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(OutboundResponse { status, body })
+    Ok(OutboundResponse {
+        status,
+        content_type,
+        body,
+    })
 }
 
 impl Outbound for WorkerBackend {

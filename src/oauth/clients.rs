@@ -229,9 +229,10 @@ pub fn is_document_url(client_id: &str, allow_loopback_http: bool) -> bool {
         || (allow_loopback_http
             && (client_id.starts_with("http://127.0.0.1:")
                 || client_id.starts_with("http://localhost:")));
+    // No user info (`user@host`) and no backslashes, which parsers read differently.
     ok_scheme
         && client_id.len() <= MAX_URI_LEN
-        && !client_id.contains('#')
+        && !client_id.contains(['#', '@', '\\'])
         && client_id.split_once("://").is_some_and(|(_, rest)| {
             rest.split_once('/')
                 .is_some_and(|(host, path)| !host.is_empty() && !path.is_empty())
@@ -243,10 +244,12 @@ pub fn document(client_id: &str, body: &[u8], now_ms: u64) -> Result<ClientRecor
     if body.len() > MAX_DOCUMENT_BYTES {
         return Err(bad("invalid_client", "client metadata document too large"));
     }
-    let meta: ClientMetadata = serde_json::from_slice(body).map_err(|e| {
+    // Fixed reasons only: serde's messages quote the document, which is the fetched
+    // party's text and must not reach the sign-in page.
+    let meta: ClientMetadata = serde_json::from_slice(body).map_err(|_| {
         bad(
             "invalid_client",
-            format!("client metadata document is not valid JSON: {e}"),
+            "client metadata document is not a valid metadata object",
         )
     })?;
     if meta.client_id.as_deref() != Some(client_id) {
@@ -255,7 +258,16 @@ pub fn document(client_id: &str, body: &[u8], now_ms: u64) -> Result<ClientRecor
             "the client metadata document names another client_id",
         ));
     }
-    let (client_name, redirect_uris) = registration(&meta)?;
+    let (client_name, redirect_uris) = registration(&meta).map_err(|e| {
+        let what = match e.code {
+            "invalid_redirect_uri" => "lists a redirect URI this server does not accept",
+            _ => "describes a client this server does not accept",
+        };
+        bad(
+            "invalid_client",
+            format!("the client metadata document {what}"),
+        )
+    })?;
     Ok(ClientRecord {
         client_id: client_id.to_owned(),
         client_name,

@@ -112,11 +112,21 @@ async fn fetch_document<B: Outbound>(
         .await
         .map_err(|e| format!("could not fetch the client metadata document: {e}"))?;
     if resp.status != 200 {
+        // A redirect is not followed: the document must live at the URL that names it.
         return Err(format!(
             "the client metadata document answered {}",
             resp.status
         ));
     }
+    let json = resp.content_type.as_deref().is_some_and(|t| {
+        t.split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if !json {
+        return Err("the client metadata document is not served as application/json".to_owned());
+    }
+    // The reasons are fixed text: nothing the document says reaches the page.
     clients::document(client_id, &resp.body, cx.now_ms).map_err(|e| e.description)
 }
 

@@ -387,6 +387,8 @@ pub(crate) struct MemoryBackend {
     /// empty, 200 `{}`.
     pub(crate) outbound_log: RefCell<Vec<OutboundRequest>>,
     pub(crate) outbound_replies: RefCell<Vec<Result<(u16, String), String>>>,
+    /// The content type of those answers (`application/json` when unset).
+    pub(crate) outbound_content_type: RefCell<Option<String>>,
     /// Fail `set_account_plan` this many times (a processing failure mid-event).
     pub(crate) fail_plan_updates: RefCell<u32>,
     /// OAuth: clients, codes and refresh tokens by hash, revoked families.
@@ -553,6 +555,12 @@ impl Outbound for MemoryBackend {
         match reply {
             Ok((status, body)) => Ok(OutboundResponse {
                 status,
+                content_type: Some(
+                    self.outbound_content_type
+                        .borrow()
+                        .clone()
+                        .unwrap_or_else(|| "application/json".to_owned()),
+                ),
                 body: body.into_bytes(),
             }),
             Err(e) => Err(StoreError(e)),

@@ -23,8 +23,10 @@ before(async () => {
   docs = createServer((req, res) => {
     const doc = documents.get(req.url);
     if (!doc) { res.writeHead(404); return res.end(); }
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(typeof doc === 'string' ? doc : JSON.stringify(doc));
+    if (doc.redirectTo) { res.writeHead(302, { location: doc.redirectTo }); return res.end(); }
+    res.writeHead(200, { 'content-type': doc.contentType ?? 'application/json' });
+    const body = doc.body ?? doc;
+    res.end(typeof body === 'string' ? body : JSON.stringify(body));
   });
   await new Promise((r) => docs.listen(0, '127.0.0.1', r));
   w = await startWorker({ vars: {
@@ -235,6 +237,24 @@ test('client metadata documents: a truthful one signs in, a lying one is refused
   const lie = await fetch(authorizeUrl(liar, challenge), { redirect: 'manual' });
   assert.equal(lie.status, 400);
   assert.match(await lie.text(), /another client_id/);
+});
+
+test('client metadata documents: redirects are not followed and only application/json is read', async () => {
+  const { challenge } = pkce();
+  const moved = `${docsBase()}/moved.json`;
+  // Were the redirect followed, the document it leads to would check out.
+  documents.set('/real.json', { client_id: moved, client_name: 'Moved Client', redirect_uris: ['http://127.0.0.1:9/cb'] });
+  documents.set('/moved.json', { redirectTo: `${docsBase()}/real.json` });
+  const r = await fetch(authorizeUrl(moved, challenge), { redirect: 'manual' });
+  assert.equal(r.status, 400);
+  const page = await r.text();
+  assert.doesNotMatch(page, /Moved Client/);
+  assert.match(page, /answered 302/);
+  const html = `${docsBase()}/page.json`;
+  documents.set('/page.json', { contentType: 'text/html', body: { client_id: html, client_name: 'Html Client', redirect_uris: ['http://127.0.0.1:9/cb'] } });
+  const h = await fetch(authorizeUrl(html, challenge), { redirect: 'manual' });
+  assert.equal(h.status, 400);
+  assert.match(await h.text(), /application\/json/);
 });
 
 test('mcp-remote signs in through the browser flow and proxies tool calls', async () => {
