@@ -22,8 +22,18 @@ pub async fn handle<B: Backend>(req: &HttpRequest, cx: &Context<'_, B>) -> Handl
         }
     };
     Handled {
-        response: cors(req, response),
+        response: hardened(req, cx, cors(req, response)),
         effects: fx,
+    }
+}
+
+/// Headers every response carries: no content sniffing, and on https, HSTS (a year).
+fn hardened<B>(req: &HttpRequest, cx: &Context<'_, B>, resp: HttpResponse) -> HttpResponse {
+    let resp = resp.with_header("x-content-type-options", "nosniff");
+    if cx.base_url(req).starts_with("https://") {
+        resp.with_header("strict-transport-security", "max-age=31536000")
+    } else {
+        resp
     }
 }
 

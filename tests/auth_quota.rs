@@ -497,3 +497,53 @@ fn the_network_factor_is_configurable_and_covers_registrations() {
     assert_eq!(register("2001:db8:99:3::1"), 429, "the /48 allows 2 × 1");
     assert_eq!(register("2001:db8:9a:1::1"), 201, "another /48");
 }
+
+#[test]
+fn every_response_forbids_sniffing_and_https_ones_pin_https() {
+    let app = TestApp::new(); // PUBLIC_URL https://mcp.example.com
+    for path in [
+        "/health",
+        "/",
+        "/nowhere",
+        "/api/usage",
+        "/.well-known/oauth-protected-resource",
+    ] {
+        let r = app.send(&common::get(path));
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(
+            r.header("strict-transport-security"),
+            Some("max-age=31536000"),
+            "{path}"
+        );
+    }
+    let mcp = app.call("whoami", json!({}), None);
+    assert_eq!(mcp.header("x-content-type-options"), Some("nosniff"));
+    // Plain http (local development) gets no HSTS.
+    let local = TestApp::with(&[("PUBLIC_URL", "")]);
+    let mut req = common::get("/health");
+    req.origin = "http://127.0.0.1:8787".into();
+    let r = local.send(&req);
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert!(r.header("strict-transport-security").is_none());
+}
+
+#[test]
+fn an_external_authorization_servers_tokens_are_checked_against_its_issuer() {
+    let app = TestApp::with(&[("AUTHORIZATION_SERVER", "https://auth.example")]);
+    let mut claims = app.claims("acct_ext", "mcp:tools");
+    claims.iss = "https://auth.example".into();
+    let theirs = common::sign(&claims, common::JWT_SECRET);
+    let r = app.call("whoami", json!({}), Some(&theirs));
+    assert_eq!(r.status, 200, "{}", common::text(&r));
+    assert_eq!(
+        json_body(&r)["result"]["structuredContent"]["kind"],
+        "oauth"
+    );
+    // A token naming this server as issuer is not one the configured server signed.
+    let ours = app.access_token("acct_ext", "mcp:tools");
+    assert_eq!(app.call("whoami", json!({}), Some(&ours)).status, 401);
+}

@@ -103,10 +103,13 @@ fn token_holder(
     } else {
         jwt::LEEWAY_S
     };
+    // The issuer is the authorization server that signs them: an external one when
+    // configured, else this server.
+    let issuer = config.authorization_server.as_deref().unwrap_or(base_url);
     let claims = jwt::verify_with_leeway(
         token,
         secret.as_bytes(),
-        base_url,
+        issuer,
         &resource(base_url),
         now_ms / 1000,
         leeway,
