@@ -934,3 +934,85 @@ fn metadata_documents_must_be_json_and_their_values_are_not_echoed() {
         );
     }
 }
+
+#[test]
+fn registrations_neutralise_names_and_refuse_urls_that_would_mislead_or_fail() {
+    let app = TestApp::new();
+    // Bidi overrides and zero-width characters cannot disguise the name on the consent page.
+    let r = register(
+        &app,
+        json!({ "client_name": "Cl\u{202E}edua\u{200B}l\u{2066}C\u{FEFF}", "redirect_uris": [REDIRECT] }),
+    );
+    assert_eq!(r.status, 201, "{}", text(&r));
+    assert_eq!(json_body(&r)["client_name"], "CledualC");
+    // A backslash is read as a slash by browsers, so the host shown would not be the one
+    // reached; a non-ASCII URI cannot be sent in a Location header.
+    for bad in [
+        "https://evil.example\\.good.example/cb",
+        "https://good.example\\@evil.example/cb",
+        "https://bücher.example/cb",
+        "http://127.0.0.1:9/cb/é",
+    ] {
+        let r = register(&app, json!({ "redirect_uris": [bad] }));
+        assert_eq!(r.status, 400, "{bad}");
+        assert_eq!(json_body(&r)["error"], "invalid_redirect_uri", "{bad}");
+    }
+}
+
+#[test]
+fn a_loopback_redirect_uri_matches_whatever_port_the_app_listens_on() {
+    let app = TestApp::new();
+    let client_id = client(&app); // registered http://127.0.0.1:33418/callback
+    let api_key = key(&app, "acct_loop", "pro");
+    let elsewhere = "http://127.0.0.1:50123/callback";
+    let query = authorize_query(&client_id, &[("redirect_uri", elsewhere)]);
+    let r = approve(&app, &query, &api_key);
+    assert_eq!(r.status, 303, "{}", text(&r));
+    assert!(r.header("location").unwrap().starts_with(elsewhere));
+    let code = location_param(&r, "code").unwrap();
+    let pairs = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", elsewhere),
+        ("client_id", client_id.as_str()),
+        ("code_verifier", VERIFIER),
+    ];
+    assert_eq!(token_at(&app, &pairs, NOW_MS).status, 200);
+    // Another path on loopback is still refused, and shown on a page.
+    let q = authorize_query(
+        &client_id,
+        &[("redirect_uri", "http://127.0.0.1:50123/other")],
+    );
+    let r = page(&app, &q);
+    assert_eq!(r.status, 400);
+    assert!(r.header("location").is_none());
+}
+
+#[test]
+fn a_self_registered_web_clients_bad_request_is_shown_not_redirected() {
+    let app = TestApp::new();
+    let r = register(
+        &app,
+        json!({ "redirect_uris": ["https://evil.example/cb"] }),
+    );
+    let client_id = json_body(&r)["client_id"].as_str().unwrap().to_owned();
+    for extra in [
+        vec![("code_challenge_method", "plain")],
+        vec![("response_type", "token")],
+        vec![("resource", "https://other.example/mcp")],
+    ] {
+        let mut extra = extra;
+        extra.push(("redirect_uri", "https://evil.example/cb"));
+        let r = page(&app, &authorize_query(&client_id, &extra));
+        assert_eq!(r.status, 400, "{extra:?}");
+        assert!(r.header("location").is_none(), "{extra:?} redirected");
+        assert!(text(&r).contains("not valid"), "{}", text(&r));
+    }
+    // A loopback client's errors still go back to it (the user's own machine).
+    let loopback = client(&app);
+    let r = page(
+        &app,
+        &authorize_query(&loopback, &[("code_challenge_method", "plain")]),
+    );
+    assert_eq!(r.status, 303);
+}

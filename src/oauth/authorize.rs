@@ -8,7 +8,12 @@
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::{ClientLookup, clients::ClientRecord, find_client, grants, store::OAuthStore};
+use super::{
+    ClientLookup,
+    clients::{self, ClientRecord},
+    find_client, grants,
+    store::OAuthStore,
+};
 use crate::{
     auth::{
         self,
@@ -62,7 +67,14 @@ pub async fn check<B: OAuthStore + QuotaStore + Outbound>(
 ) -> Result<Authorization, Refusal> {
     let (client, redirect_uri) = client_and_redirect(&param, lookup).await?;
     let state = param("state").unwrap_or_default();
+    let answerable = may_redirect_errors(&client, &redirect_uri);
     let fail = |error: &str, description: &str| {
+        if !answerable {
+            return Refusal::Page(
+                400,
+                format!("The application's sign-in request is not valid ({error}): {description}."),
+            );
+        }
         let mut params = vec![("error", error), ("error_description", description)];
         if !state.is_empty() {
             params.push(("state", state.as_str()));
@@ -111,6 +123,23 @@ pub async fn check<B: OAuthStore + QuotaStore + Outbound>(
     })
 }
 
+/// Whether a refused request may be sent back to the client without the user seeing
+/// anything: only to the user's own machine (a loopback redirect), or to the site that
+/// publishes the client's metadata document. A self-registered client's web redirect
+/// would make this server an open redirector, so its errors are shown on a page.
+fn may_redirect_errors(client: &ClientRecord, redirect_uri: &str) -> bool {
+    let host = |u: &str| {
+        u.split_once("://").map(|(_, r)| {
+            r.split(['/', '?'])
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        })
+    };
+    clients::is_loopback_redirect(redirect_uri)
+        || (client.fetched_at.is_some() && host(&client.client_id) == host(redirect_uri))
+}
+
 /// The client and the redirect URI it registered: what must hold before anything can
 /// be sent back to it (else the refusal is shown on the page).
 async fn client_and_redirect<B: OAuthStore + QuotaStore + Outbound>(
@@ -134,7 +163,7 @@ async fn client_and_redirect<B: OAuthStore + QuotaStore + Outbound>(
     if !client
         .redirect_uris
         .iter()
-        .any(|u| grants::same(u, &redirect_uri))
+        .any(|u| clients::redirect_matches(u, &redirect_uri))
     {
         return Err(page(
             "The redirect_uri is not one the application registered.".into(),

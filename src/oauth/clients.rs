@@ -64,7 +64,7 @@ fn bad(code: &'static str, description: impl Into<String>) -> MetadataError {
 /// whitespace or non-ASCII text (a `Location` header carries it as is).
 pub fn valid_redirect_uri(uri: &str) -> bool {
     if uri.len() > MAX_URI_LEN
-        || uri.contains('#')
+        || uri.contains(['#', '\\'])
         || !uri.is_ascii()
         || uri.chars().any(|c| c.is_whitespace() || c.is_control())
     {
@@ -156,9 +156,53 @@ fn valid_private_use_uri(scheme: &str, uri: &str) -> bool {
             .all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
+/// Whether `presented` is the registered redirect URI `registered`: the same text, or for
+/// a loopback redirect (`http://127.0.0.1`, `[::1]`, `localhost`) the same but for the
+/// port, which native apps pick when they start (RFC 8252 §7.3).
+pub fn redirect_matches(registered: &str, presented: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    let same =
+        |a: &str, b: &str| a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()));
+    if same(registered, presented) {
+        return true;
+    }
+    match (loopback_parts(registered), loopback_parts(presented)) {
+        (Some((host_a, rest_a)), Some((host_b, rest_b))) => host_a == host_b && rest_a == rest_b,
+        _ => false,
+    }
+}
+
+/// Whether a redirect URI is a valid `http` loopback one (the user's own machine).
+pub fn is_loopback_redirect(uri: &str) -> bool {
+    loopback_parts(uri).is_some()
+}
+
+/// A valid loopback redirect URI's host and what follows its port.
+fn loopback_parts(uri: &str) -> Option<(&str, &str)> {
+    if !valid_redirect_uri(uri) {
+        return None;
+    }
+    let rest = uri.strip_prefix("http://")?;
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => &authority[..v6.find(']')? + 2],
+        None => authority.split(':').next()?,
+    };
+    matches!(host, "127.0.0.1" | "[::1]" | "localhost").then_some((host, tail))
+}
+
 fn valid_port(p: &str) -> bool {
     p.strip_prefix(':')
         .is_some_and(|n| !n.is_empty() && n.parse::<u16>().is_ok())
+}
+
+/// Characters that reorder or hide text (bidi controls, zero-width characters): in a
+/// client's name they could make the consent page read as another application.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}' | '\u{00AD}' | '\u{180E}')
 }
 
 /// A registration request's client, checked: public (`none` authentication), the
@@ -212,9 +256,11 @@ pub fn registration(meta: &ClientMetadata) -> Result<(String, Vec<String>), Meta
         .client_name
         .as_deref()
         .map(|n| {
-            n.trim()
+            n.chars()
+                .filter(|c| !c.is_control() && !invisible(*c))
+                .collect::<String>()
+                .trim()
                 .chars()
-                .filter(|c| !c.is_control())
                 .take(MAX_NAME_LEN)
                 .collect::<String>()
         })
@@ -280,6 +326,35 @@ pub fn document(client_id: &str, body: &[u8], now_ms: u64) -> Result<ClientRecor
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_redirects_match_whatever_their_port() {
+        let registered = "http://127.0.0.1/callback";
+        assert!(redirect_matches(
+            registered,
+            "http://127.0.0.1:53114/callback"
+        ));
+        assert!(redirect_matches(
+            "http://127.0.0.1:8000/callback",
+            "http://127.0.0.1:9/callback"
+        ));
+        assert!(redirect_matches(
+            "http://[::1]:1/cb?x=1",
+            "http://[::1]:2/cb?x=1"
+        ));
+        for other in [
+            "http://127.0.0.1:53114/other",
+            "http://localhost:53114/callback",
+            "http://127.0.0.1:53114/callback?extra=1",
+            "https://127.0.0.1:53114/callback",
+        ] {
+            assert!(!redirect_matches(registered, other), "{other}");
+        }
+        assert!(!redirect_matches(
+            "https://app.example/cb",
+            "https://app.example:444/cb"
+        ));
+    }
 
     #[test]
     fn redirect_uris_are_https_or_loopback_http() {
