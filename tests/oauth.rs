@@ -1016,3 +1016,31 @@ fn a_self_registered_web_clients_bad_request_is_shown_not_redirected() {
     );
     assert_eq!(r.status, 303);
 }
+
+#[test]
+fn token_and_revoke_refuse_forged_tokens_before_touching_storage() {
+    let mut app = TestApp::new();
+    // Storage that fails on any use: a request that reaches it answers 503.
+    app.backend.broken = true;
+    let forged = format!("acct_victim.{}", "ab".repeat(32));
+    for pairs in [
+        vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", forged.as_str()),
+            ("client_id", "mcpc_x"),
+        ],
+        vec![
+            ("grant_type", "authorization_code"),
+            ("code", forged.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("client_id", "mcpc_x"),
+            ("code_verifier", VERIFIER),
+        ],
+    ] {
+        let r = token_at(&app, &pairs, NOW_MS);
+        assert_eq!(r.status, 400, "{pairs:?}: {}", text(&r));
+        assert_eq!(json_body(&r)["error"], "invalid_grant");
+    }
+    let r = app.send(&form_post("/revoke", &form(&[("token", &forged)])));
+    assert_eq!(r.status, 200, "{}", text(&r));
+}

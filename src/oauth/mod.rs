@@ -135,21 +135,36 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// A new code or refresh token: `<account>.<64 hex>`; the account part routes it to the
-/// account's Durable Object.
-pub fn new_token(account: &str) -> Option<String> {
+/// A new code or refresh token: `<account>.<64 hex>.<tag>`. The account part routes it
+/// to the account's Durable Object; the tag (an HMAC of the rest under `secret`) lets the
+/// token endpoint refuse a made-up token before it reaches, or creates, any object.
+pub fn new_token(account: &str, secret: &str) -> Option<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).ok()?;
-    Some(format!("{account}.{}", hex::encode(bytes)))
+    let body = format!("{account}.{}", hex::encode(bytes));
+    let tag = token_tag(&body, secret);
+    Some(format!("{body}.{tag}"))
 }
 
-/// The account a code or refresh token belongs to, if it is well formed.
-pub fn token_account(token: &str) -> Option<&str> {
-    let (account, secret) = token.rsplit_once('.')?;
-    (secret.len() == 64
-        && secret.bytes().all(|b| b.is_ascii_hexdigit())
-        && valid_account_id(account))
-    .then_some(account)
+fn token_tag(body: &str, secret: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(b"grant-token:");
+    mac.update(body.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// The account a code or refresh token belongs to, if it is well formed and its tag is
+/// this server's (compared in constant time).
+pub fn token_account<'t>(token: &'t str, secret: &str) -> Option<&'t str> {
+    let (body, tag) = token.rsplit_once('.')?;
+    let (account, random) = body.rsplit_once('.')?;
+    let well_formed = random.len() == 64
+        && random.bytes().all(|b| b.is_ascii_hexdigit())
+        && valid_account_id(account);
+    (well_formed && grants::same(tag, &token_tag(body, secret))).then_some(account)
 }
 
 /// The access token for a grant: the JWT the resource side verifies. It lives `ttl_s`,

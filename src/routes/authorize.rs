@@ -171,7 +171,8 @@ async fn sign_in<B: Backend>(
             "This API key holds none of the permissions the application asks for.",
         )));
     }
-    let (Some(code), Ok(family)) = (new_token(&record.account), random_id("fam_")) else {
+    let (Some(code), Ok(family)) = (new_token(&record.account, secret(cx)), random_id("fam_"))
+    else {
         return Ok(Err(try_again));
     };
     let grant = CodeRecord {

@@ -203,8 +203,13 @@ fn narrowed(held: &str, asked: String) -> Result<String, ApiError> {
 }
 
 /// A fresh refresh token for `account`.
-fn fresh_refresh(account: &str) -> Result<String, ApiError> {
-    new_token(account).ok_or_else(|| ApiError::oauth_unavailable("token: random"))
+fn fresh_refresh(account: &str, secret: &str) -> Result<String, ApiError> {
+    new_token(account, secret).ok_or_else(|| ApiError::oauth_unavailable("token: random"))
+}
+
+/// The signing secret (the routes exist only while it is set).
+fn secret<'c, B>(cx: &'c Context<'_, B>) -> &'c str {
+    cx.config.jwt_secret.as_deref().unwrap_or_default()
 }
 
 /// The account's Durable Object's answer to a grant, as the token endpoint's error.
@@ -240,9 +245,9 @@ async fn exchange_code<B: Backend>(
             "malformed code_verifier",
         ));
     }
-    let account = token_account(&code)
+    let account = token_account(&code, secret(cx))
         .ok_or_else(|| ApiError::oauth("invalid_grant", "unknown authorization code"))?;
-    let refresh = fresh_refresh(account)?;
+    let refresh = fresh_refresh(account, secret(cx))?;
     let x = ExchangeRequest {
         code_hash: token_hash(&code),
         client_id: client_id.to_owned(),
@@ -263,9 +268,9 @@ async fn refresh_token<B: Backend>(
 ) -> Result<(String, Granted, String), ApiError> {
     let presented = field(form, "refresh_token")
         .ok_or_else(|| ApiError::oauth("invalid_request", "refresh_token is required"))?;
-    let account = token_account(&presented)
+    let account = token_account(&presented, secret(cx))
         .ok_or_else(|| ApiError::oauth("invalid_grant", "unknown refresh token"))?;
-    let refresh = fresh_refresh(account)?;
+    let refresh = fresh_refresh(account, secret(cx))?;
     let x = RefreshRequest {
         token_hash: token_hash(&presented),
         client_id: client_id.to_owned(),
@@ -287,7 +292,7 @@ pub async fn revoke<B: Backend>(
     let form = String::from_utf8_lossy(&req.body).into_owned();
     let token = field(&form, "token")
         .ok_or_else(|| ApiError::oauth("invalid_request", "token is required"))?;
-    if let Some(account) = token_account(&token) {
+    if let Some(account) = token_account(&token, secret(cx)) {
         cx.backend
             .revoke_token(account, &token_hash(&token))
             .await
