@@ -104,6 +104,11 @@ fn buy(app: &TestApp, session: &str) -> String {
 }
 
 fn buy_at(app: &TestApp, session: &str, completed_at: u64) -> String {
+    buy_with(app, session, &completed(session, completed_at))
+}
+
+/// [`buy`], the checkout completed by this `checkout.session.completed` event.
+fn buy_with(app: &TestApp, session: &str, completed_event: &Value) -> String {
     app.backend.outbound_replies.borrow_mut().push(Ok((
         200,
         json!({ "id": session, "object": "checkout.session", "url": format!("https://checkout.stripe.test/{session}") })
@@ -115,7 +120,7 @@ fn buy_at(app: &TestApp, session: &str, completed_at: u64) -> String {
         r.header("location"),
         Some(format!("https://checkout.stripe.test/{session}").as_str())
     );
-    let r = deliver(app, &completed(session, completed_at), NOW_S);
+    let r = deliver(app, completed_event, NOW_S);
     assert_eq!(r.status, 200, "{}", text(&r));
     let page = app.send(&get(&format!("/api/stripe/claim?session_id={session}")));
     assert_eq!(page.status, 200);
@@ -613,7 +618,7 @@ fn metered_calls_carry_their_request_ids() {
         "evt_m",
         "checkout.session.completed",
         NOW_S,
-        json!({ "id": "cs_test_m", "mode": "subscription",
+        json!({ "id": "cs_test_m", "mode": "subscription", "payment_status": "paid",
         "customer": "cus_m", "subscription": "sub_m", "client_reference_id": "acct_m", "metadata": { "plan": "usage" } }),
     );
     deliver(&app, &ev, NOW_S);
@@ -913,7 +918,7 @@ fn events_cannot_name_an_existing_account() {
         "evt_hijack",
         "checkout.session.completed",
         NOW_S,
-        json!({ "id": "cs_test_foreign", "mode": "subscription",
+        json!({ "id": "cs_test_foreign", "mode": "subscription", "payment_status": "paid",
         "customer": "cus_attacker", "subscription": "sub_attacker", "client_reference_id": victim, "metadata": { "plan": "pro" } }),
     );
     assert_eq!(deliver(&app, &ev, NOW_S).status, 200);
@@ -945,4 +950,237 @@ fn events_cannot_name_an_existing_account() {
             .contains("no account")
     );
     assert!(!app.backend.subscriptions.borrow().contains_key("sub_x"));
+}
+
+/// A `customer.subscription.*` event of subscription `sub` of `cus_1`.
+fn subscription_of(
+    sub: &str,
+    id: &str,
+    kind: &str,
+    created: u64,
+    price: &str,
+    status: &str,
+) -> Value {
+    let mut ev = subscription(id, kind, created, price, status);
+    ev["data"]["object"]["id"] = sub.into();
+    ev
+}
+
+/// An invoice event of subscription `sub`.
+fn invoice_of(sub: &str, id: &str, kind: &str, created: u64) -> Value {
+    let mut ev = invoice(id, kind, created);
+    ev["data"]["object"]["parent"]["subscription_details"]["subscription"] = sub.into();
+    ev
+}
+
+/// What `key`'s calls are served under: the plan `whoami` reports, whether the paid tool
+/// answers, and the daily limit of its `RateLimit-Policy`.
+fn served(app: &TestApp, key: &str) -> (String, bool, String) {
+    let (r, who) = call_tool(app, "whoami", Some(key));
+    let plan = who["result"]["structuredContent"]["plan"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let policy = r.header("ratelimit-policy").unwrap_or_default();
+    let quota = policy
+        .split(';')
+        .find_map(|p| p.strip_prefix("q="))
+        .unwrap_or_default()
+        .to_owned();
+    let (_, paid) = call_tool(app, "hmac", Some(key));
+    (plan, paid["result"]["isError"] == false, quota)
+}
+
+fn on(plan: &str, paid_tool: bool, daily: &str) -> (String, bool, String) {
+    (plan.to_owned(), paid_tool, daily.to_owned())
+}
+
+#[test]
+fn a_same_second_cancellation_stays_cancelled_whichever_event_arrives_first() {
+    for deleted_first in [true, false] {
+        let app = app();
+        let key = buy(&app, "cs_test_same_second");
+        // One second: the subscription is updated to team, then cancelled. The update's
+        // event id sorts after the cancellation's, so only the status can order them.
+        let deleted = subscription(
+            "evt_del",
+            "customer.subscription.deleted",
+            NOW_S,
+            "price_team",
+            "canceled",
+        );
+        let updated = subscription(
+            "evt_upd",
+            "customer.subscription.updated",
+            NOW_S,
+            "price_team",
+            "active",
+        );
+        let (arrival, events) = if deleted_first {
+            ("deleted, then updated", [&deleted, &updated])
+        } else {
+            ("updated, then deleted", [&updated, &deleted])
+        };
+        for ev in events {
+            assert_eq!(deliver(&app, ev, NOW_S).status, 200, "{arrival}");
+        }
+        assert_eq!(
+            app.backend.subscriptions.borrow()["sub_1"].status,
+            "canceled",
+            "{arrival}"
+        );
+        assert_eq!(served(&app, &key), on("free", false, "5"), "{arrival}");
+    }
+}
+
+#[test]
+fn same_second_incomplete_and_active_states_end_active_whichever_arrives_first() {
+    for incomplete_first in [true, false] {
+        let app = app();
+        let key = buy(&app, "cs_test_incomplete");
+        // The subscription's creation (still incomplete) and its activation, one second.
+        // The incomplete event's id sorts last.
+        let created = subscription(
+            "evt_created",
+            "customer.subscription.created",
+            NOW_S,
+            "price_pro",
+            "incomplete",
+        );
+        let active = subscription(
+            "evt_active",
+            "customer.subscription.updated",
+            NOW_S,
+            "price_pro",
+            "active",
+        );
+        let (arrival, events) = if incomplete_first {
+            ("incomplete, then active", [&created, &active])
+        } else {
+            ("active, then incomplete", [&active, &created])
+        };
+        for ev in events {
+            assert_eq!(deliver(&app, ev, NOW_S).status, 200, "{arrival}");
+        }
+        assert_eq!(
+            app.backend.subscriptions.borrow()["sub_1"].status,
+            "active",
+            "{arrival}"
+        );
+        assert_eq!(served(&app, &key), on("pro", true, "100"), "{arrival}");
+    }
+    // A paid checkout, then its subscription's creation (incomplete) from the same second.
+    let app = app();
+    let key = buy_at(&app, "cs_test_incomplete", NOW_S);
+    let created = subscription(
+        "evt_created",
+        "customer.subscription.created",
+        NOW_S,
+        "price_pro",
+        "incomplete",
+    );
+    assert_eq!(deliver(&app, &created, NOW_S).status, 200);
+    assert_eq!(served(&app, &key), on("pro", true, "100"));
+}
+
+#[test]
+fn an_unpaid_checkout_grants_the_plan_only_once_its_invoice_is_paid() {
+    let app = app();
+    // Completed, payment not confirmed (a delayed payment method, say): the key is minted
+    // and shown, but serves the free plan.
+    let mut unpaid = completed("cs_test_unpaid", NOW_S - 60);
+    unpaid["data"]["object"]["payment_status"] = "unpaid".into();
+    let key = buy_with(&app, "cs_test_unpaid", &unpaid);
+    assert_eq!(
+        app.backend.subscriptions.borrow()["sub_1"].status,
+        "incomplete"
+    );
+    assert_eq!(served(&app, &key), on("free", false, "5"));
+    // A failed first payment leaves it incomplete: no past-due grace on a plan never paid.
+    let failed = invoice("evt_unpaid_failed", "invoice.payment_failed", NOW_S - 30);
+    assert_eq!(deliver(&app, &failed, NOW_S).status, 200);
+    assert_eq!(
+        app.backend.subscriptions.borrow()["sub_1"].status,
+        "incomplete"
+    );
+    assert_eq!(served(&app, &key), on("free", false, "5"));
+    // Paid: the plan starts.
+    let paid = invoice("evt_unpaid_paid", "invoice.paid", NOW_S - 10);
+    assert_eq!(deliver(&app, &paid, NOW_S).status, 200);
+    assert_eq!(served(&app, &key), on("pro", true, "100"));
+}
+
+#[test]
+fn an_account_with_two_subscriptions_is_served_the_better_and_falls_back_to_the_other() {
+    for cancel in ["sub_2", "sub_1"] {
+        let app = app();
+        let key = buy(&app, "cs_test_two"); // sub_1, pro
+        let team = subscription_of(
+            "sub_2",
+            "evt_team",
+            "customer.subscription.created",
+            NOW_S,
+            "price_team",
+            "active",
+        );
+        assert_eq!(deliver(&app, &team, NOW_S).status, 200);
+        assert_eq!(served(&app, &key), on("team", true, "1000"));
+        let price = if cancel == "sub_2" {
+            "price_team"
+        } else {
+            "price_pro"
+        };
+        let deleted = subscription_of(
+            cancel,
+            &format!("evt_del_{cancel}"),
+            "customer.subscription.deleted",
+            NOW_S + 10,
+            price,
+            "canceled",
+        );
+        assert_eq!(deliver(&app, &deleted, NOW_S).status, 200);
+        // Cancelling team falls back to pro, not to free; cancelling pro leaves team.
+        let expected = if cancel == "sub_2" {
+            on("pro", true, "100")
+        } else {
+            on("team", true, "1000")
+        };
+        assert_eq!(served(&app, &key), expected, "cancelled {cancel}");
+    }
+}
+
+#[test]
+fn a_better_plan_past_its_grace_falls_back_to_the_other_live_plan_not_to_free() {
+    let app = app(); // grace: 3 days
+    let key = buy_at(&app, "cs_test_grace_two", NOW_S - 6 * 86_400); // sub_1, pro
+    let team = subscription_of(
+        "sub_2",
+        "evt_team",
+        "customer.subscription.created",
+        NOW_S - 5 * 86_400,
+        "price_team",
+        "active",
+    );
+    assert_eq!(deliver(&app, &team, NOW_S).status, 200);
+    // Team's payment failed four days ago: its grace has ended, pro is still paid for.
+    let failed = invoice_of(
+        "sub_2",
+        "evt_team_failed",
+        "invoice.payment_failed",
+        NOW_S - 4 * 86_400,
+    );
+    assert_eq!(deliver(&app, &failed, NOW_S).status, 200);
+    assert_eq!(
+        app.backend.subscriptions.borrow()["sub_2"].status,
+        "past_due"
+    );
+    // The plan in force is pro. (whoami names the plan of the key's record: team, whose
+    // grace the account's plan carries.)
+    let plan = app.backend.account_plans.borrow()[&account_of(&app, "cus_1")].clone();
+    assert_eq!(
+        (plan.plan.as_str(), plan.effective(NOW_MS)),
+        ("team", "pro")
+    );
+    let (_, paid_tool, daily) = served(&app, &key);
+    assert_eq!((paid_tool, daily.as_str()), (true, "100"));
 }

@@ -1,6 +1,12 @@
 //! `BillingStore` over D1 (`stripe_events`, `checkout_sessions`, `accounts`, `api_keys`,
-//! `subscriptions`) and KV (key records, the `claim:<session>` stash); an account's plan
-//! also reaches its `QuotaCounter` Durable Object.
+//! `subscriptions`, `account_billing`) and KV (key records, the `claim:<session>` stash);
+//! an account's plan also reaches its `QuotaCounter` Durable Object.
+//!
+//! Ordering (see `billing::webhook`): a subscription's row is replaced only by a state
+//! not earlier in (`state_at`, `state_rank`, `state_event`); an account's plan is
+//! computed from a read of its subscriptions that draws `account_billing.version` in the
+//! same batch (a D1 batch is one transaction, and D1 runs them one at a time), and the
+//! plan's copies in D1 are written only while no later version has been drawn.
 
 use worker::Date;
 
@@ -10,7 +16,9 @@ use crate::{
         api_key::{KeyHash, random_id, valid_account_id},
         store::{KeyRecord, KeyStatus},
     },
-    billing::store::{AccountPlan, BillingStore, CheckoutRecord, EventClaim, SubscriptionState},
+    billing::store::{
+        AccountPlan, BillingStore, CheckoutRecord, EventClaim, SubscriptionState, status_rank,
+    },
     config::FALLBACK_PLAN,
     store::StoreError,
 };
@@ -45,6 +53,31 @@ struct SubscriptionRow {
     status: String,
     grace_until: Option<f64>,
     state_at: f64,
+    state_event: String,
+}
+
+impl From<SubscriptionRow> for SubscriptionState {
+    fn from(r: SubscriptionRow) -> Self {
+        Self {
+            id: r.id,
+            account: r.account_id,
+            customer: r.customer,
+            plan: r.plan,
+            status: r.status,
+            grace_until: r.grace_until.map(|t| t as u64),
+            state_at: r.state_at as u64,
+            event: r.state_event,
+        }
+    }
+}
+
+/// The columns of a [`SubscriptionRow`].
+const SUBSCRIPTION_COLUMNS: &str =
+    "id, account_id, customer, plan, status, grace_until, state_at, state_event";
+
+#[derive(serde::Deserialize)]
+struct VersionRow {
+    version: f64,
 }
 
 #[derive(serde::Deserialize)]
@@ -278,33 +311,28 @@ impl BillingStore for WorkerBackend {
     async fn subscription(&self, id: &str) -> Result<Option<SubscriptionState>, StoreError> {
         let row: Option<SubscriptionRow> = self
             .db
-            .prepare(
-                "SELECT id, account_id, customer, plan, status, grace_until, state_at FROM subscriptions WHERE id = ?1",
-            )
+            .prepare(format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?1"
+            ))
             .bind(&[id.into()])?
             .first(None)
             .await?;
-        Ok(row.map(|r| SubscriptionState {
-            id: r.id,
-            account: r.account_id,
-            customer: r.customer,
-            plan: r.plan,
-            status: r.status,
-            grace_until: r.grace_until.map(|t| t as u64),
-            state_at: r.state_at as u64,
-        }))
+        Ok(row.map(SubscriptionState::from))
     }
 
     async fn put_subscription(&self, s: &SubscriptionState) -> Result<bool, StoreError> {
+        // SubscriptionState::order, as a row-value comparison; equal is the same event.
         let result = self
             .db
             .prepare(
-                "INSERT INTO subscriptions (id, account_id, customer, plan, status, grace_until, state_at, updated_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+                "INSERT INTO subscriptions (id, account_id, customer, plan, status, grace_until, state_at, \
+                 state_rank, state_event, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
                  ON CONFLICT(id) DO UPDATE SET account_id = excluded.account_id, customer = excluded.customer, \
                  plan = excluded.plan, status = excluded.status, grace_until = excluded.grace_until, \
-                 state_at = excluded.state_at, updated_at = excluded.updated_at \
-                 WHERE excluded.state_at >= subscriptions.state_at",
+                 state_at = excluded.state_at, state_rank = excluded.state_rank, \
+                 state_event = excluded.state_event, updated_at = excluded.updated_at \
+                 WHERE (excluded.state_at, excluded.state_rank, excluded.state_event) \
+                 >= (subscriptions.state_at, subscriptions.state_rank, subscriptions.state_event)",
             )
             .bind(&[
                 s.id.as_str().into(),
@@ -314,11 +342,50 @@ impl BillingStore for WorkerBackend {
                 s.status.as_str().into(),
                 opt(s.grace_until),
                 num(s.state_at),
+                num(u64::from(status_rank(&s.status))),
+                s.event.as_str().into(),
                 num(Date::now().as_millis()),
             ])?
             .run()
             .await?;
         Ok(changes(&result) > 0)
+    }
+
+    async fn account_subscriptions(
+        &self,
+        account: &str,
+        now_ms: u64,
+    ) -> Result<(u64, Vec<SubscriptionState>), StoreError> {
+        let version = self
+            .db
+            .prepare(
+                "INSERT INTO account_billing (account_id, version) VALUES (?1, ?2) \
+                 ON CONFLICT(account_id) DO UPDATE SET version = MAX(account_billing.version + 1, excluded.version) \
+                 RETURNING version",
+            )
+            .bind(&[account.into(), num(now_ms)])?;
+        let subs = self
+            .db
+            .prepare(format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE account_id = ?1"
+            ))
+            .bind(&[account.into()])?;
+        let mut results = self.db.batch(vec![version, subs]).await?.into_iter();
+        let (Some(version), Some(subs)) = (results.next(), results.next()) else {
+            return Err(StoreError(
+                "D1 answered a batch of two with fewer".to_owned(),
+            ));
+        };
+        let version = version
+            .results::<VersionRow>()?
+            .first()
+            .map(|v| v.version as u64)
+            .ok_or_else(|| StoreError("no account_billing version returned".to_owned()))?;
+        let subs = subs.results::<SubscriptionRow>()?;
+        Ok((
+            version,
+            subs.into_iter().map(SubscriptionState::from).collect(),
+        ))
     }
 
     async fn set_account_plan(
@@ -327,26 +394,35 @@ impl BillingStore for WorkerBackend {
         plan: &AccountPlan,
         _now_ms: u64,
     ) -> Result<(), StoreError> {
-        // The account's object first: authoritative for the next counted call.
+        // The account's object first: authoritative for the next counted call (it keeps
+        // the highest version it was sent).
         self.counter_set_plan(account, plan).await?;
-        let keys: Vec<LiveKeyRow> = self
-            .db
-            .prepare(
-                "SELECT key_hash, scopes, expires_at FROM api_keys WHERE account_id = ?1 AND revoked_at IS NULL",
-            )
-            .bind(&[account.into()])?
-            .all()
-            .await?
-            .results()?;
+        // The copies, unless a later version has been drawn (its delivery writes them).
+        let current =
+            "NOT EXISTS (SELECT 1 FROM account_billing WHERE account_id = ?2 AND version > ?3)";
+        let args = [
+            plan.plan.as_str().into(),
+            account.into(),
+            num(plan.state_at),
+        ];
         let update_account = self
             .db
-            .prepare("UPDATE accounts SET plan = ?1 WHERE id = ?2")
-            .bind(&[plan.plan.as_str().into(), account.into()])?;
+            .prepare(format!(
+                "UPDATE accounts SET plan = ?1 WHERE id = ?2 AND {current}"
+            ))
+            .bind(&args)?;
         let update_keys = self
             .db
-            .prepare("UPDATE api_keys SET plan = ?1 WHERE account_id = ?2 AND revoked_at IS NULL")
-            .bind(&[plan.plan.as_str().into(), account.into()])?;
-        self.db.batch(vec![update_account, update_keys]).await?;
+            .prepare(format!(
+                "UPDATE api_keys SET plan = ?1 WHERE account_id = ?2 AND revoked_at IS NULL AND {current} \
+                 RETURNING key_hash, scopes, expires_at"
+            ))
+            .bind(&args)?;
+        let results = self.db.batch(vec![update_account, update_keys]).await?;
+        let keys: Vec<LiveKeyRow> = match results.get(1) {
+            Some(updated) => updated.results()?,
+            None => Vec::new(),
+        };
         for row in keys {
             let record = KeyRecord {
                 account: account.to_owned(),

@@ -9,13 +9,17 @@
 //!
 //! An account's object also holds the plan in force ([`AccountPlan`]), written by the
 //! Stripe webhook: a subscription change reaches the very next counted call, while the
-//! plan copied into KV key records and access tokens may lag.
+//! plan copied into KV key records and access tokens may lag. The webhook computes it from
+//! all the account's subscriptions and stamps it (`state_at`) with a version drawn in D1
+//! in the same transaction as that read; the object keeps the highest version, so a plan
+//! computed before a (same-second) cancellation was stored never replaces the plan
+//! computed after it, whatever order the two deliveries reach the object in.
 //!
 //! Routes (POST, JSON): `/consume` ([`ConsumeRequest`] →
 //! [`ConsumeResponse`](crate::quota::ConsumeResponse)), `/peek` (window keys → counts),
 //! `/revoke` (key hash → `{"revoked": true}`), `/account` ([`AccountPlan`] →
-//! `{"stored": bool}`; older states are ignored), and the account's OAuth grants:
-//! `/oauth/code` ([`CodeRecord`]), `/oauth/exchange` ([`ExchangeRequest`] →
+//! `{"stored": bool}`; plans of a lower version are ignored), and the account's OAuth
+//! grants: `/oauth/code` ([`CodeRecord`]), `/oauth/exchange` ([`ExchangeRequest`] →
 //! [`GrantOutcome`]), `/oauth/refresh` ([`RefreshRequest`] → [`GrantOutcome`]),
 //! `/oauth/revoke` (refresh token hash). Codes and refresh tokens are stored by hash only.
 //!
@@ -131,7 +135,9 @@ impl QuotaCounter {
         Response::from_json(&json!({ "revoked": true }))
     }
 
-    /// `/account`: stores the account's plan state unless the stored one is newer.
+    /// `/account`: stores the account's plan unless the stored one is of a higher version
+    /// (`state_at`; equal is the same plan sent again). Versions are at least unix
+    /// milliseconds, so they supersede plans stored when `state_at` was an event's second.
     async fn set_account(&self, mut req: Request) -> Result<Response> {
         let Ok(next) = req.json::<AccountPlan>().await else {
             return Response::error("bad account request", 400);

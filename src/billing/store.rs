@@ -46,9 +46,49 @@ pub struct SubscriptionState {
     pub status: String,
     /// Unix milliseconds until which a past-due subscription keeps its plan.
     pub grace_until: Option<u64>,
-    /// Unix seconds of the Stripe event this state comes from: older events never
-    /// overwrite newer state.
+    /// Unix seconds of the Stripe event this state comes from (its `created`).
     pub state_at: u64,
+    /// The id of that event (`evt_…`): the last tie-break of [`Self::order`].
+    pub event: String,
+}
+
+/// Where a subscription status stands in Stripe's life cycle, for ordering the states of
+/// one second: a status never goes back to a lower rank within a second. `incomplete`
+/// (created, first payment pending) is lowest; `trialing` only ever moves on; the settled
+/// statuses (`active`, `past_due`, `unpaid`, `paused` and any status Stripe adds) move
+/// among themselves and share a rank; `incomplete_expired` and `canceled` are final, and
+/// `canceled` beats everything. D1 keeps it in `subscriptions.state_rank`
+/// (migrations/0005_subscription_order.sql fills it in with the same rule).
+pub fn status_rank(status: &str) -> u8 {
+    match status {
+        "incomplete" => 0,
+        "trialing" => 1,
+        "incomplete_expired" => 3,
+        "canceled" => 4,
+        _ => 2,
+    }
+}
+
+impl SubscriptionState {
+    /// The state's place in the subscription's history, a total order: the event's
+    /// `created` second, then [`status_rank`], then the event id (arbitrary, but the same
+    /// everywhere, so D1 and the in-memory store keep the same state whatever the order of
+    /// arrival). Equal only for the same event, which yields the same state again.
+    pub fn order(&self) -> (u64, u8, &str) {
+        (self.state_at, status_rank(&self.status), &self.event)
+    }
+
+    /// Whether this state may replace `stored`: it is not older (equal is the same event
+    /// again, a retry, so that the retry completes what a failed attempt left undone).
+    pub fn supersedes(&self, stored: &Self) -> bool {
+        self.order() >= stored.order()
+    }
+
+    /// Whether the subscription grants its plan in this state (a past-due one only until
+    /// `grace_until`, which [`AccountPlan`] carries).
+    pub fn is_live(&self) -> bool {
+        matches!(self.status.as_str(), "active" | "trialing" | "past_due")
+    }
 }
 
 /// The plan an account's calls are served under, as its Durable Object holds it.
@@ -62,7 +102,10 @@ pub struct AccountPlan {
     pub grace_until: Option<u64>,
     #[serde(default)]
     pub customer: Option<String>,
-    /// Unix seconds of the event this comes from (older never overwrites newer).
+    /// The version of the account's billing state this plan was computed from
+    /// ([`BillingStore::account_subscriptions`]): a plan computed from a later read of the
+    /// account's subscriptions has a higher one, and an older never overwrites a newer.
+    /// (States written before versions were event seconds, below every version.)
     pub state_at: u64,
 }
 
@@ -126,10 +169,20 @@ pub trait BillingStore {
     async fn drop_claim(&self, session: &str) -> Result<(), StoreError>;
     /// A subscription's stored state.
     async fn subscription(&self, id: &str) -> Result<Option<SubscriptionState>, StoreError>;
-    /// Stores a subscription's state unless the stored one comes from a newer event.
-    /// `true` when stored.
+    /// Stores a subscription's state unless the stored one is later in
+    /// [`SubscriptionState::order`]. `true` when stored.
     async fn put_subscription(&self, s: &SubscriptionState) -> Result<bool, StoreError>;
-    /// Applies an account's plan everywhere: its Durable Object (authoritative for the
+    /// Every stored subscription of an account, read at once, and a version drawn in the
+    /// same transaction: at least `now_ms`, and above every version drawn before for the
+    /// account, so that the plan computed from a later read supersedes one computed from
+    /// an earlier read wherever it is stored ([`AccountPlan::state_at`]).
+    async fn account_subscriptions(
+        &self,
+        account: &str,
+        now_ms: u64,
+    ) -> Result<(u64, Vec<SubscriptionState>), StoreError>;
+    /// Applies an account's plan everywhere unless a plan of a later version
+    /// ([`AccountPlan::state_at`]) was computed: its Durable Object (authoritative for the
     /// next counted call), D1 `accounts` and `api_keys`, and the KV records of its keys.
     async fn set_account_plan(
         &self,

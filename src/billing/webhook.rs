@@ -6,9 +6,29 @@
 //! is told to retry); act; mark the event done. A failure forgets the event id and
 //! answers 500, so Stripe retries, and every step is idempotent, so the retry converges.
 //!
-//! Stripe delivers out of order and for days. Each subscription's state is stamped with
-//! the `created` time of the event it came from, and a state from an older event never
-//! replaces a newer one (in D1 and in the account's Durable Object alike).
+//! Stripe delivers out of order, for days, and several events of one second. Nothing is
+//! fetched from Stripe; the order is decided from the events themselves:
+//!
+//! - A subscription's states are totally ordered by [`SubscriptionState::order`]: the
+//!   event's `created` second, then the rank of the status in Stripe's life cycle
+//!   ([`status_rank`](super::store::status_rank): within one second a status never moves
+//!   back, so a same-second `customer.subscription.deleted` beats an `updated` or
+//!   `created`, and `active` beats the `incomplete` of the subscription's creation), then
+//!   the event id as the final, arbitrary but stable tie-break. D1 `put_subscription` stores a state only if it is
+//!   not earlier in that order, so every arrival order ends in the same stored state.
+//! - The account's plan is then computed from all its stored subscriptions
+//!   ([`account_plan`]: the best plan among its live ones), never from the one event, and
+//!   stamped with a version drawn in the same D1 transaction that read them
+//!   ([`BillingStore::account_subscriptions`]). A later read has a higher version and has
+//!   seen every state stored before it, so the Durable Object (and D1 `accounts`) keeping
+//!   the highest version keeps the plan of the latest, complete view: a delivery that read
+//!   before a same-second cancellation was stored cannot overwrite the plan computed after
+//!   it. The version travels in [`AccountPlan::state_at`], whose `>=` rule the Durable
+//!   Object already applies.
+//! - `checkout.session.completed` grants the plan only when the session says the payment
+//!   is confirmed (`payment_status` `paid` or `no_payment_required`); otherwise the
+//!   subscription is recorded `incomplete`, and `invoice.paid` or the subscription's own
+//!   `updated` event activates it.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -136,6 +156,7 @@ async fn subscription_changed<B: BillingStore + KeyStore>(
         status: status.to_owned(),
         grace_until: grace(cx.config, status, previous.as_ref(), event.created),
         state_at: event.created,
+        event: event.id.clone(),
     };
     apply(cx, &state).await
 }
@@ -157,59 +178,117 @@ async fn invoice<B: BillingStore + KeyStore>(
         // Its subscription's own events carry the plan; nothing to restore yet.
         return Ok(Outcome::Ignored(format!("unknown subscription {sub}")));
     };
-    let status = if event.kind == "invoice.paid" {
-        "active"
-    } else {
-        "past_due"
-    };
-    if previous.status == "canceled" {
-        return Ok(Outcome::Ignored(format!("subscription {sub} is canceled")));
+    let paid = event.kind == "invoice.paid";
+    // Final states stay final; a subscription whose first payment failed stays
+    // incomplete (no past-due grace on a plan never paid for).
+    if matches!(previous.status.as_str(), "canceled" | "incomplete_expired")
+        || (!paid && previous.status == "incomplete")
+    {
+        return Ok(Outcome::Ignored(format!(
+            "subscription {sub} is {}",
+            previous.status
+        )));
     }
+    let status = if paid { "active" } else { "past_due" };
     let state = SubscriptionState {
         status: status.to_owned(),
         grace_until: grace(cx.config, status, Some(&previous), event.created),
         state_at: event.created,
+        event: event.id.clone(),
         ..previous
     };
     apply(cx, &state).await
 }
 
-/// Stores a subscription state and, unless a newer one is stored, the account's plan.
+/// Stores a subscription state (unless a later one is stored), then the account's plan
+/// computed from all its subscriptions. The plan is recomputed even when the state was
+/// not stored: a retry then completes what a failed attempt left undone, and the plan
+/// comes from the stored states whatever this event said.
 async fn apply<B: BillingStore + KeyStore>(
     cx: &Processing<'_, B>,
     s: &SubscriptionState,
 ) -> Result<Outcome, ProcessError> {
-    if !cx.backend.put_subscription(s).await? {
+    let stored = cx.backend.put_subscription(s).await?;
+    let plan = publish_plan(cx, &s.account, &s.customer).await?;
+    if !stored {
         return Ok(Outcome::Ignored(format!(
             "subscription {}: a newer state is stored",
             s.id
         )));
     }
-    let plan = account_plan(s);
-    cx.backend
-        .set_account_plan(&s.account, &plan, cx.now_ms)
-        .await?;
     Ok(Outcome::Applied(format!(
-        "account {} plan {} ({})",
+        "account {} plan {} ({} {})",
         s.account,
         plan.effective(cx.now_ms),
+        s.id,
         s.status
     )))
 }
 
-/// The plan a subscription state grants: its plan while active or trialing, and while
-/// past due until the grace period ends; the fallback plan otherwise.
-pub fn account_plan(s: &SubscriptionState) -> AccountPlan {
-    let plan = match s.status.as_str() {
-        "active" | "trialing" | "past_due" => s.plan.clone(),
-        _ => FALLBACK_PLAN.to_owned(),
+/// Computes the account's plan from every stored subscription of it and applies it
+/// (under the version drawn with that read).
+async fn publish_plan<B: BillingStore + KeyStore>(
+    cx: &Processing<'_, B>,
+    account: &str,
+    customer: &str,
+) -> Result<AccountPlan, ProcessError> {
+    let (version, subs) = cx.backend.account_subscriptions(account, cx.now_ms).await?;
+    let plan = account_plan(cx.config, &subs, customer, version, cx.now_ms);
+    cx.backend
+        .set_account_plan(account, &plan, cx.now_ms)
+        .await?;
+    Ok(plan)
+}
+
+/// The rank of a plan for choosing among an account's subscriptions: paid plans above
+/// unpaid ones, then later in `PLANS` above earlier (plans are listed cheapest first, as
+/// the paid-tool answer lists them); a plan no longer configured ranks lowest.
+fn plan_rank(config: &Config, plan: &str) -> Option<(bool, usize)> {
+    config
+        .plans
+        .iter()
+        .position(|p| p.id == plan)
+        .map(|i| (config.plans[i].is_paid(), i))
+}
+
+/// The plan an account is served under, from all its subscriptions' states: the best plan
+/// ([`plan_rank`]) among its live subscriptions (active, trialing, past due), never merely
+/// the last one written. A better past-due subscription is in force until its grace ends
+/// (`grace_until`), then the best of the others that need no grace (`fallback`), else the
+/// fallback plan. (Of two past-due subscriptions, the one below is not waited for: its
+/// grace is not extended past the better one's, so nothing is granted past any grace.)
+pub fn account_plan(
+    config: &Config,
+    subs: &[SubscriptionState],
+    customer: &str,
+    version: u64,
+    now_ms: u64,
+) -> AccountPlan {
+    let rank = |s: &&SubscriptionState| (plan_rank(config, &s.plan), s.grace_until);
+    let graced = |s: &SubscriptionState| s.status == "past_due" && s.grace_until.is_some();
+    let live = || subs.iter().filter(|s| s.is_live());
+    let firm = live()
+        .filter(|s| !graced(s))
+        .max_by_key(rank)
+        .map_or(FALLBACK_PLAN, |s| s.plan.as_str());
+    let better =
+        || live().filter(|s| graced(s) && plan_rank(config, &s.plan) > plan_rank(config, firm));
+    // The best one still in grace; else (all graces over) the best, for the record:
+    // its grace has passed, so the firm plan is in force.
+    let pick = better()
+        .filter(|s| s.grace_until.is_some_and(|g| now_ms <= g))
+        .max_by_key(rank)
+        .or_else(|| better().max_by_key(rank));
+    let (plan, fallback, grace_until) = match pick {
+        Some(s) => (s.plan.as_str(), firm, s.grace_until),
+        None => (firm, FALLBACK_PLAN, None),
     };
     AccountPlan {
-        plan,
-        fallback: FALLBACK_PLAN.to_owned(),
-        grace_until: s.grace_until.filter(|_| s.status == "past_due"),
-        customer: Some(s.customer.clone()),
-        state_at: s.state_at,
+        plan: plan.to_owned(),
+        fallback: fallback.to_owned(),
+        grace_until,
+        customer: Some(customer.to_owned()),
+        state_at: version,
     }
 }
 
@@ -309,9 +388,12 @@ async fn checkout_completed<B: BillingStore + KeyStore>(
         )));
     };
     let (reference, account) = purchasing_account(cx, known.as_ref(), customer).await?;
+    // Until the payment is confirmed the key serves the fallback plan (and the account's
+    // plan, computed below, replaces it on every key of the account).
+    let paid = payment_confirmed(o);
     let record = KeyRecord {
         account: account.clone(),
-        plan: plan.id.clone(),
+        plan: if paid { &plan.id } else { FALLBACK_PLAN }.to_owned(),
         scopes: ALL_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
         status: KeyStatus::Active,
         expires_at: None,
@@ -333,13 +415,47 @@ async fn checkout_completed<B: BillingStore + KeyStore>(
             mint_for_session(cx, session, &record, event.livemode).await?;
         }
     }
-    if let Some(sub) = str_at(o, "/subscription") {
-        start_subscription(cx, sub, &account, customer, &plan.id, event.created).await?;
+    let state = session_subscription(event, &account, customer, &plan.id, paid);
+    if let Some(state) = &state {
+        apply(cx, state).await?;
     }
+    let status = state.as_ref().map_or("none", |s| s.status.as_str());
     Ok(Outcome::Applied(format!(
-        "session {session_id}: key for account {account} on plan {}",
+        "session {session_id}: key for account {account}, subscription to {} {status}",
         plan.id
     )))
+}
+
+/// Whether a completed session's payment is confirmed: `payment_status` `paid`, or
+/// `no_payment_required` (a trial, a full discount). Anything else (`unpaid`: a delayed
+/// payment method still pending) is not.
+fn payment_confirmed(session: &Value) -> bool {
+    matches!(
+        str_at(session, "/payment_status"),
+        Some("paid" | "no_payment_required")
+    )
+}
+
+/// The state a completed session gives the subscription it started: `active` when the
+/// session says the payment is confirmed, else `incomplete` (its `invoice.paid` or
+/// `customer.subscription.updated` activates it).
+fn session_subscription(
+    event: &Event,
+    account: &str,
+    customer: &str,
+    plan: &str,
+    paid: bool,
+) -> Option<SubscriptionState> {
+    Some(SubscriptionState {
+        id: str_at(&event.data.object, "/subscription")?.to_owned(),
+        account: account.to_owned(),
+        customer: customer.to_owned(),
+        plan: plan.to_owned(),
+        status: if paid { "active" } else { "incomplete" }.to_owned(),
+        grace_until: None,
+        state_at: event.created,
+        event: event.id.clone(),
+    })
 }
 
 /// The account a purchase is for (and the reference it was created under): the one
@@ -360,26 +476,4 @@ async fn purchasing_account<B: BillingStore>(
         .await?
         .ok_or_else(|| StoreError("no account stored for the customer".to_owned()))?;
     Ok((reference, account))
-}
-
-/// The subscription a completed checkout started, as its first state.
-async fn start_subscription<B: BillingStore + KeyStore>(
-    cx: &Processing<'_, B>,
-    sub: &str,
-    account: &str,
-    customer: &str,
-    plan: &str,
-    created: u64,
-) -> Result<(), ProcessError> {
-    let state = SubscriptionState {
-        id: sub.to_owned(),
-        account: account.to_owned(),
-        customer: customer.to_owned(),
-        plan: plan.to_owned(),
-        status: "active".to_owned(),
-        grace_until: None,
-        state_at: created,
-    };
-    apply(cx, &state).await?;
-    Ok(())
 }

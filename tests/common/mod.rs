@@ -383,6 +383,8 @@ pub(crate) struct MemoryBackend {
     pub(crate) subscriptions: RefCell<HashMap<String, SubscriptionState>>,
     /// account → plan state (the Durable Object's)
     pub(crate) account_plans: RefCell<HashMap<String, AccountPlan>>,
+    /// account → the last version of its billing state drawn (D1 `account_billing`)
+    pub(crate) billing_versions: RefCell<HashMap<String, u64>>,
     /// Requests sent to Stripe, and the answers to give (status, body) in order; when
     /// empty, 200 `{}`.
     pub(crate) outbound_log: RefCell<Vec<OutboundRequest>>,
@@ -689,11 +691,31 @@ impl BillingStore for MemoryBackend {
     async fn put_subscription(&self, s: &SubscriptionState) -> Result<bool, StoreError> {
         self.check()?;
         let mut subs = self.subscriptions.borrow_mut();
-        if subs.get(&s.id).is_some_and(|cur| cur.state_at > s.state_at) {
+        if subs.get(&s.id).is_some_and(|cur| !s.supersedes(cur)) {
             return Ok(false);
         }
         subs.insert(s.id.clone(), s.clone());
         Ok(true)
+    }
+    async fn account_subscriptions(
+        &self,
+        account: &str,
+        now_ms: u64,
+    ) -> Result<(u64, Vec<SubscriptionState>), StoreError> {
+        self.check()?;
+        let mut versions = self.billing_versions.borrow_mut();
+        let version = versions
+            .get(account)
+            .map_or(now_ms, |v| (v + 1).max(now_ms));
+        versions.insert(account.to_owned(), version);
+        let subs = self
+            .subscriptions
+            .borrow()
+            .values()
+            .filter(|s| s.account == account)
+            .cloned()
+            .collect();
+        Ok((version, subs))
     }
     async fn set_account_plan(
         &self,

@@ -31,13 +31,21 @@ before(async () => {
 after(async () => { await w?.stop(); await stripe?.close(); });
 
 const d1 = (sql) => d1Query(w.state, sql);
+// d1() blocks the event loop (wrangler d1 execute runs synchronously); a keep-alive socket
+// the worker closed meanwhile (after 5 s idle) is noticed only once the loop turns, and a
+// request sent on it fails with "other side closed". The helpers below let it turn first.
+const settle = () => new Promise((resolve) => setTimeout(resolve, 0));
 const H25 = { 'mcp-protocol-version': '2025-11-25' };
 const ARGS = { hash: { text: 'abc' }, hmac: { key: 'k', message: 'm' }, whoami: {} };
-const call = (tool, key) => post(w.url, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: tool, arguments: ARGS[tool] } },
-  { ...H25, ...(key ? { authorization: `Bearer ${key}` } : {}) });
+const call = async (tool, key) => {
+  await settle();
+  return post(w.url, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: tool, arguments: ARGS[tool] } },
+    { ...H25, ...(key ? { authorization: `Bearer ${key}` } : {}) });
+};
 const now = () => Math.floor(Date.now() / 1000);
 
 async function webhook(event, { secret = SECRET, timestamp = now(), header } = {}) {
+  await settle();
   const payload = JSON.stringify(event);
   const res = await fetch(`${w.origin}/api/stripe/webhook`, {
     method: 'POST',
@@ -48,6 +56,7 @@ async function webhook(event, { secret = SECRET, timestamp = now(), header } = {
 }
 
 async function checkout(plan) {
+  await settle();
   const res = await fetch(`${w.origin}/api/stripe/checkout`, {
     method: 'POST', redirect: 'manual',
     headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `plan=${plan}`,
@@ -191,6 +200,32 @@ test('events that arrive out of order never overwrite newer state', async () => 
   await webhook(subEvent(session, 'customer.subscription.created', t - 3 * 86400, 'price_pro'));
   assert.equal((await call('whoami', key)).body.result.structuredContent.plan, 'team');
   assert.equal(d1(`SELECT plan FROM subscriptions WHERE id = '${session.subscription}'`)[0].plan, 'team');
+});
+
+test('a cancellation and an update of the same second leave the subscription cancelled, whichever arrives first', async () => {
+  for (const deletedFirst of [true, false]) {
+    const { session, key } = await buy('pro');
+    const arrival = deletedFirst ? 'deleted, then updated' : 'updated, then deleted';
+    // One second, two events; the update's id sorts after the cancellation's.
+    const t = now() + 5;
+    const deleted = subEvent(session, 'customer.subscription.deleted', t, 'price_team', 'canceled');
+    const updated = subEvent(session, 'customer.subscription.updated', t, 'price_team');
+    assert.ok(updated.id > deleted.id);
+    for (const ev of deletedFirst ? [deleted, updated] : [updated, deleted]) {
+      const r = await webhook(ev);
+      assert.equal(r.status, 200, `${arrival}: ${JSON.stringify(r.body)}`);
+    }
+    // D1 and the account's Durable Object agree: cancelled, on free.
+    assert.equal(d1(`SELECT status FROM subscriptions WHERE id = '${session.subscription}'`)[0].status, 'canceled', arrival);
+    assert.equal(d1(`SELECT plan FROM accounts WHERE stripe_customer = '${session.customer}'`)[0].plan, 'free', arrival);
+    const refused = await call('hmac', key);
+    assert.equal(refused.body.result.structuredContent?.error, 'plan_required', `${arrival}: ${JSON.stringify(refused.body)}`);
+    const free = await call('hash', key);
+    assert.equal(free.status, 200, arrival);
+    assert.match(free.headers.get('ratelimit-policy'), /"day";q=50/, arrival);
+    // The key's KV record too.
+    assert.equal((await call('whoami', key)).body.result.structuredContent.plan, 'free', arrival);
+  }
 });
 
 test('a claim page visited twice at once shows the key to exactly one visit', async () => {
