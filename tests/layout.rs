@@ -1,6 +1,7 @@
 //! The crate's layering, checked from its source: every module imports only modules
 //! below it in the order `lib.rs` documents, and no two source files import each other,
-//! directly or round a longer loop. Run alone with `cargo test --test layout`.
+//! directly or round a longer loop; and no function runs over sixty lines. Run alone
+//! with `cargo test --test layout`.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -274,4 +275,82 @@ fn the_checker_sees_imports_and_loops() {
     ]
     .into();
     assert_eq!(loops(&g), ["a -> b -> c -> a"]);
+}
+
+/// Longest function body allowed (the conformance fixtures, test scaffolding for the
+/// suite's scenarios, are exempt).
+const MAX_FUNCTION_LINES: usize = 60;
+
+/// Functions longer than `max` lines in a file's text: `(name, first line, length)`.
+fn long_functions(text: &str, max: usize) -> Vec<(String, usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let sig = ["pub(crate) ", "pub(super) ", "pub ", ""]
+            .iter()
+            .find_map(|v| trimmed.strip_prefix(v))
+            .map(|t| t.strip_prefix("async ").unwrap_or(t));
+        let Some(name) = sig.and_then(|t| t.strip_prefix("fn ")) else {
+            continue;
+        };
+        // A declaration without a body (a trait's) ends with `;` before any `{`.
+        let opens = lines[i..]
+            .iter()
+            .find(|l| l.contains('{') || l.trim_end().ends_with(';'))
+            .is_some_and(|l| l.contains('{'));
+        if !opens {
+            continue;
+        }
+        let close = format!("{indent}}}");
+        if let Some(end) = lines[i + 1..].iter().position(|l| *l == close) {
+            let length = end + 2;
+            if length > max {
+                let name: String = name
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                out.push((name, i + 1, length));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_function_is_longer_than_sixty_lines() {
+    let mut long = Vec::new();
+    for dir in ["src", "tests"] {
+        let mut stack = vec![Path::new(dir).to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in fs::read_dir(&d).expect("readable") {
+                let path = entry.expect("an entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs")
+                    && !path.ends_with("src/mcp/tools/fixtures.rs")
+                {
+                    let text = fs::read_to_string(&path).expect("a source file");
+                    for (name, line, length) in long_functions(&text, MAX_FUNCTION_LINES) {
+                        long.push(format!("{}:{line} {name}: {length} lines", path.display()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FUNCTION_LINES} lines:\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn the_length_check_counts_bodies_not_declarations() {
+    let body: String = (0..70).map(|i| format!("    let _x{i} = {i};\n")).collect();
+    let text =
+        format!("trait T {{\n    fn declared(&self);\n}}\n\npub async fn long() {{\n{body}}}\n");
+    assert_eq!(long_functions(&text, 60), [("long".to_owned(), 5, 72)]);
+    assert!(long_functions(&text, 80).is_empty());
 }

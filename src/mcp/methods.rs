@@ -441,17 +441,7 @@ async fn count<B: QuotaStore>(
     fx: &mut Effects,
 ) -> Result<Counted, Refusal> {
     let now_s = record.created_at / 1000;
-    // Anonymous callers are counted per address bucket and per network, in the network's
-    // counter; account holders in their account's.
-    let windows = match cx.principal.address() {
-        Some(a) => policy::address_windows(
-            plan.daily,
-            cx.config.network_limit_factor,
-            a.as_str(),
-            now_s,
-        ),
-        None => policy::windows(plan.daily, plan.monthly, now_s),
-    };
+    let windows = count_windows(cx, &plan, now_s);
     if windows.is_empty() && cx.principal.account().is_none() {
         let (quota, customer) = (Vec::new(), None);
         return Ok(Counted::Admitted(Admitted {
@@ -510,6 +500,20 @@ fn revoked<B>(cx: &McpContext<'_, B>) -> Refusal {
                 &auth::default_scopes(),
             ),
         )],
+    }
+}
+
+/// The windows a call counts in: anonymous callers per address bucket and per network
+/// (in the network's counter), account holders per their plan's day and month.
+fn count_windows<B>(cx: &McpContext<'_, B>, plan: &Plan, now_s: u64) -> Vec<policy::Window> {
+    match cx.principal.address() {
+        Some(a) => policy::address_windows(
+            plan.daily,
+            cx.config.network_limit_factor,
+            a.as_str(),
+            now_s,
+        ),
+        None => policy::windows(plan.daily, plan.monthly, now_s),
     }
 }
 

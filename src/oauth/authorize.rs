@@ -69,18 +69,7 @@ pub async fn check<B: OAuthStore + QuotaStore + Outbound>(
     let state = param("state").unwrap_or_default();
     let answerable = may_redirect_errors(&client, &redirect_uri);
     let fail = |error: &str, description: &str| {
-        if !answerable {
-            return Refusal::Page(
-                400,
-                format!("The application's sign-in request is not valid ({error}): {description}."),
-            );
-        }
-        let mut params = vec![("error", error), ("error_description", description)];
-        if !state.is_empty() {
-            params.push(("state", state.as_str()));
-        }
-        params.push(("iss", base));
-        Refusal::Redirect(redirect_url(&redirect_uri, &params))
+        refusal(answerable, &redirect_uri, &state, base, error, description)
     };
     if param("response_type").as_deref() != Some("code") {
         return Err(fail(
@@ -121,6 +110,29 @@ pub async fn check<B: OAuthStore + QuotaStore + Outbound>(
         resource,
         scopes,
     })
+}
+
+/// A refused request: sent back to the client with `error=` when it may be, else shown.
+fn refusal(
+    answerable: bool,
+    redirect_uri: &str,
+    state: &str,
+    base: &str,
+    error: &str,
+    description: &str,
+) -> Refusal {
+    if !answerable {
+        return Refusal::Page(
+            400,
+            format!("The application's sign-in request is not valid ({error}): {description}."),
+        );
+    }
+    let mut params = vec![("error", error), ("error_description", description)];
+    if !state.is_empty() {
+        params.push(("state", state));
+    }
+    params.push(("iss", base));
+    Refusal::Redirect(redirect_url(redirect_uri, &params))
 }
 
 /// Whether a refused request may be sent back to the client without the user seeing

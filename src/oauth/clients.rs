@@ -205,6 +205,24 @@ fn invisible(c: char) -> bool {
         | '\u{2066}'..='\u{2069}' | '\u{061C}' | '\u{FEFF}' | '\u{00AD}' | '\u{180E}')
 }
 
+/// The name the consent page shows: without control, bidi or zero-width characters, at
+/// most [`MAX_NAME_LEN`] characters.
+fn display_name(name: Option<&str>) -> String {
+    name.map(|n| {
+        let visible: String = n
+            .chars()
+            .filter(|c| !c.is_control() && !invisible(*c))
+            .collect();
+        visible
+            .trim()
+            .chars()
+            .take(MAX_NAME_LEN)
+            .collect::<String>()
+    })
+    .filter(|n| !n.is_empty())
+    .unwrap_or_else(|| "Unnamed client".to_owned())
+}
+
 /// A registration request's client, checked: public (`none` authentication), the
 /// authorization-code flow, valid redirect URIs.
 pub fn registration(meta: &ClientMetadata) -> Result<(String, Vec<String>), MetadataError> {
@@ -252,20 +270,7 @@ pub fn registration(meta: &ClientMetadata) -> Result<(String, Vec<String>), Meta
     {
         return Err(bad("invalid_client_metadata", "response_types may be code"));
     }
-    let name = meta
-        .client_name
-        .as_deref()
-        .map(|n| {
-            n.chars()
-                .filter(|c| !c.is_control() && !invisible(*c))
-                .collect::<String>()
-                .trim()
-                .chars()
-                .take(MAX_NAME_LEN)
-                .collect::<String>()
-        })
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "Unnamed client".to_owned());
+    let name = display_name(meta.client_name.as_deref());
     Ok((name, meta.redirect_uris.clone()))
 }
 

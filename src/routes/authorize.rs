@@ -4,9 +4,9 @@
 
 use crate::{
     auth::{
-        api_key::{ApiKey, random_id},
+        api_key::{ApiKey, KeyHash, random_id},
         principal::AddressBucket,
-        store::KeyStatus,
+        store::{KeyRecord, KeyStatus},
     },
     config::Plan,
     context::{Backend, Context, Effects},
@@ -140,24 +140,9 @@ async fn sign_in<B: Backend>(
     key_text: &str,
 ) -> Result<Result<String, (u16, &'static str)>, ApiError> {
     let try_again = (503, "Could not sign in just now; try again.");
-    let Some(key) = ApiKey::parse(key_text) else {
-        return Ok(Err((
-            401,
-            "That is not an API key. Keys start with mcp_live_ or mcp_test_.",
-        )));
-    };
-    let hash = key.hash();
-    let record = match cx.backend.key_record(&hash).await {
-        Ok(r) => r,
-        Err(e) => {
-            fx.error = Some(format!("authorize: {e}"));
-            return Ok(Err((503, "Could not check the key just now; try again.")));
-        }
-    };
-    let Some(record) = record
-        .filter(|r| r.status == KeyStatus::Active && r.expires_at.is_none_or(|t| t > cx.now_ms))
-    else {
-        return Ok(Err((401, "This API key is unknown, revoked or expired.")));
+    let (hash, record) = match signing_key(cx, fx, key_text).await {
+        Ok(found) => found,
+        Err(refusal) => return Ok(Err(refusal)),
     };
     let scopes: Vec<&str> = authz
         .scopes
@@ -194,6 +179,35 @@ async fn sign_in<B: Backend>(
         return Ok(Err(try_again));
     }
     Ok(Ok(code))
+}
+
+/// The key a user pasted, checked: its hash and record, or the status and message the
+/// page shows again.
+async fn signing_key<B: Backend>(
+    cx: &Context<'_, B>,
+    fx: &mut Effects,
+    key_text: &str,
+) -> Result<(KeyHash, KeyRecord), (u16, &'static str)> {
+    let Some(key) = ApiKey::parse(key_text) else {
+        return Err((
+            401,
+            "That is not an API key. Keys start with mcp_live_ or mcp_test_.",
+        ));
+    };
+    let hash = key.hash();
+    let record = match cx.backend.key_record(&hash).await {
+        Ok(r) => r,
+        Err(e) => {
+            fx.error = Some(format!("authorize: {e}"));
+            return Err((503, "Could not check the key just now; try again."));
+        }
+    };
+    let Some(record) = record
+        .filter(|r| r.status == KeyStatus::Active && r.expires_at.is_none_or(|t| t > cx.now_ms))
+    else {
+        return Err((401, "This API key is unknown, revoked or expired."));
+    };
+    Ok((hash, record))
 }
 
 fn secret<'c, B>(cx: &'c Context<'_, B>) -> &'c str {
