@@ -1184,3 +1184,33 @@ fn a_better_plan_past_its_grace_falls_back_to_the_other_live_plan_not_to_free() 
     let (_, paid_tool, daily) = served(&app, &key);
     assert_eq!((paid_tool, daily.as_str()), (true, "100"));
 }
+
+#[test]
+fn a_head_request_never_spends_the_key_of_the_claim_page() {
+    let app = app();
+    app.backend.outbound_replies.borrow_mut().push(Ok((
+        200,
+        json!({ "id": "cs_test_head", "object": "checkout.session", "url": "https://checkout.stripe.test/h" })
+            .to_string(),
+    )));
+    assert_eq!(
+        app.send(&form_post("/api/stripe/checkout", "plan=pro"))
+            .status,
+        303
+    );
+    assert_eq!(
+        deliver(&app, &completed("cs_test_head", NOW_S - 5), NOW_S).status,
+        200
+    );
+    let path = "/api/stripe/claim?session_id=cs_test_head";
+    // A link preview or prefetch asks with HEAD: it learns the page exists, nothing more.
+    let head = app.send(&request("HEAD", path, &[], ""));
+    assert_eq!(head.status, 200);
+    assert!(!text(&head).contains("mcp_test_"));
+    assert_eq!(head.header("cache-control"), Some("no-store"));
+    // The person who follows the link still sees the key, once.
+    let page = app.send(&get(path));
+    assert_eq!(page.status, 200);
+    assert!(text(&page).contains("mcp_test_"));
+    assert_eq!(app.send(&get(path)).status, 410);
+}

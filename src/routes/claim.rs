@@ -3,7 +3,10 @@
 //! (or an unknown, malformed or expired session) gets a page without it.
 
 use crate::{
-    billing::claim::{CONFIRMING_FOR_MS, REFRESH_S, valid_return_to, valid_session_id},
+    billing::{
+        claim::{CONFIRMING_FOR_MS, REFRESH_S, valid_return_to, valid_session_id},
+        store::CheckoutRecord,
+    },
     context::{Backend, Context, Effects},
     error::ApiError,
     http::{HttpRequest, HttpResponse},
@@ -33,26 +36,9 @@ pub async fn get<B: Backend>(
     fx: &mut Effects,
 ) -> Result<HttpResponse, ApiError> {
     let id = req.query_param("session_id").unwrap_or_default();
-    if !valid_session_id(&id) {
-        return Ok(page(
-            cx,
-            400,
-            "Not a checkout link",
-            "This address does not name a checkout session. Use the link Stripe sent you back with.",
-        ));
-    }
-    let Some(session) = cx
-        .backend
-        .checkout(&id)
-        .await
-        .map_err(|e| unavailable("claim", e))?
-    else {
-        return Ok(page(
-            cx,
-            404,
-            "Unknown checkout",
-            "This server has no record of that checkout session.",
-        ));
+    let session = match session(cx, &id).await? {
+        Ok(session) => session,
+        Err(refused) => return Ok(refused),
     };
     if session.completed_at.is_none() {
         return Ok(unconfirmed(cx, session.created_at));
@@ -61,6 +47,15 @@ pub async fn get<B: Backend>(
         return Ok(gone(
             cx,
             "The API key for this purchase was shown once and is not stored here. If you lost it, sign in to the billing portal or contact support to get a new one.",
+        ));
+    }
+    if req.method == "HEAD" {
+        // Link previews and prefetches ask with HEAD: the key is spent only on a GET.
+        return Ok(page(
+            cx,
+            200,
+            "Your API key",
+            "Open this page in a browser to see your API key.",
         ));
     }
     let key = match claim(cx, fx, &id).await? {
@@ -78,6 +73,30 @@ pub async fn get<B: Backend>(
             return_to.as_deref(),
         ),
     )))
+}
+
+/// The Checkout Session a claim link names, or the page for a malformed or unknown one.
+async fn session<B: Backend>(
+    cx: &Context<'_, B>,
+    id: &str,
+) -> Result<Result<CheckoutRecord, HttpResponse>, ApiError> {
+    if !valid_session_id(id) {
+        return Ok(Err(page(
+            cx,
+            400,
+            "Not a checkout link",
+            "This address does not name a checkout session. Use the link Stripe sent you back with.",
+        )));
+    }
+    let found = cx.backend.checkout(id).await;
+    Ok(found.map_err(|e| unavailable("claim", e))?.ok_or_else(|| {
+        page(
+            cx,
+            404,
+            "Unknown checkout",
+            "This server has no record of that checkout session.",
+        )
+    }))
 }
 
 /// A session whose payment is not confirmed yet: a page that reloads itself while the
