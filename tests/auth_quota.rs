@@ -547,3 +547,36 @@ fn an_external_authorization_servers_tokens_are_checked_against_its_issuer() {
     let ours = app.access_token("acct_ext", "mcp:tools");
     assert_eq!(app.call("whoami", json!({}), Some(&ours)).status, 401);
 }
+
+#[test]
+fn whoami_and_usage_report_the_plan_in_force_not_the_credentials() {
+    let app = TestApp::new();
+    let minted = app.mint(json!({ "plan": "pro", "account": "acct_upgraded" }));
+    let auth = common::bearer(minted["key"].as_str().unwrap());
+    // The subscription changed since the key's record was written: team is in force.
+    app.backend.account_plans.borrow_mut().insert(
+        "acct_upgraded".into(),
+        paid_mcp_worker::billing::store::AccountPlan {
+            plan: "team".into(),
+            fallback: "free".into(),
+            grace_until: None,
+            customer: None,
+            state_at: 1,
+        },
+    );
+    let who = json_body(&app.call("whoami", json!({}), Some(&auth)));
+    assert_eq!(who["result"]["structuredContent"]["plan"], "team");
+    let usage = app.send(&request(
+        "GET",
+        "/api/usage",
+        &[("authorization", &auth)],
+        "",
+    ));
+    assert_eq!(usage.status, 200, "{}", common::text(&usage));
+    let body = json_body(&usage);
+    assert_eq!(body["plan"], "team");
+    // team counts by the month only (100000 a month), and reading usage counted nothing.
+    assert_eq!(body["quota"][0]["period"], "month");
+    assert_eq!(body["quota"][0]["limit"], 100000);
+    assert_eq!(body["quota"][0]["used"], 1, "the whoami call only");
+}

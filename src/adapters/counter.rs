@@ -1,5 +1,5 @@
 //! `QuotaStore` over the `QuotaCounter` Durable Object, and every client call to it: the
-//! one place that names its routes (`/consume`, `/peek`, `/revoke`, `/account`,
+//! one place that names its routes (`/consume`, `/revoke`, `/account`,
 //! `/oauth/*`; see [`super::durable`]).
 
 use serde::{Serialize, de::DeserializeOwned};
@@ -120,9 +120,5 @@ impl QuotaStore for WorkerBackend {
         req: &ConsumeRequest,
     ) -> Result<ConsumeResponse, StoreError> {
         self.call_counter(bucket, "consume", req).await
-    }
-
-    async fn peek(&self, bucket: &str, windows: &[String]) -> Result<Vec<u64>, StoreError> {
-        self.call_counter(bucket, "peek", &windows).await
     }
 }

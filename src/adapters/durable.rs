@@ -16,7 +16,7 @@
 //! computed after it, whatever order the two deliveries reach the object in.
 //!
 //! Routes (POST, JSON): `/consume` ([`ConsumeRequest`] →
-//! [`ConsumeResponse`](crate::quota::ConsumeResponse)), `/peek` (window keys → counts),
+//! [`ConsumeResponse`](crate::quota::ConsumeResponse); a zero-cost attempt only reads),
 //! `/revoke` (key hash → `{"revoked": true}`), `/account` ([`AccountPlan`] →
 //! `{"stored": bool}`; plans of a lower version are ignored), and the account's OAuth
 //! grants: `/oauth/code` ([`CodeRecord`]), `/oauth/exchange` ([`ExchangeRequest`] →
@@ -70,7 +70,6 @@ impl DurableObject for QuotaCounter {
     async fn fetch(&self, req: Request) -> Result<Response> {
         match req.path().as_str() {
             "/consume" => self.consume(req).await,
-            "/peek" => self.peek(req).await,
             "/revoke" => self.revoke_key(req).await,
             "/account" => self.set_account(req).await,
             "/oauth/code" => self.put_code(req).await,
@@ -95,7 +94,8 @@ impl QuotaCounter {
         };
         let sql = self.sql();
         let answer = quota::admit(&c, counter_state(&sql, &c)?);
-        if answer.admitted {
+        // A zero-cost attempt only reads (the plan in force and the counts).
+        if answer.admitted && c.cost > 0 {
             for ((key, _), used) in c.windows.iter().zip(&answer.used) {
                 sql.exec(
                     "INSERT INTO counters (window, used) VALUES (?, ?) \
@@ -108,19 +108,6 @@ impl QuotaCounter {
             }
         }
         Response::from_json(&answer)
-    }
-
-    /// `/peek`: the counts of the windows named, without counting.
-    async fn peek(&self, mut req: Request) -> Result<Response> {
-        let Ok(keys) = req.json::<Vec<String>>().await else {
-            return Response::error("bad peek request", 400);
-        };
-        let sql = self.sql();
-        let counts = keys
-            .iter()
-            .map(|k| window_count(&sql, k))
-            .collect::<Result<Vec<u64>>>()?;
-        Response::from_json(&counts)
     }
 
     /// `/revoke`: adds a key hash to the account's revoked list.

@@ -528,6 +528,7 @@ async fn run<B>(
 ) -> Result<Value, Refusal> {
     let mut tcx = ToolContext::new(cx.principal);
     tcx.quota = Value::Array(admitted.quota);
+    tcx.plan = admitted.plan.id.clone();
     tcx.progress_token = params
         .meta
         .as_ref()

@@ -103,8 +103,6 @@ pub trait QuotaStore {
         bucket: &str,
         req: &ConsumeRequest,
     ) -> Result<ConsumeResponse, StoreError>;
-    /// Current counts of the windows, without counting (Durable Object).
-    async fn peek(&self, bucket: &str, windows: &[String]) -> Result<Vec<u64>, StoreError>;
 }
 
 /// Counts one use of an allowance kept in `counter` over `windows`: `Ok(None)` when
@@ -182,6 +180,16 @@ mod tests {
         let full = admit(&req(&[10, 100], None), state(vec![10, 50]));
         assert!(!full.admitted);
         assert_eq!(full.used, [10, 50], "a refused call is not counted");
+        let look = ConsumeRequest {
+            cost: 0,
+            ..req(&[10, 100], None)
+        };
+        let read = admit(&look, state(vec![10, 50]));
+        assert_eq!(
+            (read.admitted, read.used),
+            (true, vec![10, 50]),
+            "a zero-cost look"
+        );
     }
 
     #[test]

@@ -4,11 +4,15 @@
 use serde_json::json;
 
 use crate::{
-    auth::principal::SCOPE_USAGE,
+    auth::principal::{Principal, SCOPE_USAGE},
+    config::FALLBACK_PLAN,
     context::{Backend, Context, Effects},
     error::ApiError,
     http::{HttpRequest, HttpResponse},
-    quota::policy::{self, Period},
+    quota::{
+        ConsumeRequest,
+        policy::{self, Period},
+    },
     routes::require_scope,
     usage::summarize,
 };
@@ -26,29 +30,55 @@ pub async fn get<B: Backend>(
         Some(_) => return Err(ApiError::BadRequest("period is month or day".to_owned())),
     };
     let now_s = cx.now_ms / 1000;
-    let windows = cx
-        .config
-        .limits_of(principal.plan())
-        .or_else(|| cx.config.plan("free").cloned())
-        .map(|p| policy::windows(p.daily, p.monthly, now_s))
-        .unwrap_or_default();
+    let (plan, windows, used) = plan_and_counts(cx, &principal, now_s).await?;
     let since_s = policy::period_start(period, now_s);
-    let bucket = principal.bucket();
     let rows = cx
         .backend
-        .usage(&bucket, since_s * 1000)
-        .await
-        .map_err(|e| ApiError::store("usage", e))?;
-    let keys: Vec<String> = windows.iter().map(|w| w.key.clone()).collect();
-    let used = cx
-        .backend
-        .peek(&principal.counter(), &keys)
+        .usage(&principal.bucket(), since_s * 1000)
         .await
         .map_err(|e| ApiError::store("usage", e))?;
     let mut body = summarize(&rows);
     body["account"] = principal.account().into();
-    body["plan"] = principal.plan().into();
+    body["plan"] = plan.into();
     body["period"] = json!({ "name": period, "since": since_s, "until": now_s });
     body["quota"] = policy::quota_report(&windows, &used).into();
     Ok(HttpResponse::json(200, &body).with_header("cache-control", "no-store"))
+}
+
+/// The plan in force for the caller and the counts of its windows, read without counting:
+/// a zero-cost attempt on the caller's counter, which answers with the plan in force when
+/// the credentials name another (a subscription changed since), then with the counts
+/// under that plan.
+async fn plan_and_counts<B: Backend>(
+    cx: &Context<'_, B>,
+    principal: &Principal,
+    now_s: u64,
+) -> Result<(String, Vec<policy::Window>, Vec<u64>), ApiError> {
+    let mut plan_id = principal.plan().to_owned();
+    for _ in 0..2 {
+        let windows = cx
+            .config
+            .limits_of(&plan_id)
+            .or_else(|| cx.config.plan(FALLBACK_PLAN).cloned())
+            .map(|p| policy::windows(p.daily, p.monthly, now_s))
+            .unwrap_or_default();
+        let look = ConsumeRequest {
+            windows: windows.iter().map(|w| (w.key.clone(), w.limit)).collect(),
+            cost: 0,
+            key_hash: None,
+            plan: principal.account().map(|_| plan_id.clone()),
+        };
+        let answer = cx
+            .backend
+            .consume(&principal.counter(), &look)
+            .await
+            .map_err(|e| ApiError::store("usage", e))?;
+        match answer.plan.filter(|p| *p != plan_id) {
+            Some(in_force) => plan_id = in_force,
+            None => return Ok((plan_id, windows, answer.used)),
+        }
+    }
+    Err(ApiError::Unavailable {
+        cause: "usage: the account's plan is changing".to_owned(),
+    })
 }

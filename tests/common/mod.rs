@@ -494,21 +494,13 @@ impl QuotaStore for MemoryBackend {
             },
         };
         let answer = quota::admit(req, state);
-        if answer.admitted {
+        if answer.admitted && req.cost > 0 {
             let mut c = self.counters.borrow_mut();
             for ((k, _), used) in req.windows.iter().zip(&answer.used) {
                 c.insert(key(k), *used);
             }
         }
         Ok(answer)
-    }
-    async fn peek(&self, bucket: &str, windows: &[String]) -> Result<Vec<u64>, StoreError> {
-        self.check()?;
-        let c = self.counters.borrow();
-        Ok(windows
-            .iter()
-            .map(|k| *c.get(&(bucket.to_owned(), k.clone())).unwrap_or(&0))
-            .collect())
     }
 }
 

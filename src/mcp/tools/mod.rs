@@ -90,6 +90,9 @@ pub struct ToolContext<'a> {
     pub progress_token: Option<Value>,
     /// The caller's quota after this call was counted: `[{period, limit, used, remaining, reset_at}]`.
     pub quota: Value,
+    /// The plan the call was served under: the one in force for the account, which may be
+    /// newer than the one the credentials name.
+    pub plan: String,
 }
 
 impl<'a> ToolContext<'a> {
@@ -100,6 +103,7 @@ impl<'a> ToolContext<'a> {
             notifications: RefCell::new(Vec::new()),
             progress_token: None,
             quota: Value::Array(Vec::new()),
+            plan: principal.plan().to_owned(),
         }
     }
 

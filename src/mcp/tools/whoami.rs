@@ -58,7 +58,7 @@ fn call<'a>(cx: &'a ToolContext<'a>, _args: serde_json::Map<String, Value>) -> T
         ToolOutcome::Structured(json!({
             "kind": cx.principal.kind(),
             "subject": subject,
-            "plan": cx.principal.plan(),
+            "plan": cx.plan,
             "scopes": scopes,
             "quota": cx.quota.clone(),
         }))
