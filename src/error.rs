@@ -9,7 +9,10 @@ use crate::{
     auth::{self, AuthError},
     config::Config,
     http::HttpResponse,
-    mcp::{jsonrpc, methods::UNAUTHORIZED},
+    mcp::jsonrpc::{
+        self,
+        codes::{INSUFFICIENT_SCOPE, UNAUTHORIZED},
+    },
     pages,
     store::StoreError,
 };
@@ -228,10 +231,10 @@ impl ApiError {
     fn rpc_code(&self) -> ErrorCode {
         match self {
             Self::Parse(_) => ErrorCode::PARSE_ERROR,
-            Self::InvalidToken { .. }
-            | Self::AdminToken
-            | Self::Unauthorized { .. }
-            | Self::InsufficientScope { .. } => UNAUTHORIZED,
+            Self::InvalidToken { .. } | Self::AdminToken | Self::Unauthorized { .. } => {
+                UNAUTHORIZED
+            }
+            Self::InsufficientScope { .. } => INSUFFICIENT_SCOPE,
             e if e.status() >= 500 => ErrorCode::INTERNAL_ERROR,
             _ => ErrorCode::INVALID_REQUEST,
         }
@@ -350,7 +353,7 @@ mod tests {
             );
         }
         assert_eq!(body(&render(&e, false))["error"], "invalid_token");
-        assert_eq!(body(&render(&e, true))["error"]["code"], -32001);
+        assert_eq!(body(&render(&e, true))["error"]["code"], -31001);
         let scope = ApiError::InsufficientScope {
             description: "needs billing".into(),
             scope: "mcp:billing".into(),

@@ -150,6 +150,7 @@ fn an_access_token_without_the_tools_scope_is_refused_for_insufficient_scope() {
     let token = app.access_token(SUB, "mcp:usage");
     let resp = app.call("hash", json!({"text":"a"}), Some(&token));
     assert_eq!(resp.status, 403);
+    assert_eq!(json_body(&resp)["error"]["code"], -31003);
     let challenge = resp.header("www-authenticate").unwrap();
     assert!(
         challenge.contains("error=\"insufficient_scope\"")
@@ -185,7 +186,7 @@ fn anonymous_calls_are_counted_per_bucket_and_refused_over_the_limit() {
     assert_eq!(refused.status, 429);
     assert_eq!(refused.header("retry-after"), Some("50400"));
     let err = &json_body(&refused)["error"];
-    assert_eq!(err["code"], -32029);
+    assert_eq!(err["code"], -31029);
     assert_eq!(err["data"]["limit"], 3);
     assert_eq!(err["data"]["period"], "day");
     assert_eq!(err["data"]["upgrade"].as_array().unwrap().len(), 2);
@@ -332,7 +333,7 @@ fn assert_sign_in_challenge(resp: &HttpResponse, reason: &str) {
         )
     );
     let err = &json_body(resp)["error"];
-    assert_eq!(err["code"], -32001);
+    assert_eq!(err["code"], -31001);
     assert_eq!(err["data"]["error"], "sign_in_required");
     assert_eq!(err["data"]["reason"], reason);
 }
@@ -362,7 +363,7 @@ fn anonymous_callers_who_use_up_the_allowance_are_asked_to_sign_in() {
     }
     let over = hash(Some(&auth));
     assert_eq!(over.status, 429);
-    assert_eq!(json_body(&over)["error"]["code"], -32029);
+    assert_eq!(json_body(&over)["error"]["code"], -31029);
 }
 
 /// Anthropic's published range, the default shared egress range.

@@ -8,6 +8,21 @@
 use rmcp::model::{ErrorCode, ErrorData};
 use serde_json::{Map, Value, json};
 
+/// The server's own error codes. JSON-RPC reserves -32768…-32000, and MCP 2026-07-28
+/// (basic/index, "Error Codes") keeps -32020…-32099 for codes the specification defines and
+/// closes -32000…-32019 to new use, so these sit outside that range. They are the same in
+/// every protocol generation; the HTTP status says the same thing (401, 403, 429).
+pub mod codes {
+    use rmcp::model::ErrorCode;
+
+    /// Credentials are missing or refused: sign in (HTTP 401, with a challenge).
+    pub const UNAUTHORIZED: ErrorCode = ErrorCode(-31001);
+    /// The credentials lack a scope the call needs (HTTP 403 `insufficient_scope`).
+    pub const INSUFFICIENT_SCOPE: ErrorCode = ErrorCode(-31003);
+    /// The caller's plan allows no more calls in a window (HTTP 429, `Retry-After`).
+    pub const RATE_LIMITED: ErrorCode = ErrorCode(-31029);
+}
+
 /// A request id: a string or an integer (JSON-RPC allows numbers; MCP forbids `null`).
 pub type RequestId = Value;
 
@@ -127,6 +142,17 @@ pub fn header_mismatch(message: impl Into<String>) -> ErrorData {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_servers_own_codes_stay_out_of_the_reserved_range() {
+        for code in [
+            codes::UNAUTHORIZED,
+            codes::INSUFFICIENT_SCOPE,
+            codes::RATE_LIMITED,
+        ] {
+            assert!(!(-32768..=-32000).contains(&code.0), "{}", code.0);
+        }
+    }
 
     fn code(v: Value) -> i32 {
         classify(v).unwrap_err().1.code.0

@@ -32,10 +32,7 @@ pub const TOOLS_LIST_TTL_MS: u64 = 300_000;
 /// Most messages one 2025-03-26 batch may hold.
 pub const MAX_BATCH_MESSAGES: usize = 20;
 
-/// JSON-RPC code of a call refused for quota (implementation-defined server error range).
-pub const RATE_LIMITED: ErrorCode = ErrorCode(-32029);
-/// JSON-RPC code of a call refused for missing or insufficient credentials.
-pub const UNAUTHORIZED: ErrorCode = ErrorCode(-32001);
+pub use super::jsonrpc::codes::{INSUFFICIENT_SCOPE, RATE_LIMITED, UNAUTHORIZED};
 
 /// What a method needs from the request beyond the message.
 pub struct McpContext<'a, B> {
@@ -666,11 +663,12 @@ fn sign_in<B>(record: &mut UsageRecord, cx: &McpContext<'_, B>, why: SignIn) -> 
 /// callers whose credentials lack the scope (RFC 6750 §3.1).
 fn scope_refusal<B>(cx: &McpContext<'_, B>, scope: &str) -> Refusal {
     let anonymous = matches!(cx.principal, Principal::Anonymous { .. });
-    let (status, error) = if anonymous {
-        (401, None)
+    let (status, code, error) = if anonymous {
+        (401, UNAUTHORIZED, None)
     } else {
         (
             403,
+            INSUFFICIENT_SCOPE,
             Some((
                 "insufficient_scope",
                 "the token lacks a scope this tool needs",
@@ -679,7 +677,7 @@ fn scope_refusal<B>(cx: &McpContext<'_, B>, scope: &str) -> Refusal {
     };
     Refusal {
         error: ErrorData::new(
-            UNAUTHORIZED,
+            code,
             format!("this tool needs the scope {scope}"),
             Some(
                 json!({ "error": if anonymous { "unauthorized" } else { "insufficient_scope" }, "scope": scope }),
