@@ -104,6 +104,9 @@ pub struct Config {
     /// Accept `http://127.0.0.1:…` client metadata document URLs
     /// (`OAUTH_CIMD_ALLOW_HTTP_LOOPBACK=true`): for local testing only.
     pub cimd_allow_http_loopback: bool,
+    /// The reverse-DNS prefix of the server's own `_meta` keys (`META_PREFIX`, e.g.
+    /// `com.example.mcp`; default: `PUBLIC_URL`'s host reversed, else `local.<SERVER_NAME>`).
+    pub meta_prefix: String,
     /// Problems found while reading the configuration, reported in the log.
     pub warnings: Vec<String>,
 }
@@ -140,6 +143,7 @@ impl Default for Config {
             oauth_access_ttl_s: 900,
             registrations_daily_limit: 50,
             cimd_allow_http_loopback: false,
+            meta_prefix: "local.paid-mcp-worker".to_owned(),
             warnings: Vec::new(),
         }
     }
@@ -156,6 +160,29 @@ fn default_plans() -> Vec<Plan> {
         stripe_price: None,
         metered: false,
     }]
+}
+
+/// The `_meta` key prefix: `META_PREFIX` as given (without a trailing slash), else the
+/// public host's labels reversed (`mcp.example.com` → `com.example.mcp`), else
+/// `local.<server name>`. The `io.modelcontextprotocol` prefix is the specification's own.
+fn meta_prefix(given: Option<String>, public_url: Option<String>, name: Option<String>) -> String {
+    if let Some(p) = given {
+        return p.trim_end_matches('/').to_owned();
+    }
+    let host = public_url.and_then(|u| {
+        let rest = u.split_once("://")?.1;
+        let host = rest.split(['/', ':', '?']).next()?.to_ascii_lowercase();
+        (!host.is_empty() && host.parse::<IpAddr>().is_err()).then_some(host)
+    });
+    match host {
+        Some(h) => h.rsplit('.').collect::<Vec<_>>().join("."),
+        None => format!(
+            "local.{}",
+            name.unwrap_or_else(|| "paid-mcp-worker".to_owned())
+                .to_ascii_lowercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "-")
+        ),
+    }
 }
 
 /// A comma-separated list, each item trimmed (and shaped by `item`), empty items dropped.
@@ -272,6 +299,7 @@ impl Config {
                 .unwrap_or(d.registrations_daily_limit),
             cimd_allow_http_loopback: get("OAUTH_CIMD_ALLOW_HTTP_LOOPBACK").as_deref()
                 == Some("true"),
+            meta_prefix: meta_prefix(get("META_PREFIX"), url("PUBLIC_URL"), get("SERVER_NAME")),
             warnings,
         }
     }
@@ -491,6 +519,28 @@ mod tests {
         );
         let c = config(&[("SHARED_EGRESS_RANGES", "10.0.0.0/33")]);
         assert!(c.is_shared_egress("160.79.104.1") && c.warnings.len() == 1);
+    }
+
+    #[test]
+    fn the_meta_prefix_is_the_public_host_reversed_unless_given() {
+        assert_eq!(
+            config(&[("PUBLIC_URL", "https://mcp.example.com")]).meta_prefix,
+            "com.example.mcp"
+        );
+        assert_eq!(config(&[]).meta_prefix, "local.paid-mcp-worker");
+        assert_eq!(
+            config(&[("SERVER_NAME", "My Tools")]).meta_prefix,
+            "local.my-tools"
+        );
+        let c = config(&[
+            ("META_PREFIX", "io.acme/"),
+            ("PUBLIC_URL", "https://x.example"),
+        ]);
+        assert_eq!(c.meta_prefix, "io.acme");
+        assert_eq!(
+            config(&[("PUBLIC_URL", "http://127.0.0.1:8787")]).meta_prefix,
+            "local.paid-mcp-worker"
+        );
     }
 
     #[test]

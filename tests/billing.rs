@@ -592,7 +592,14 @@ fn paid_tools_explain_the_price_and_link_to_checkout() {
     let free = app.send(&get("/api/stripe/checkout?plan=free"));
     assert_eq!(free.status, 404);
 
-    // tools/list marks it.
+    // The landing page offers each sellable plan.
+    let landing = text(&app.send(&get("/")));
+    assert!(landing.contains(r#"name="plan" value="team""#));
+}
+
+#[test]
+fn tools_list_publishes_price_and_plans_under_the_operators_prefix() {
+    let app = app();
     let list = mcp_post(
         json!({"jsonrpc":"2.0","id":1,"method":"tools/list"}).to_string(),
         &[("mcp-protocol-version", "2025-11-25")],
@@ -605,10 +612,24 @@ fn paid_tools_explain_the_price_and_link_to_checkout() {
         .find(|t| t["name"] == "hmac")
         .unwrap()
         .clone();
-    assert_eq!(hmac["_meta"]["paid"], true);
-    // The landing page offers each sellable plan.
-    let landing = text(&app.send(&get("/")));
-    assert!(landing.contains(r#"name="plan" value="team""#));
+    // Under the operator's reverse-DNS prefix (PUBLIC_URL's host, reversed): paid, the
+    // scope, and the plans that include it with their prices.
+    let meta = &hmac["_meta"];
+    assert_eq!(meta["com.example.mcp/paid"], true);
+    assert_eq!(meta["com.example.mcp/scope"], "mcp:tools");
+    assert_eq!(
+        meta["com.example.mcp/plans"],
+        json!([
+            { "plan": "pro", "price": "$9/month" },
+            { "plan": "team", "price": "$49/month" },
+            { "plan": "usage", "price": "$0.01/call" }
+        ])
+    );
+    let keys: Vec<&String> = meta.as_object().unwrap().keys().collect();
+    assert!(
+        keys.iter().all(|k| k.starts_with("com.example.mcp/")),
+        "{keys:?}"
+    );
 }
 
 #[test]

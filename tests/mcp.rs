@@ -206,3 +206,54 @@ fn batches_are_capped_and_every_counted_call_in_one_is_logged() {
         .collect();
     assert_eq!(ids.len(), 3, "one record per call");
 }
+
+/// A 2026-07-28 `hash` call whose `_meta` asks for logs at `level` (none when `None`).
+fn hash_2026(level: Option<&str>) -> paid_mcp_worker::http::HttpRequest {
+    let (body, headers) = common::req_2026(
+        7,
+        "tools/call",
+        json!({ "name": "hash", "arguments": { "text": "x" } }),
+    );
+    let mut body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    if let Some(level) = level {
+        body["params"]["_meta"]["io.modelcontextprotocol/logLevel"] = json!(level);
+    }
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    mcp_post(serde_json::to_vec(&body).unwrap(), &headers)
+}
+
+#[test]
+fn log_messages_go_only_to_clients_that_asked_at_or_below_their_level() {
+    let app = TestApp::unconfigured();
+    let text = |r: &paid_mcp_worker::http::HttpResponse| String::from_utf8(r.body.clone()).unwrap();
+    // Asked for debug: the debug message arrives on the event stream before the result.
+    let asked = app.send(&hash_2026(Some("debug")));
+    assert_eq!(asked.status, 200);
+    assert_eq!(asked.header("content-type"), Some("text/event-stream"));
+    let body = text(&asked);
+    assert!(
+        body.contains("notifications/message") && body.contains("\"level\":\"debug\""),
+        "{body}"
+    );
+    // Asked for warnings and worse, or nothing at all: no message, a plain JSON reply.
+    for level in [Some("warning"), None, Some("not-a-level")] {
+        let r = app.send(&hash_2026(level));
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/json"),
+            "{level:?}"
+        );
+        assert!(!text(&r).contains("notifications/message"), "{level:?}");
+    }
+    // The 2025 generations: this server offers no logging capability, so never.
+    let call = json!({ "name": "hash", "arguments": { "text": "x" },
+        "_meta": { "io.modelcontextprotocol/logLevel": "debug" } });
+    let r = app.send(&mcp_post(
+        rpc(8, "tools/call", call),
+        &[("mcp-protocol-version", "2025-11-25")],
+    ));
+    assert!(!text(&r).contains("notifications/message"));
+}

@@ -186,7 +186,7 @@ async fn call<B: QuotaStore>(
         "initialize" if version == Version::Initialize => initialize(&params, cx)?,
         "ping" if !stateless => json!({}),
         "server/discover" if stateless => to_value(&discover(cx))?,
-        "tools/list" => tools_list(&params, stateless)?,
+        "tools/list" => tools_list(&params, stateless, cx.config)?,
         "tools/call" => return tools_call(params, stateless, cx, fx).await,
         #[cfg(feature = "conformance")]
         m if tools::fixtures::handles(m) => {
@@ -272,12 +272,19 @@ fn discover<B>(cx: &McpContext<'_, B>) -> DiscoverResult {
         .with_cache_scope(CacheScope::Public)
 }
 
-fn tools_list(params: &Map<String, Value>, stateless: bool) -> Result<Value, ErrorData> {
+fn tools_list(
+    params: &Map<String, Value>,
+    stateless: bool,
+    config: &Config,
+) -> Result<Value, ErrorData> {
     if params.get("cursor").is_some_and(|c| !c.is_null()) {
         // The whole list fits one page, so no cursor was ever issued.
         return Err(invalid_params("invalid cursor"));
     }
-    let tools = tools::registry().tools().map(|t| t.to_mcp()).collect();
+    let tools = tools::registry()
+        .tools()
+        .map(|t| t.to_mcp(config))
+        .collect();
     let mut result = ListToolsResult::with_all_items(tools);
     if stateless {
         result = result
@@ -297,8 +304,6 @@ async fn tools_call<B: QuotaStore>(
     if let Some(result) = tools::fixtures::call_tool(&params, stateless, &mut fx.notifications) {
         return result.map_err(Refusal::from);
     }
-    #[cfg(not(feature = "conformance"))]
-    let _ = stateless;
     let input_bytes = params
         .get("arguments")
         .map_or(0, |a| a.to_string().len() as u64);
@@ -323,7 +328,7 @@ async fn tools_call<B: QuotaStore>(
             return Err(refusal);
         }
     };
-    run(tool, params, admitted, record, cx, fx).await
+    run(tool, params, admitted, record, stateless, cx, fx).await
 }
 
 /// The usage record of a call, before it runs.
@@ -520,17 +525,21 @@ async fn run<B>(
     params: CallToolRequestParams,
     admitted: Admitted,
     mut record: UsageRecord,
+    stateless: bool,
     cx: &McpContext<'_, B>,
     fx: &mut Effects,
 ) -> Result<Value, Refusal> {
     let mut tcx = ToolContext::new(cx.principal);
     tcx.quota = Value::Array(admitted.quota);
     tcx.plan = admitted.plan.id.clone();
-    tcx.progress_token = params
-        .meta
-        .as_ref()
-        .and_then(|m| m.0.get("progressToken"))
-        .cloned();
+    let meta = params.meta.as_ref().map(|m| &m.0);
+    tcx.progress_token = meta.and_then(|m| m.get("progressToken")).cloned();
+    if stateless {
+        tcx.log_level = meta
+            .and_then(|m| m.get(version::META_LOG_LEVEL))
+            .and_then(Value::as_str)
+            .and_then(tools::log_rank);
+    }
     let outcome = (tool.handler)(&tcx, params.arguments.unwrap_or_default()).await;
     fx.notifications.append(&mut tcx.notifications.borrow_mut());
     let result = outcome.into_result();

@@ -25,6 +25,8 @@ pub const SUPPORTED: [&str; 4] = ["2025-03-26", "2025-06-18", "2025-11-25", V202
 pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 /// `_meta` key carrying the client's capabilities (2026-07-28).
 pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+/// `_meta` key of the least severe log level a 2026-07-28 client wants to receive.
+pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 
 /// The MCP headers of one HTTP request.
 #[derive(Debug, Clone, Copy, Default)]

@@ -294,5 +294,8 @@ test('paid tools name the plans and link to checkout; the landing page sells the
   const landing = await (await fetch(`${w.origin}/`)).text();
   for (const plan of ['pro', 'team', 'metered']) assert.match(landing, new RegExp(`name="plan" value="${plan}"`));
   const list = await post(w.url, { jsonrpc: '2.0', id: 1, method: 'tools/list' }, H25);
-  assert.equal(list.body.result.tools.find((t) => t.name === 'hmac')._meta.paid, true);
+  // No PUBLIC_URL here: the _meta prefix is local.<SERVER_NAME>.
+  const meta = list.body.result.tools.find((t) => t.name === 'hmac')._meta;
+  assert.equal(meta['local.paid-mcp-worker/paid'], true);
+  assert.deepEqual(meta['local.paid-mcp-worker/plans'].map((p) => p.plan), ['pro', 'team', 'metered']);
 });

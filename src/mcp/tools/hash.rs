@@ -65,13 +65,18 @@ pub(super) fn def() -> ToolDef {
     }
 }
 
-fn call<'a>(_cx: &'a ToolContext<'a>, args: serde_json::Map<String, Value>) -> ToolFuture<'a> {
+fn call<'a>(cx: &'a ToolContext<'a>, args: serde_json::Map<String, Value>) -> ToolFuture<'a> {
     Box::pin(async move {
         let args: Args = match parse_args(args) {
             Ok(a) => a,
             Err(e) => return e,
         };
-        ToolOutcome::Structured(digest(&args.text, args.algorithm, args.encoding))
+        let result = digest(&args.text, args.algorithm, args.encoding);
+        cx.log(
+            "debug",
+            json!({ "hashed_bytes": args.text.len(), "algorithm": result["algorithm"] }),
+        );
+        ToolOutcome::Structured(result)
     })
 }
 

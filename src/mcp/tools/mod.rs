@@ -17,7 +17,7 @@ use rmcp::model::{CallToolResult, ContentBlock as Content, Tool, ToolAnnotations
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::auth::principal::Principal;
+use crate::{auth::principal::Principal, config::Config};
 
 /// Hints clients show about a tool (MCP `ToolAnnotations`); all are hints, not guarantees.
 #[derive(Debug, Clone, Copy, Default)]
@@ -53,7 +53,7 @@ pub struct ToolDef {
 
 impl ToolDef {
     /// The MCP `Tool` description sent in `tools/list`.
-    pub fn to_mcp(&self) -> Tool {
+    pub fn to_mcp(&self, config: &Config) -> Tool {
         let mut annotations = ToolAnnotations::new();
         annotations.title = Some(self.title.to_owned());
         annotations.read_only_hint = Some(self.hints.read_only);
@@ -64,15 +64,28 @@ impl ToolDef {
         tool.title = Some(self.title.to_owned());
         tool.output_schema = self.output_schema.as_ref().map(as_object);
         tool.annotations = Some(annotations);
-        if self.scope.is_some() || self.paid {
-            let mut meta = Map::new();
-            if let Some(scope) = self.scope {
-                meta.insert("scope".to_owned(), Value::from(scope));
-            }
-            meta.insert("paid".to_owned(), Value::from(self.paid));
-            tool.meta = Some(rmcp::model::MetaObject(meta));
-        }
+        tool.meta = Some(rmcp::model::MetaObject(self.meta(config)));
         tool
+    }
+
+    /// The server's own facts about the tool, under the operator's `_meta` prefix (the
+    /// specification's key-name rules: a reverse-DNS prefix and a slash): the scope it
+    /// needs, whether it is paid, and the plans that include it with their prices.
+    pub fn meta(&self, config: &Config) -> Map<String, Value> {
+        let key = |name: &str| format!("{}/{name}", config.meta_prefix);
+        let mut meta = Map::new();
+        if let Some(scope) = self.scope {
+            meta.insert(key("scope"), Value::from(scope));
+        }
+        meta.insert(key("paid"), Value::from(self.paid));
+        let plans: Vec<Value> = config
+            .plans
+            .iter()
+            .filter(|p| p.includes(self.name) && (!self.paid || p.is_paid()))
+            .map(|p| serde_json::json!({ "plan": p.id, "price": p.price }))
+            .collect();
+        meta.insert(key("plans"), Value::Array(plans));
+        meta
     }
 }
 
@@ -93,6 +106,25 @@ pub struct ToolContext<'a> {
     /// The plan the call was served under: the one in force for the account, which may be
     /// newer than the one the credentials name.
     pub plan: String,
+    /// The least severe log level the client asked for ([`LOG_LEVELS`] index), if any.
+    pub log_level: Option<usize>,
+}
+
+/// Log levels (RFC 5424 severities, as MCP names them), least severe first.
+pub const LOG_LEVELS: [&str; 8] = [
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// A log level's rank in [`LOG_LEVELS`].
+pub fn log_rank(level: &str) -> Option<usize> {
+    LOG_LEVELS.iter().position(|l| *l == level)
 }
 
 impl<'a> ToolContext<'a> {
@@ -104,6 +136,23 @@ impl<'a> ToolContext<'a> {
             progress_token: None,
             quota: Value::Array(Vec::new()),
             plan: principal.plan().to_owned(),
+            log_level: None,
+        }
+    }
+
+    /// Sends a `notifications/message` at `level`, only when the client asked for logs at
+    /// that level or a less severe one: under 2026-07-28 with
+    /// `_meta["io.modelcontextprotocol/logLevel"]` on the request; under the 2025
+    /// generations never, since this server offers no logging capability there.
+    pub fn log(&self, level: &str, data: Value) {
+        let (Some(min), Some(at)) = (self.log_level, log_rank(level)) else {
+            return;
+        };
+        if at >= min {
+            self.notify(
+                "notifications/message",
+                serde_json::json!({ "level": level, "data": data }),
+            );
         }
     }
 
