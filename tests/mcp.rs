@@ -257,3 +257,71 @@ fn log_messages_go_only_to_clients_that_asked_at_or_below_their_level() {
     ));
     assert!(!text(&r).contains("notifications/message"));
 }
+
+/// A 2026-07-28 `hash` call with `algorithm` in the body and these extra headers.
+fn hash_with(algorithm: &str, extra: &[(&str, &str)]) -> paid_mcp_worker::http::HttpRequest {
+    let call = json!({ "name": "hash", "arguments": { "text": "x", "algorithm": algorithm } });
+    let (body, headers) = common::req_2026(9, "tools/call", call);
+    let mut headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    headers.extend_from_slice(extra);
+    mcp_post(body, &headers)
+}
+
+#[test]
+fn header_mapped_parameters_must_agree_with_the_body() {
+    let app = TestApp::unconfigured();
+    // tools/list marks the parameter, so clients know to send Mcp-Param-Algorithm.
+    let list = json_body(&app.send(&mcp_post_2026(1, "tools/list", json!({}))));
+    let hash = list["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "hash")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        hash["inputSchema"]["properties"]["algorithm"]["x-mcp-header"],
+        "Algorithm"
+    );
+
+    let ok = app.send(&hash_with("sha512", &[("Mcp-Param-Algorithm", "sha512")]));
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        json_body(&ok)["result"]["structuredContent"]["algorithm"],
+        "sha512"
+    );
+    let wrapped = app.send(&hash_with(
+        "sha512",
+        &[("mcp-param-algorithm", "=?base64?c2hhNTEy?=")],
+    ));
+    assert_eq!(wrapped.status, 200, "Base64-wrapped and case-insensitive");
+    for (what, extra) in [
+        ("a different value", vec![("Mcp-Param-Algorithm", "sha256")]),
+        ("no header", vec![]),
+        (
+            "broken Base64",
+            vec![("Mcp-Param-Algorithm", "=?base64?c2hhNTEy?=x")],
+        ),
+        (
+            "bad padding",
+            vec![("Mcp-Param-Algorithm", "=?base64?c2hhNTE?=")],
+        ),
+    ] {
+        let r = app.send(&hash_with("sha512", &extra));
+        assert_eq!(r.status, 400, "{what}");
+        assert_eq!(json_body(&r)["error"]["code"], -32020, "{what}");
+    }
+    // The 2025 generations have no header mapping: the body alone counts.
+    let call = json!({ "name": "hash", "arguments": { "text": "x", "algorithm": "sha512" } });
+    let r = app.send(&mcp_post(
+        rpc(10, "tools/call", call),
+        &[
+            ("mcp-protocol-version", "2025-11-25"),
+            ("Mcp-Param-Algorithm", "sha256"),
+        ],
+    ));
+    assert_eq!(r.status, 200);
+}

@@ -15,6 +15,7 @@ use super::{
     jsonrpc::{
         self, Message, RequestId, classify, invalid_params, invalid_request, method_not_found,
     },
+    params as mcp_params,
     tools::{self, ToolContext},
     version::{self, McpHeaders, Version},
 };
@@ -146,7 +147,7 @@ pub async fn serve<B: QuotaStore>(
         Message::Response { .. } => return Served::accepted(),
     };
     let mut fx = Effects::default();
-    let result = call(&method, params, version, cx, &mut fx).await;
+    let result = call(&method, params, version, headers, cx, &mut fx).await;
     let (status, reply, mut extra) = match result {
         Ok(mut result) => {
             shape_result(&mut result, version.is_stateless());
@@ -178,6 +179,7 @@ async fn call<B: QuotaStore>(
     method: &str,
     params: Map<String, Value>,
     version: Version,
+    headers: &McpHeaders<'_>,
     cx: &McpContext<'_, B>,
     fx: &mut Effects,
 ) -> Result<Value, Refusal> {
@@ -187,7 +189,7 @@ async fn call<B: QuotaStore>(
         "ping" if !stateless => json!({}),
         "server/discover" if stateless => to_value(&discover(cx))?,
         "tools/list" => tools_list(&params, stateless, cx.config)?,
-        "tools/call" => return tools_call(params, stateless, cx, fx).await,
+        "tools/call" => return tools_call(params, stateless, headers, cx, fx).await,
         #[cfg(feature = "conformance")]
         m if tools::fixtures::handles(m) => {
             tools::fixtures::call(m, params, stateless, &mut fx.notifications)?
@@ -297,6 +299,7 @@ fn tools_list(
 async fn tools_call<B: QuotaStore>(
     params: Map<String, Value>,
     stateless: bool,
+    headers: &McpHeaders<'_>,
     cx: &McpContext<'_, B>,
     fx: &mut Effects,
 ) -> Result<Value, Refusal> {
@@ -312,6 +315,12 @@ async fn tools_call<B: QuotaStore>(
     let tool = tools::registry()
         .get(&params.name)
         .ok_or_else(|| invalid_params(format!("unknown tool: {}", params.name)))?;
+    if stateless {
+        // Header-mapped parameters must agree with the body (2026-07-28, SEP-2243).
+        mcp_params::check(&tool.input_schema, params.arguments.as_ref(), |n| {
+            headers.param(n)
+        })?;
+    }
     let mut record = usage_record(cx, tool.name, input_bytes);
     let gate = gate(tool, cx, &mut record, fx).await;
     // Refusals for scope, plan, quota or sign-in are logged; store failures are not.

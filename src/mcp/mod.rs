@@ -11,5 +11,6 @@
 
 pub mod jsonrpc;
 pub mod methods;
+pub mod params;
 pub mod tools;
 pub mod version;

@@ -29,11 +29,23 @@ pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabi
 pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 
 /// The MCP headers of one HTTP request.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct McpHeaders<'a> {
     pub protocol_version: Option<&'a str>,
     pub method: Option<&'a str>,
     pub name: Option<&'a str>,
+    /// The `Mcp-Param-*` headers (header-mapped tool parameters), names in lower case.
+    pub params: Vec<(&'a str, &'a str)>,
+}
+
+impl McpHeaders<'_> {
+    /// An `Mcp-Param-*` header by name, case-insensitively.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
 }
 
 /// The version a message is served under.
@@ -218,6 +230,7 @@ mod tests {
             protocol_version: v,
             method: m,
             name: n,
+            params: Vec::new(),
         }
     }
 

@@ -121,6 +121,12 @@ pub async fn post<B: Backend>(
         protocol_version: req.header("mcp-protocol-version"),
         method: req.header("mcp-method"),
         name: req.header("mcp-name"),
+        params: req
+            .headers
+            .iter()
+            .filter(|(n, _)| n.starts_with("mcp-param-"))
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect(),
     };
     let mcx = McpContext {
         config: cx.config,

@@ -37,7 +37,12 @@ pub(super) fn def() -> ToolDef {
             "type": "object",
             "properties": {
                 "text": { "type": "string", "description": "the text to hash, as UTF-8 bytes" },
-                "algorithm": { "type": "string", "enum": ["sha256", "sha384", "sha512"], "default": "sha256" },
+                "algorithm": {
+                    "type": "string", "enum": ["sha256", "sha384", "sha512"], "default": "sha256",
+                    // Mirrored as Mcp-Param-Algorithm (2026-07-28): gateways can route or
+                    // price by it without reading the body.
+                    "x-mcp-header": "Algorithm"
+                },
                 "encoding": { "type": "string", "enum": ["hex", "base64"], "default": "hex" }
             },
             "required": ["text"],
