@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting and lints, host unit and integration tests, then the
+# cargo-fuzz targets for a bounded time each (scripts/fuzz.sh), then the
 # release bundle and the conformance bundle under wrangler dev (workerd) driven by real MCP
 # clients, OAuth clients and headless Chromium. Installs what it needs first
 # (scripts/setup.sh), skipping what is already there.
@@ -16,6 +17,9 @@ cargo clippy --locked --target wasm32-unknown-unknown --lib -- -D warnings
 echo "== host tests (cargo test; tests/layout.rs checks the module layering)"
 cargo test --locked --all-targets
 cargo test --locked --features conformance --lib mcp::tools::fixtures
+
+echo "== fuzzing (every cargo-fuzz target for a bounded time, scripts/fuzz.sh)"
+scripts/fuzz.sh
 
 echo "== bundles"
 scripts/build.sh
