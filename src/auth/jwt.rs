@@ -141,10 +141,14 @@ pub fn verify_with_leeway(
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or(TokenError::Malformed)?;
-    if claims.exp + leeway_s <= now_s {
+    // Saturating: `exp` and `nbf` are whatever the signer wrote, up to u64::MAX.
+    if claims.exp.saturating_add(leeway_s) <= now_s {
         return Err(TokenError::Expired);
     }
-    if claims.nbf.is_some_and(|nbf| nbf > now_s + leeway_s) {
+    if claims
+        .nbf
+        .is_some_and(|nbf| nbf > now_s.saturating_add(leeway_s))
+    {
         return Err(TokenError::NotYetValid);
     }
     if claims.iss != issuer {
@@ -176,6 +180,26 @@ mod tests {
             nbf: None,
             plan: Some("pro".into()),
         }
+    }
+
+    #[test]
+    fn extreme_times_in_a_signed_token_do_not_overflow() {
+        let far = Claims {
+            exp: u64::MAX,
+            nbf: Some(u64::MAX),
+            ..claims()
+        };
+        let t = sign(&far, SECRET);
+        assert_eq!(
+            verify_with_leeway(&t, SECRET, ISS, AUD, NOW, LEEWAY_S),
+            Err(TokenError::NotYetValid)
+        );
+        let t = sign(&Claims { nbf: None, ..far }, SECRET);
+        assert!(verify_with_leeway(&t, SECRET, ISS, AUD, NOW, LEEWAY_S).is_ok());
+        assert_eq!(
+            verify_with_leeway(&t, SECRET, ISS, AUD, u64::MAX, LEEWAY_S),
+            Err(TokenError::Expired)
+        );
     }
 
     #[test]

@@ -186,7 +186,9 @@ pub fn access_token(
             scope: scope.to_owned(),
             exp: granted
                 .key_expires_at
-                .map_or(now_s + ttl_s, |k| (now_s + ttl_s).min(k / 1000)),
+                .map_or(now_s.saturating_add(ttl_s), |k| {
+                    now_s.saturating_add(ttl_s).min(k / 1000)
+                }),
             iat: now_s,
             nbf: None,
             plan: Some(granted.plan.clone()),
