@@ -1018,78 +1018,59 @@ fn on(plan: &str, paid_tool: bool, daily: &str) -> (String, bool, String) {
 
 #[test]
 fn a_same_second_cancellation_stays_cancelled_whichever_event_arrives_first() {
-    for deleted_first in [true, false] {
+    // One second: the subscription is updated to team, then cancelled. The update's event
+    // id sorts after the cancellation's, so only the status can order them.
+    let deleted = (
+        "evt_del",
+        "customer.subscription.deleted",
+        "price_team",
+        "canceled",
+    );
+    let updated = (
+        "evt_upd",
+        "customer.subscription.updated",
+        "price_team",
+        "active",
+    );
+    in_either_order(deleted, updated, "canceled", on("free", false, "5"));
+}
+
+/// A subscription event of `NOW_S`: (id, type, price, status).
+type Same = (&'static str, &'static str, &'static str, &'static str);
+
+/// Delivers two same-second events to a fresh buyer in both orders: the subscription ends
+/// `status` and the key is served as `expected` either way.
+fn in_either_order(a: Same, b: Same, status: &str, expected: (String, bool, String)) {
+    let event = |(id, kind, price, st): Same| subscription(id, kind, NOW_S, price, st);
+    for (arrival, first, second) in [("first, second", a, b), ("second, first", b, a)] {
         let app = app();
         let key = buy(&app, "cs_test_same_second");
-        // One second: the subscription is updated to team, then cancelled. The update's
-        // event id sorts after the cancellation's, so only the status can order them.
-        let deleted = subscription(
-            "evt_del",
-            "customer.subscription.deleted",
-            NOW_S,
-            "price_team",
-            "canceled",
-        );
-        let updated = subscription(
-            "evt_upd",
-            "customer.subscription.updated",
-            NOW_S,
-            "price_team",
-            "active",
-        );
-        let (arrival, events) = if deleted_first {
-            ("deleted, then updated", [&deleted, &updated])
-        } else {
-            ("updated, then deleted", [&updated, &deleted])
-        };
-        for ev in events {
-            assert_eq!(deliver(&app, ev, NOW_S).status, 200, "{arrival}");
+        for ev in [event(first), event(second)] {
+            assert_eq!(deliver(&app, &ev, NOW_S).status, 200, "{arrival}");
         }
-        assert_eq!(
-            app.backend.subscriptions.borrow()["sub_1"].status,
-            "canceled",
-            "{arrival}"
-        );
-        assert_eq!(served(&app, &key), on("free", false, "5"), "{arrival}");
+        let stored = app.backend.subscriptions.borrow()["sub_1"].status.clone();
+        assert_eq!(stored, status, "{arrival}");
+        assert_eq!(served(&app, &key), expected, "{arrival}");
     }
 }
 
 #[test]
 fn same_second_incomplete_and_active_states_end_active_whichever_arrives_first() {
-    for incomplete_first in [true, false] {
-        let app = app();
-        let key = buy(&app, "cs_test_incomplete");
-        // The subscription's creation (still incomplete) and its activation, one second.
-        // The incomplete event's id sorts last.
-        let created = subscription(
-            "evt_created",
-            "customer.subscription.created",
-            NOW_S,
-            "price_pro",
-            "incomplete",
-        );
-        let active = subscription(
-            "evt_active",
-            "customer.subscription.updated",
-            NOW_S,
-            "price_pro",
-            "active",
-        );
-        let (arrival, events) = if incomplete_first {
-            ("incomplete, then active", [&created, &active])
-        } else {
-            ("active, then incomplete", [&active, &created])
-        };
-        for ev in events {
-            assert_eq!(deliver(&app, ev, NOW_S).status, 200, "{arrival}");
-        }
-        assert_eq!(
-            app.backend.subscriptions.borrow()["sub_1"].status,
-            "active",
-            "{arrival}"
-        );
-        assert_eq!(served(&app, &key), on("pro", true, "100"), "{arrival}");
-    }
+    // The subscription's creation (still incomplete) and its activation, one second. The
+    // incomplete event's id sorts last.
+    let created = (
+        "evt_created",
+        "customer.subscription.created",
+        "price_pro",
+        "incomplete",
+    );
+    let active = (
+        "evt_active",
+        "customer.subscription.updated",
+        "price_pro",
+        "active",
+    );
+    in_either_order(created, active, "active", on("pro", true, "100"));
     // A paid checkout, then its subscription's creation (incomplete) from the same second.
     let app = app();
     let key = buy_at(&app, "cs_test_incomplete", NOW_S);
