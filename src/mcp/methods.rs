@@ -500,16 +500,31 @@ async fn count<B: QuotaStore>(
 /// record the credentials were read from).
 fn revoked<B>(cx: &McpContext<'_, B>) -> Refusal {
     let why = "the API key has been revoked";
+    let error = ErrorData::new(UNAUTHORIZED, why, None);
+    challenged(
+        cx,
+        401,
+        error,
+        Some(("invalid_token", why)),
+        &auth::default_scopes(),
+    )
+}
+
+/// A refusal with its HTTP status and the `WWW-Authenticate` challenge for `scope`
+/// (RFC 6750 §3, RFC 9728 §5.1).
+fn challenged<B>(
+    cx: &McpContext<'_, B>,
+    status: u16,
+    error: ErrorData,
+    challenge_error: Option<(&str, &str)>,
+    scope: &str,
+) -> Refusal {
     Refusal {
-        error: ErrorData::new(UNAUTHORIZED, why, None),
-        status: Some(401),
+        error,
+        status: Some(status),
         headers: vec![(
             "www-authenticate".to_owned(),
-            auth::challenge(
-                cx.base_url,
-                Some(("invalid_token", why)),
-                &auth::default_scopes(),
-            ),
+            auth::challenge(cx.base_url, challenge_error, scope),
         )],
     }
 }
@@ -663,18 +678,9 @@ fn sign_in<B>(record: &mut UsageRecord, cx: &McpContext<'_, B>, why: SignIn) -> 
     }
     record.error = Some(format!("sign-in required: {}", why.code()));
     let scope = auth::default_scopes();
-    Refusal {
-        error: ErrorData::new(
-            UNAUTHORIZED,
-            why.message(),
-            Some(json!({ "error": "sign_in_required", "reason": why.code(), "scope": scope })),
-        ),
-        status: Some(401),
-        headers: vec![(
-            "www-authenticate".to_owned(),
-            auth::challenge(cx.base_url, None, &scope),
-        )],
-    }
+    let data = json!({ "error": "sign_in_required", "reason": why.code(), "scope": scope });
+    let error = ErrorData::new(UNAUTHORIZED, why.message(), Some(data));
+    challenged(cx, 401, error, None, &scope)
 }
 
 /// 401 with a challenge for anonymous callers (sign in), 403 `insufficient_scope` for
@@ -693,20 +699,20 @@ fn scope_refusal<B>(cx: &McpContext<'_, B>, scope: &str) -> Refusal {
             )),
         )
     };
-    Refusal {
-        error: ErrorData::new(
-            code,
-            format!("this tool needs the scope {scope}"),
-            Some(
-                json!({ "error": if anonymous { "unauthorized" } else { "insufficient_scope" }, "scope": scope }),
-            ),
-        ),
-        status: Some(status),
-        headers: vec![(
-            "www-authenticate".to_owned(),
-            auth::challenge(cx.base_url, error, scope),
-        )],
-    }
+    let kind = if anonymous {
+        "unauthorized"
+    } else {
+        "insufficient_scope"
+    };
+    let data = json!({ "error": kind, "scope": scope });
+    let message = format!("this tool needs the scope {scope}");
+    challenged(
+        cx,
+        status,
+        ErrorData::new(code, message, Some(data)),
+        error,
+        scope,
+    )
 }
 
 /// 429 with `Retry-After`, naming the limit, its reset and the plans that allow more.

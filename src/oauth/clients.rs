@@ -160,10 +160,7 @@ fn valid_private_use_uri(scheme: &str, uri: &str) -> bool {
 /// a loopback redirect (`http://127.0.0.1`, `[::1]`, `localhost`) the same but for the
 /// port, which native apps pick when they start (RFC 8252 §7.3).
 pub fn redirect_matches(registered: &str, presented: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    let same =
-        |a: &str, b: &str| a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()));
-    if same(registered, presented) {
+    if super::grants::same(registered, presented) {
         return true;
     }
     match (loopback_parts(registered), loopback_parts(presented)) {
