@@ -66,7 +66,7 @@ const STYLE: &str = ":root{color-scheme:light dark;--fg:#1b1b1f;--bg:#fff;--mute
 body{font:16px/1.55 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:46rem;margin:0 auto;padding:1.25rem 1rem 2rem;color:var(--fg);background:var(--bg)}\
 a{color:var(--accent)}h1{font-size:1.6rem;line-height:1.25;margin:.5rem 0 1rem}h2{font-size:1.2rem;margin-top:2rem}\
 code,pre{font:.9em/1.5 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:var(--box);border-radius:6px}\
-code{padding:.1rem .3rem;overflow-wrap:anywhere}pre{padding:.75rem;overflow-x:auto;white-space:pre-wrap;overflow-wrap:anywhere}\
+code{padding:.1rem .3rem;overflow-wrap:anywhere}td:first-child code{white-space:nowrap;overflow-wrap:normal}pre{padding:.75rem;overflow-x:auto;white-space:pre-wrap;overflow-wrap:anywhere}\
 pre.key{font-size:1rem;border:1px solid var(--line);word-break:break-all}\
 .scroll{overflow-x:auto}table{border-collapse:collapse;width:100%}\
 td,th{text-align:left;padding:.45rem .75rem .45rem 0;border-bottom:1px solid var(--line);vertical-align:top}\
