@@ -3,12 +3,11 @@
 
 use std::{cell::OnceCell, rc::Rc};
 
-use futures_util::StreamExt;
 use serde_json::json;
-use worker::{Date, Env, Headers, Method, Request, Response, Result, event};
+use worker::{Date, Env, Result, event, js_sys, web_sys};
 
 use crate::{
-    adapters::WorkerBackend,
+    adapters::{WorkerBackend, js},
     app, billing,
     config::Config,
     context::Context,
@@ -46,14 +45,14 @@ fn config(env: &Env) -> Rc<Config> {
 }
 
 #[event(fetch)]
-async fn fetch(mut req: Request, env: Env, ctx: worker::Context) -> Result<Response> {
+async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<web_sys::Response> {
     let started = now_ms();
     let config = config(&env);
-    let http_req = match read_request(&mut req, config.max_body_bytes).await {
+    let http_req = match read_request(&req, config.max_body_bytes).await {
         Ok(r) => r,
         Err(e) => return to_worker_response(e.response(&config, "", false)),
     };
-    let backend = WorkerBackend::from_env(&env)?;
+    let backend = WorkerBackend::new(env);
     let clock = now_ms;
     let cx = Context {
         config: &config,
@@ -105,14 +104,18 @@ async fn fetch(mut req: Request, env: Env, ctx: worker::Context) -> Result<Respo
 
 /// Reads the request, refusing bodies over `limit` bytes without buffering them whole.
 async fn read_request(
-    req: &mut Request,
+    req: &web_sys::Request,
     limit: usize,
 ) -> std::result::Result<HttpRequest, ApiError> {
-    let unreadable = || ApiError::BadRequest("unreadable request body".to_owned());
-    let url = req
-        .url()
+    let head = js::request_head(req);
+    let mut lines = head.split('\n');
+    let method = lines.next().unwrap_or_default().to_owned();
+    let url = worker::Url::parse(lines.next().unwrap_or_default())
         .map_err(|_| ApiError::BadRequest("unparsable request URL".to_owned()))?;
-    let headers: Vec<(String, String)> = req.headers().entries().collect();
+    let mut headers = Vec::new();
+    while let (Some(name), Some(value)) = (lines.next(), lines.next()) {
+        headers.push((name.to_owned(), value.to_owned()));
+    }
     let declared = headers
         .iter()
         .find(|(n, _)| n == "content-length")
@@ -120,19 +123,19 @@ async fn read_request(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    let mut body = Vec::new();
-    if !matches!(req.method(), Method::Get | Method::Head) {
-        let mut stream = req.stream().map_err(|_| unreadable())?;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|_| unreadable())?;
-            if body.len() + chunk.len() > limit {
-                return Err(ApiError::PayloadTooLarge(limit));
-            }
-            body.extend_from_slice(&chunk);
+    let body = if matches!(method.as_str(), "GET" | "HEAD") {
+        Vec::new()
+    } else {
+        let bytes = js::read_body(req, limit as f64)
+            .await
+            .map_err(|_| ApiError::BadRequest("unreadable request body".to_owned()))?;
+        if bytes.is_null() {
+            return Err(ApiError::PayloadTooLarge(limit));
         }
-    }
+        js_sys::Uint8Array::new(&bytes).to_vec()
+    };
     Ok(HttpRequest {
-        method: req.method().to_string(),
+        method,
         origin: url.origin().ascii_serialization(),
         path: url.path().to_owned(),
         query: url.query().unwrap_or_default().to_owned(),
@@ -141,15 +144,16 @@ async fn read_request(
     })
 }
 
-fn to_worker_response(resp: HttpResponse) -> Result<Response> {
-    let headers = Headers::new();
+fn to_worker_response(resp: HttpResponse) -> Result<web_sys::Response> {
+    let mut head = String::new();
     for (name, value) in &resp.headers {
-        headers.append(name, value)?;
+        if !head.is_empty() {
+            head.push('\n');
+        }
+        head.push_str(name);
+        head.push('\n');
+        head.push_str(value);
     }
-    let out = if resp.body.is_empty() {
-        Response::empty()?
-    } else {
-        Response::from_bytes(resp.body)?
-    };
-    Ok(out.with_status(resp.status).with_headers(headers))
+    js::respond(resp.status, &head, resp.body)
+        .map_err(|e| worker::Error::RustError(js::message(&e)))
 }

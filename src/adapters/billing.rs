@@ -95,8 +95,7 @@ impl BillingStore for WorkerBackend {
         created_s: u64,
         now_ms: u64,
     ) -> Result<EventClaim, StoreError> {
-        let result = self
-            .db
+        let result = self.db()?
             .prepare(
                 "INSERT INTO stripe_events (id, type, created, status, claimed_at) VALUES (?1, ?2, ?3, 'processing', ?4) \
                  ON CONFLICT(id) DO UPDATE SET claimed_at = excluded.claimed_at \
@@ -115,7 +114,7 @@ impl BillingStore for WorkerBackend {
             return Ok(EventClaim::New);
         }
         let status: Option<String> = self
-            .db
+            .db()?
             .prepare("SELECT status FROM stripe_events WHERE id = ?1")
             .bind(&[id.into()])?
             .first(Some("status"))
@@ -130,11 +129,11 @@ impl BillingStore for WorkerBackend {
 
     async fn end_event(&self, id: &str, done: bool, now_ms: u64) -> Result<(), StoreError> {
         let stmt = if done {
-            self.db
+            self.db()?
                 .prepare("UPDATE stripe_events SET status = 'done', done_at = ?1 WHERE id = ?2")
                 .bind(&[num(now_ms), id.into()])?
         } else {
-            self.db
+            self.db()?
                 .prepare("DELETE FROM stripe_events WHERE id = ?1 AND status = 'processing'")
                 .bind(&[id.into()])?
         };
@@ -143,7 +142,7 @@ impl BillingStore for WorkerBackend {
     }
 
     async fn put_checkout(&self, rec: &CheckoutRecord) -> Result<(), StoreError> {
-        self.db
+        self.db()?
             .prepare(
                 "INSERT INTO checkout_sessions (id, plan, reference, created_at) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT(id) DO NOTHING",
@@ -160,8 +159,7 @@ impl BillingStore for WorkerBackend {
     }
 
     async fn checkout(&self, id: &str) -> Result<Option<CheckoutRecord>, StoreError> {
-        let row: Option<CheckoutRow> = self
-            .db
+        let row: Option<CheckoutRow> = self.db()?
             .prepare(
                 "SELECT id, plan, reference, created_at, account_id, key_hash, completed_at, claimed_at \
                  FROM checkout_sessions WHERE id = ?1",
@@ -187,9 +185,9 @@ impl BillingStore for WorkerBackend {
         create_as: Option<&str>,
         now_ms: u64,
     ) -> Result<Option<String>, StoreError> {
+        let db = self.db()?;
         let by_customer = || async {
-            self.db
-                .prepare("SELECT id FROM accounts WHERE stripe_customer = ?1")
+            db.prepare("SELECT id FROM accounts WHERE stripe_customer = ?1")
                 .bind(&[customer.into()])?
                 .first::<String>(Some("id"))
                 .await
@@ -202,24 +200,22 @@ impl BillingStore for WorkerBackend {
         };
         // Attach to the account if it exists without a customer, else create it; both
         // conditional, so a concurrent delivery cannot attach two customers.
-        let attach = self
-            .db
+        let attach = self.db()?
             .prepare("UPDATE accounts SET stripe_customer = ?1 WHERE id = ?2 AND stripe_customer IS NULL")
             .bind(&[customer.into(), id.into()])?;
-        let create = self
-            .db
+        let create = self.db()?
             .prepare(
                 "INSERT INTO accounts (id, plan, created_at, stripe_customer) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT DO NOTHING",
             )
             .bind(&[id.into(), FALLBACK_PLAN.into(), num(now_ms), customer.into()])?;
-        self.db.batch(vec![attach, create]).await?;
+        self.db()?.batch(vec![attach, create]).await?;
         if let Some(found) = by_customer().await? {
             return Ok(Some(found));
         }
         // The named account already belongs to another customer: a new account.
         let fresh = random_id("acct_").map_err(|e| StoreError(e.to_string()))?;
-        self.db
+        self.db()?
             .prepare(
                 "INSERT INTO accounts (id, plan, created_at, stripe_customer) VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT DO NOTHING",
@@ -237,8 +233,7 @@ impl BillingStore for WorkerBackend {
         record: &KeyRecord,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        let session_row = self
-            .db
+        let session_row = self.db()?
             .prepare(
                 "INSERT INTO checkout_sessions (id, plan, reference, created_at, account_id, key_hash, completed_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
@@ -255,7 +250,7 @@ impl BillingStore for WorkerBackend {
                 num(now_ms),
             ])?;
         let key_row = self
-            .db
+            .db()?
             .prepare(
                 "INSERT INTO api_keys (key_hash, account_id, label, plan, scopes, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -268,18 +263,18 @@ impl BillingStore for WorkerBackend {
                 record.scopes.join(" ").into(),
                 num(now_ms),
             ])?;
-        self.db.batch(vec![session_row, key_row]).await?;
-        self.kv.put(&key_name(key), record)?.execute().await?;
+        self.db()?.batch(vec![session_row, key_row]).await?;
+        self.kv()?.put(&key_name(key), record)?.execute().await?;
         Ok(())
     }
 
     async fn put_key_record(&self, key: &KeyHash, record: &KeyRecord) -> Result<(), StoreError> {
-        self.kv.put(&key_name(key), record)?.execute().await?;
+        self.kv()?.put(&key_name(key), record)?.execute().await?;
         Ok(())
     }
 
     async fn stash_claim(&self, session: &str, key: &str) -> Result<(), StoreError> {
-        self.kv
+        self.kv()?
             .put(&claim_name(session), key)?
             .expiration_ttl(CLAIM_TTL_S)
             .execute()
@@ -288,12 +283,12 @@ impl BillingStore for WorkerBackend {
     }
 
     async fn stashed_claim(&self, session: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.kv.get(&claim_name(session)).text().await?)
+        Ok(self.kv()?.get(&claim_name(session)).text().await?)
     }
 
     async fn mark_claimed(&self, session: &str, now_ms: u64) -> Result<bool, StoreError> {
         let result = self
-            .db
+            .db()?
             .prepare(
                 "UPDATE checkout_sessions SET claimed_at = ?1 WHERE id = ?2 AND claimed_at IS NULL",
             )
@@ -304,13 +299,13 @@ impl BillingStore for WorkerBackend {
     }
 
     async fn drop_claim(&self, session: &str) -> Result<(), StoreError> {
-        self.kv.delete(&claim_name(session)).await?;
+        self.kv()?.delete(&claim_name(session)).await?;
         Ok(())
     }
 
     async fn subscription(&self, id: &str) -> Result<Option<SubscriptionState>, StoreError> {
         let row: Option<SubscriptionRow> = self
-            .db
+            .db()?
             .prepare(format!(
                 "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?1"
             ))
@@ -322,8 +317,7 @@ impl BillingStore for WorkerBackend {
 
     async fn put_subscription(&self, s: &SubscriptionState) -> Result<bool, StoreError> {
         // SubscriptionState::order, as a row-value comparison; equal is the same event.
-        let result = self
-            .db
+        let result = self.db()?
             .prepare(
                 "INSERT INTO subscriptions (id, account_id, customer, plan, status, grace_until, state_at, \
                  state_rank, state_event, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
@@ -356,8 +350,7 @@ impl BillingStore for WorkerBackend {
         account: &str,
         now_ms: u64,
     ) -> Result<(u64, Vec<SubscriptionState>), StoreError> {
-        let version = self
-            .db
+        let version = self.db()?
             .prepare(
                 "INSERT INTO account_billing (account_id, version) VALUES (?1, ?2) \
                  ON CONFLICT(account_id) DO UPDATE SET version = MAX(account_billing.version + 1, excluded.version) \
@@ -365,12 +358,12 @@ impl BillingStore for WorkerBackend {
             )
             .bind(&[account.into(), num(now_ms)])?;
         let subs = self
-            .db
+            .db()?
             .prepare(format!(
                 "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE account_id = ?1"
             ))
             .bind(&[account.into()])?;
-        let mut results = self.db.batch(vec![version, subs]).await?.into_iter();
+        let mut results = self.db()?.batch(vec![version, subs]).await?.into_iter();
         let (Some(version), Some(subs)) = (results.next(), results.next()) else {
             return Err(StoreError(
                 "D1 answered a batch of two with fewer".to_owned(),
@@ -406,19 +399,18 @@ impl BillingStore for WorkerBackend {
             num(plan.state_at),
         ];
         let update_account = self
-            .db
+            .db()?
             .prepare(format!(
                 "UPDATE accounts SET plan = ?1 WHERE id = ?2 AND {current}"
             ))
             .bind(&args)?;
-        let update_keys = self
-            .db
+        let update_keys = self.db()?
             .prepare(format!(
                 "UPDATE api_keys SET plan = ?1 WHERE account_id = ?2 AND revoked_at IS NULL AND {current} \
                  RETURNING key_hash, scopes, expires_at"
             ))
             .bind(&args)?;
-        let results = self.db.batch(vec![update_account, update_keys]).await?;
+        let results = self.db()?.batch(vec![update_account, update_keys]).await?;
         let keys: Vec<LiveKeyRow> = match results.get(1) {
             Some(updated) => updated.results()?,
             None => Vec::new(),
@@ -431,7 +423,7 @@ impl BillingStore for WorkerBackend {
                 status: KeyStatus::Active,
                 expires_at: row.expires_at.map(|t| t as u64),
             };
-            self.kv
+            self.kv()?
                 .put(&key_name(&KeyHash(row.key_hash)), &record)?
                 .execute()
                 .await?;
@@ -441,7 +433,7 @@ impl BillingStore for WorkerBackend {
 
     async fn account_customer(&self, account: &str) -> Result<Option<String>, StoreError> {
         Ok(self
-            .db
+            .db()?
             .prepare("SELECT stripe_customer FROM accounts WHERE id = ?1")
             .bind(&[account.into()])?
             .first::<Option<String>>(Some("stripe_customer"))

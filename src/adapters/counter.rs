@@ -3,10 +3,8 @@
 //! `/oauth/*`; see [`super::durable`]).
 
 use serde::{Serialize, de::DeserializeOwned};
-use wasm_bindgen::JsValue;
-use worker::{Method, Request, RequestInit};
 
-use super::WorkerBackend;
+use super::{WorkerBackend, js};
 use crate::{
     billing::store::AccountPlan,
     oauth::grants::{CodeRecord, ExchangeRequest, GrantOutcome, RefreshRequest},
@@ -27,21 +25,14 @@ impl WorkerBackend {
         op: &str,
         body: &T,
     ) -> Result<R, StoreError> {
-        let stub = self.quota.id_from_name(bucket)?.get_stub()?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Post)
-            .with_body(Some(JsValue::from_str(
-                &serde_json::to_string(body).map_err(|e| StoreError(e.to_string()))?,
-            )));
-        let req = Request::new_with_init(&format!("https://quota.internal/{op}"), &init)?;
-        let mut resp = stub.fetch_with_request(req).await?;
-        if resp.status_code() != 200 {
-            return Err(StoreError(format!(
-                "counter answered {}",
-                resp.status_code()
-            )));
-        }
-        Ok(resp.json().await?)
+        let body = serde_json::to_string(body).map_err(|e| StoreError(e.to_string()))?;
+        let answer = js::call_object(self.quota()?, bucket, op, &body)
+            .await
+            .map_err(|e| StoreError(js::message(&e)))?;
+        let text = answer
+            .as_string()
+            .ok_or_else(|| StoreError("counter answered no text".to_owned()))?;
+        serde_json::from_str(&text).map_err(|e| StoreError(format!("counter answer: {e}")))
     }
 
     /// Adds a key to the account's revoked list (`/revoke`).

@@ -33,6 +33,7 @@ use worker::{
     Date, DurableObject, Env, Request, Response, Result, SqlStorage, State, durable_object,
 };
 
+use super::js;
 use crate::{
     billing::store::AccountPlan,
     oauth::grants::{
@@ -68,17 +69,39 @@ impl DurableObject for QuotaCounter {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        match req.path().as_str() {
-            "/consume" => self.consume(req).await,
-            "/revoke" => self.revoke_key(req).await,
-            "/account" => self.set_account(req).await,
-            "/oauth/code" => self.put_code(req).await,
-            "/oauth/exchange" => self.exchange(req).await,
-            "/oauth/refresh" => self.refresh(req).await,
-            "/oauth/revoke" => self.revoke_family(req).await,
-            _ => Response::error("not found", 404),
-        }
+        let raw = js::object_request(req.inner())
+            .await
+            .map_err(|e| worker::Error::RustError(js::message(&e)))?
+            .as_string()
+            .unwrap_or_default();
+        let (path, body) = raw.split_once('\n').unwrap_or((raw.as_str(), ""));
+        let (status, answer) = match path {
+            "consume" => self.consume(body),
+            "revoke" => self.revoke_key(body),
+            "account" => self.set_account(body),
+            "oauth/code" => self.put_code(body),
+            "oauth/exchange" => self.exchange(body),
+            "oauth/refresh" => self.refresh(body),
+            "oauth/revoke" => self.revoke_family(body),
+            _ => Ok((404, "not found".to_owned())),
+        }?;
+        js::object_answer(status, &answer)
+            .map(Response::from)
+            .map_err(|e| worker::Error::RustError(js::message(&e)))
     }
+}
+
+/// An object's answer: `200` and JSON, or an error status and a message.
+type Answer = (u16, String);
+
+/// A `200` answer.
+fn ok<T: serde::Serialize>(value: &T) -> Result<Answer> {
+    Ok((200, serde_json::to_string(value)?))
+}
+
+/// A `400` answer: the request was not what the route takes.
+fn bad(message: &str) -> Result<Answer> {
+    Ok((400, message.to_owned()))
 }
 
 impl QuotaCounter {
@@ -88,9 +111,9 @@ impl QuotaCounter {
 
     /// `/consume`: check-and-increment, decided by [`quota::admit`]; the counts are written
     /// back only when admitted.
-    async fn consume(&self, mut req: Request) -> Result<Response> {
-        let Ok(c) = req.json::<ConsumeRequest>().await else {
-            return Response::error("bad consume request", 400);
+    fn consume(&self, body: &str) -> Result<Answer> {
+        let Ok(c) = serde_json::from_str::<ConsumeRequest>(body) else {
+            return bad("bad consume request");
         };
         let sql = self.sql();
         let answer = quota::admit(&c, counter_state(&sql, &c)?);
@@ -107,27 +130,27 @@ impl QuotaCounter {
                 )?;
             }
         }
-        Response::from_json(&answer)
+        ok(&answer)
     }
 
     /// `/revoke`: adds a key hash to the account's revoked list.
-    async fn revoke_key(&self, mut req: Request) -> Result<Response> {
-        let Ok(hash) = req.json::<String>().await else {
-            return Response::error("bad revoke request", 400);
+    fn revoke_key(&self, body: &str) -> Result<Answer> {
+        let Ok(hash) = serde_json::from_str::<String>(body) else {
+            return bad("bad revoke request");
         };
         self.sql().exec(
             "INSERT INTO revoked_keys (key_hash) VALUES (?) ON CONFLICT DO NOTHING",
             vec![hash.into()],
         )?;
-        Response::from_json(&json!({ "revoked": true }))
+        ok(&json!({ "revoked": true }))
     }
 
     /// `/account`: stores the account's plan unless the stored one is of a higher version
     /// (`state_at`; equal is the same plan sent again). Versions are at least unix
     /// milliseconds, so they supersede plans stored when `state_at` was an event's second.
-    async fn set_account(&self, mut req: Request) -> Result<Response> {
-        let Ok(next) = req.json::<AccountPlan>().await else {
-            return Response::error("bad account request", 400);
+    fn set_account(&self, body: &str) -> Result<Answer> {
+        let Ok(next) = serde_json::from_str::<AccountPlan>(body) else {
+            return bad("bad account request");
         };
         let sql = self.sql();
         let newer = account_plan(&sql)?.is_none_or(|cur| next.state_at >= cur.state_at);
@@ -138,13 +161,13 @@ impl QuotaCounter {
                 vec![serde_json::to_string(&next)?.into()],
             )?;
         }
-        Response::from_json(&json!({ "stored": newer }))
+        ok(&json!({ "stored": newer }))
     }
 
     /// `/oauth/code`: stores an approved authorization's code (and drops long-expired ones).
-    async fn put_code(&self, mut req: Request) -> Result<Response> {
-        let Ok(c) = req.json::<CodeRecord>().await else {
-            return Response::error("bad code", 400);
+    fn put_code(&self, body: &str) -> Result<Answer> {
+        let Ok(c) = serde_json::from_str::<CodeRecord>(body) else {
+            return bad("bad code");
         };
         let sql = self.sql();
         // Expired rows go when new ones come: the table stays small.
@@ -160,13 +183,13 @@ impl QuotaCounter {
                 (c.expires_at as f64).into(),
             ],
         )?;
-        Response::from_json(&json!({ "stored": true }))
+        ok(&json!({ "stored": true }))
     }
 
     /// `/oauth/exchange`: redeems a code, decided by [`grants::check_exchange`].
-    async fn exchange(&self, mut req: Request) -> Result<Response> {
-        let Ok(x) = req.json::<ExchangeRequest>().await else {
-            return Response::error("bad exchange", 400);
+    fn exchange(&self, body: &str) -> Result<Answer> {
+        let Ok(x) = serde_json::from_str::<ExchangeRequest>(body) else {
+            return bad("bad exchange");
         };
         let sql = self.sql();
         let code: Option<CodeRecord> = record(
@@ -182,10 +205,10 @@ impl QuotaCounter {
             return refused(&sql, r, x.now_ms);
         }
         let Some(code) = code else {
-            return Response::error("unreachable", 500);
+            return Ok((500, "unreachable".to_owned()));
         };
         let code = redeem_code(&sql, code, &x)?;
-        Response::from_json(&GrantOutcome::Granted(Granted {
+        ok(&GrantOutcome::Granted(Granted {
             scope: code.scope,
             plan: plan_in_force(&sql, &code.plan, x.now_ms)?,
             resource: code.resource,
@@ -195,21 +218,21 @@ impl QuotaCounter {
     }
 
     /// `/oauth/refresh`: rotates a refresh token, decided by [`grants::check_refresh`].
-    async fn refresh(&self, mut req: Request) -> Result<Response> {
-        let Ok(x) = req.json::<RefreshRequest>().await else {
-            return Response::error("bad refresh", 400);
+    fn refresh(&self, body: &str) -> Result<Answer> {
+        let Ok(x) = serde_json::from_str::<RefreshRequest>(body) else {
+            return bad("bad refresh");
         };
         let sql = self.sql();
         match checked_refresh(&sql, &x)? {
-            Ok(token) => Response::from_json(&GrantOutcome::Granted(successor(&sql, token, &x)?)),
+            Ok(token) => ok(&GrantOutcome::Granted(successor(&sql, token, &x)?)),
             Err(r) => refused(&sql, r, x.now_ms),
         }
     }
 
     /// `/oauth/revoke`: revokes the family of a refresh token (unknown tokens are ignored).
-    async fn revoke_family(&self, mut req: Request) -> Result<Response> {
-        let Ok(hash) = req.json::<String>().await else {
-            return Response::error("bad revoke request", 400);
+    fn revoke_family(&self, body: &str) -> Result<Answer> {
+        let Ok(hash) = serde_json::from_str::<String>(body) else {
+            return bad("bad revoke request");
         };
         let sql = self.sql();
         let token: Option<RefreshRecord> = record(
@@ -220,7 +243,7 @@ impl QuotaCounter {
         if let Some(t) = token {
             mark_family_revoked(&sql, &t.family, Date::now().as_millis())?;
         }
-        Response::from_json(&json!({ "revoked": true }))
+        ok(&json!({ "revoked": true }))
     }
 }
 
@@ -387,11 +410,11 @@ fn plan_in_force(sql: &SqlStorage, granted_with: &str, now_ms: u64) -> Result<St
 }
 
 /// A refusal, revoking the family first when the decision says so.
-fn refused(sql: &SqlStorage, r: Refused, now_ms: u64) -> Result<Response> {
+fn refused(sql: &SqlStorage, r: Refused, now_ms: u64) -> Result<Answer> {
     if let Some(f) = &r.revoke_family {
         mark_family_revoked(sql, f, now_ms)?;
     }
-    Response::from_json(&GrantOutcome::Refused(r))
+    ok(&GrantOutcome::Refused(r))
 }
 
 #[derive(Deserialize)]

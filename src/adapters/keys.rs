@@ -1,7 +1,7 @@
 //! `KeyStore` over KV (`key:<sha256>` records for the hot path) and D1 (`accounts`,
 //! `api_keys`); revocation also reaches the account's counter.
 
-use super::{WorkerBackend, key_name, num, opt};
+use super::{WorkerBackend, js, key_name, num, opt};
 use crate::{
     auth::{
         api_key::KeyHash,
@@ -46,7 +46,15 @@ impl From<ListingRow> for KeyListing {
 
 impl KeyStore for WorkerBackend {
     async fn key_record(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
-        Ok(self.kv.get(&key_name(hash)).json::<KeyRecord>().await?)
+        let value = js::kv_text(self.kv_js()?, &key_name(hash))
+            .await
+            .map_err(|e| StoreError(js::message(&e)))?;
+        match value.as_string() {
+            Some(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| StoreError(format!("key record: {e}"))),
+            None => Ok(None),
+        }
     }
 
     async fn put_key(
@@ -56,12 +64,10 @@ impl KeyStore for WorkerBackend {
         label: &str,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        let account = self
-            .db
+        let account = self.db()?
             .prepare("INSERT INTO accounts (id, plan, created_at) VALUES (?1, ?2, ?3) ON CONFLICT(id) DO NOTHING")
             .bind(&[record.account.as_str().into(), record.plan.as_str().into(), num(now_ms)])?;
-        let key = self
-            .db
+        let key = self.db()?
             .prepare(
                 "INSERT INTO api_keys (key_hash, account_id, label, plan, scopes, created_at, expires_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -75,9 +81,9 @@ impl KeyStore for WorkerBackend {
                 num(now_ms),
                 opt(record.expires_at),
             ])?;
-        self.db.batch(vec![account, key]).await?;
+        self.db()?.batch(vec![account, key]).await?;
         // KV last: the key works only once its record is complete everywhere.
-        self.kv.put(&key_name(hash), record)?.execute().await?;
+        self.kv()?.put(&key_name(hash), record)?.execute().await?;
         Ok(())
     }
 
@@ -86,8 +92,7 @@ impl KeyStore for WorkerBackend {
         hash: &KeyHash,
         now_ms: u64,
     ) -> Result<Option<KeyRecord>, StoreError> {
-        let row: Option<KeyRow> = self
-            .db
+        let row: Option<KeyRow> = self.db()?
             .prepare("SELECT account_id, plan, scopes, revoked_at, expires_at FROM api_keys WHERE key_hash = ?1")
             .bind(&[hash.0.as_str().into()])?
             .first(None)
@@ -97,7 +102,7 @@ impl KeyStore for WorkerBackend {
         // while the KV record may be served from an edge cache for up to a minute.
         self.counter_revoke_key(&row.account_id, &hash.0).await?;
         if row.revoked_at.is_none() {
-            self.db
+            self.db()?
                 .prepare("UPDATE api_keys SET revoked_at = ?1 WHERE key_hash = ?2")
                 .bind(&[num(now_ms), hash.0.as_str().into()])?
                 .run()
@@ -110,13 +115,13 @@ impl KeyStore for WorkerBackend {
             status: KeyStatus::Revoked,
             expires_at: row.expires_at.map(|t| t as u64),
         };
-        self.kv.put(&key_name(hash), &record)?.execute().await?;
+        self.kv()?.put(&key_name(hash), &record)?.execute().await?;
         Ok(Some(record))
     }
 
     async fn list_keys(&self, account: &str) -> Result<Vec<KeyListing>, StoreError> {
         let rows: Vec<ListingRow> = self
-            .db
+            .db()?
             .prepare(
                 "SELECT key_hash, label, plan, created_at, last_used_at, revoked_at, expires_at \
                  FROM api_keys WHERE account_id = ?1 ORDER BY created_at DESC",

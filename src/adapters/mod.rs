@@ -10,12 +10,15 @@ mod billing;
 mod counter;
 mod durable;
 mod fetch;
+pub(crate) mod js;
 mod keys;
 mod oauth;
 mod usage;
 
+use std::cell::OnceCell;
+
 use wasm_bindgen::JsValue;
-use worker::{D1Database, Env, KvStore, ObjectNamespace};
+use worker::{D1Database, Env, KvStore, js_sys};
 
 use crate::{auth::api_key::KeyHash, store::StoreError};
 
@@ -31,21 +34,70 @@ impl From<worker::kv::KvError> for StoreError {
     }
 }
 
-/// The bindings, cloned out of `Env` once per request.
+/// The bindings, each looked up in `Env` the first time a request needs it (most requests
+/// need one or none, and every look-up crosses into JavaScript).
 pub(crate) struct WorkerBackend {
-    kv: KvStore,
-    db: D1Database,
-    quota: ObjectNamespace,
+    env: Env,
+    kv: OnceCell<KvStore>,
+    kv_js: OnceCell<JsValue>,
+    db: OnceCell<D1Database>,
+    quota: OnceCell<JsValue>,
+}
+
+/// A binding's cached value, looked up on first use.
+fn lazily<T>(
+    cell: &OnceCell<T>,
+    look_up: impl FnOnce() -> worker::Result<T>,
+) -> Result<&T, StoreError> {
+    if let Some(v) = cell.get() {
+        return Ok(v);
+    }
+    let v = look_up()?;
+    Ok(cell.get_or_init(|| v))
 }
 
 impl WorkerBackend {
-    /// Reads the bindings named in wrangler.toml.
-    pub(crate) fn from_env(env: &Env) -> worker::Result<Self> {
-        Ok(Self {
-            kv: env.kv("KV")?,
-            db: env.d1("DB")?,
-            quota: env.durable_object("QUOTA")?,
-        })
+    /// The bindings named in wrangler.toml, not yet looked up.
+    pub(crate) fn new(env: Env) -> Self {
+        Self {
+            env,
+            kv: OnceCell::new(),
+            kv_js: OnceCell::new(),
+            db: OnceCell::new(),
+            quota: OnceCell::new(),
+        }
+    }
+
+    /// The KV namespace `KV`.
+    fn kv(&self) -> Result<&KvStore, StoreError> {
+        lazily(&self.kv, || self.env.kv("KV"))
+    }
+
+    /// The D1 database `DB`.
+    fn db(&self) -> Result<&D1Database, StoreError> {
+        lazily(&self.db, || self.env.d1("DB"))
+    }
+
+    /// The KV namespace `KV` as the JavaScript object [`js::kv_text`] takes.
+    fn kv_js(&self) -> Result<&JsValue, StoreError> {
+        lazily(&self.kv_js, || self.binding("KV"))
+    }
+
+    /// The Durable Object namespace `QUOTA`, as the JavaScript object [`js::call_object`] takes.
+    fn quota(&self) -> Result<&JsValue, StoreError> {
+        lazily(&self.quota, || self.binding("QUOTA"))
+    }
+
+    /// A binding as a plain JavaScript value.
+    fn binding(&self, name: &str) -> worker::Result<JsValue> {
+        let value = js_sys::Reflect::get(&self.env, &JsValue::from_str(name))
+            .map_err(|e| worker::Error::RustError(js::message(&e)))?;
+        if value.is_undefined() {
+            return Err(worker::Error::RustError(format!(
+                "binding {name} is missing"
+            )));
+        }
+        Ok(value)
     }
 }
 

@@ -22,8 +22,7 @@ struct ClientRow {
 
 impl OAuthStore for WorkerBackend {
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
-        let row: Option<ClientRow> = self
-            .db
+        let row: Option<ClientRow> = self.db()?
             .prepare("SELECT client_id, client_name, redirect_uris, created_at, fetched_at FROM oauth_clients WHERE client_id = ?1")
             .bind(&[client_id.into()])?
             .first(None)
@@ -40,7 +39,7 @@ impl OAuthStore for WorkerBackend {
     async fn put_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
         let uris =
             serde_json::to_string(&c.redirect_uris).map_err(|e| StoreError(e.to_string()))?;
-        self.db
+        self.db()?
             .prepare(
                 "INSERT INTO oauth_clients (client_id, client_name, redirect_uris, created_at, fetched_at) VALUES (?1, ?2, ?3, ?4, ?5) \
                  ON CONFLICT(client_id) DO UPDATE SET client_name = excluded.client_name, redirect_uris = excluded.redirect_uris, \

@@ -12,8 +12,7 @@ use crate::{
 impl WorkerBackend {
     /// The `tool_call_logs` row of a record.
     fn usage_row(&self, r: &UsageRecord) -> Result<D1PreparedStatement, StoreError> {
-        Ok(self
-            .db
+        Ok(self.db()?
             .prepare(
                 "INSERT INTO tool_call_logs (request_id, principal, principal_kind, method, tool, input_bytes, \
                  output_bytes, duration_ms, status, error, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -36,8 +35,7 @@ impl WorkerBackend {
 
 impl UsageLog for WorkerBackend {
     async fn usage(&self, principal: &str, since_ms: u64) -> Result<Vec<UsageRow>, StoreError> {
-        Ok(self
-            .db
+        Ok(self.db()?
             .prepare(
                 "SELECT tool, status, COUNT(*) AS calls, AVG(duration_ms) AS avg_duration_ms FROM tool_call_logs \
                  WHERE principal = ?1 AND created_at >= ?2 GROUP BY tool, status ORDER BY tool, status",
@@ -54,14 +52,14 @@ impl UsageLog for WorkerBackend {
             statements.push(self.usage_row(r)?);
             if let Some(hash) = &r.key_hash {
                 statements.push(
-                    self.db
+                    self.db()?
                         .prepare("UPDATE api_keys SET last_used_at = ?1 WHERE key_hash = ?2")
                         .bind(&[num(r.created_at), hash.as_str().into()])?,
                 );
             }
         }
         if !statements.is_empty() {
-            self.db.batch(statements).await?;
+            self.db()?.batch(statements).await?;
         }
         Ok(())
     }

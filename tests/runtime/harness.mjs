@@ -28,7 +28,7 @@ async function freePort() {
  * `vars` become `--var NAME:VALUE`; `env` is added to wrangler's (and so workerd's) environment.
  * Returns { url, origin, stop(), restart() }.
  */
-export async function startWorker({ bundle = 'build', vars = {}, env = {}, persistTo } = {}) {
+export async function startWorker({ bundle = 'build', vars = {}, env = {}, persistTo, args: extra = [] } = {}) {
   const state = persistTo ?? mkdtempSync(join(tmpdir(), 'mcp-worker-state-'));
   execFileSync(WRANGLER, ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', state], {
     cwd: ROOT, env: { ...ENV, CI: 'true' }, stdio: ['ignore', 'ignore', 'pipe'],
@@ -37,6 +37,7 @@ export async function startWorker({ bundle = 'build', vars = {}, env = {}, persi
   const args = ['dev', join(bundle, 'index.js'), '--ip', '127.0.0.1', '--port', String(port),
     '--persist-to', state, '--show-interactive-dev-session=false', '--log-level', 'log'];
   for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`);
+  args.push(...extra);
   const child = spawn(WRANGLER, args, { cwd: ROOT, env: { ...ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const logs = [];
   const ready = new Promise((resolve, reject) => {

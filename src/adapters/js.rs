@@ -1,0 +1,57 @@
+//! The hot path's crossings into JavaScript, one call each (see `glue.js` for why they are
+//! not the `worker` crate's wrappers).
+
+use wasm_bindgen::prelude::*;
+use worker::{js_sys, web_sys};
+
+#[wasm_bindgen(module = "/src/adapters/glue.js")]
+extern "C" {
+    /// `"METHOD\nURL\nname\nvalue…"` of a request.
+    #[wasm_bindgen(js_name = requestHead)]
+    pub(crate) fn request_head(request: &web_sys::Request) -> String;
+
+    /// The body's bytes (`Uint8Array`), or `null` once over `limit` bytes.
+    #[wasm_bindgen(js_name = readBody, catch)]
+    pub(crate) async fn read_body(
+        request: &web_sys::Request,
+        limit: f64,
+    ) -> Result<JsValue, JsValue>;
+
+    /// A response from a status, `"name\nvalue…"` headers and a body (empty: none).
+    #[wasm_bindgen(catch)]
+    pub(crate) fn respond(
+        status: u16,
+        head: &str,
+        body: Vec<u8>,
+    ) -> Result<web_sys::Response, JsValue>;
+
+    /// POSTs `body` to route `path` of the Durable Object `name` of `namespace`; the 200
+    /// answer's text.
+    #[wasm_bindgen(js_name = callObject, catch)]
+    pub(crate) async fn call_object(
+        namespace: &JsValue,
+        name: &str,
+        path: &str,
+        body: &str,
+    ) -> Result<JsValue, JsValue>;
+
+    /// A KV value as text, `null` when absent.
+    #[wasm_bindgen(js_name = kvText, catch)]
+    pub(crate) async fn kv_text(namespace: &JsValue, key: &str) -> Result<JsValue, JsValue>;
+
+    /// An object request as `"path\nbody"`.
+    #[wasm_bindgen(js_name = objectRequest, catch)]
+    pub(crate) async fn object_request(request: &web_sys::Request) -> Result<JsValue, JsValue>;
+
+    /// An object's answer.
+    #[wasm_bindgen(js_name = objectAnswer, catch)]
+    pub(crate) fn object_answer(status: u16, body: &str) -> Result<web_sys::Response, JsValue>;
+}
+
+/// A JavaScript error's message, for a `StoreError` or a log line.
+pub(crate) fn message(e: &JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| "JavaScript error".to_owned())
+}
