@@ -107,6 +107,10 @@ pub struct Config {
     /// The reverse-DNS prefix of the server's own `_meta` keys (`META_PREFIX`, e.g.
     /// `com.example.mcp`; default: `PUBLIC_URL`'s host reversed, else `local.<SERVER_NAME>`).
     pub meta_prefix: String,
+    /// Log a line for every request (`REQUEST_LOG=all`); by default (`errors`) only for
+    /// requests that failed or were refused. The platform's invocation log already records
+    /// every request, and each counted call has its usage row.
+    pub log_every_request: bool,
     /// Problems found while reading the configuration, reported in the log.
     pub warnings: Vec<String>,
 }
@@ -144,6 +148,7 @@ impl Default for Config {
             registrations_daily_limit: 50,
             cimd_allow_http_loopback: false,
             meta_prefix: "local.paid-mcp-worker".to_owned(),
+            log_every_request: false,
             warnings: Vec::new(),
         }
     }
@@ -300,6 +305,7 @@ impl Config {
             cimd_allow_http_loopback: get("OAUTH_CIMD_ALLOW_HTTP_LOOPBACK").as_deref()
                 == Some("true"),
             meta_prefix: meta_prefix(get("META_PREFIX"), url("PUBLIC_URL"), get("SERVER_NAME")),
+            log_every_request: get("REQUEST_LOG").as_deref() == Some("all"),
             warnings,
         }
     }
@@ -528,6 +534,8 @@ mod tests {
             "com.example.mcp"
         );
         assert_eq!(config(&[]).meta_prefix, "local.paid-mcp-worker");
+        assert!(!config(&[]).log_every_request);
+        assert!(config(&[("REQUEST_LOG", "all")]).log_every_request);
         assert_eq!(
             config(&[("SERVER_NAME", "My Tools")]).meta_prefix,
             "local.my-tools"

@@ -64,22 +64,28 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
     let handled = app::handle(&http_req, &cx).await;
     let effects = handled.effects;
 
-    // One structured line per request; never a key, token or signature.
+    // One structured line per failed or refused request (per request with
+    // `REQUEST_LOG=all`); never a key, token or signature.
     let first = effects.usage.first();
-    worker::console_log!(
-        "{}",
-        json!({
-            "request_id": first.map(|u| &u.request_id),
-            "http": format!("{} {}", http_req.method, http_req.path),
-            "status": handled.response.status,
-            "principal": effects.principal_kind,
-            "method": effects.rpc_method,
-            "tool": first.and_then(|u| u.tool.as_ref()),
-            "outcome": first.map(|u| u.status),
-            "duration_ms": now_ms().saturating_sub(started),
-            "error": effects.error,
-        })
-    );
+    let failed = handled.response.status >= 400
+        || effects.error.is_some()
+        || effects.usage.iter().any(|u| u.status != "success");
+    if failed || config.log_every_request {
+        worker::console_log!(
+            "{}",
+            json!({
+                "request_id": first.map(|u| &u.request_id),
+                "http": format!("{} {}", http_req.method, http_req.path),
+                "status": handled.response.status,
+                "principal": effects.principal_kind,
+                "method": effects.rpc_method,
+                "tool": first.and_then(|u| u.tool.as_ref()),
+                "outcome": first.map(|u| u.status),
+                "duration_ms": now_ms().saturating_sub(started),
+                "error": effects.error,
+            })
+        );
+    }
     if !effects.usage.is_empty() || !effects.meter.is_empty() {
         // After the response: a slow or failing D1 write or Stripe report never delays or
         // fails the call.

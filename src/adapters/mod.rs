@@ -1,12 +1,15 @@
-//! The storage ports over the worker bindings: KV (`KV`), D1 (`DB`), the `QuotaCounter`
-//! Durable Object namespace (`QUOTA`) and outbound fetch. The only module besides `entry`
+//! The storage ports over the worker bindings: KV (`KV`), D1 (`DB`), the Durable Object
+//! namespaces `QUOTA` (`QuotaCounter`) and `USAGE` (`UsageBuffer`), and outbound fetch. The only module besides `entry`
 //! that touches them (wasm32 only).
 //!
 //! One file per port: [`keys`] (`KeyStore`), [`counter`] (`QuotaStore` and every call to
 //! the Durable Object), [`usage`] (`UsageLog`), [`billing`] (`BillingStore`), [`oauth`]
-//! (`OAuthStore`), [`fetch`] (`Outbound`); and [`durable`], the Durable Object class itself.
+//! (`OAuthStore`), [`fetch`] (`Outbound`); the Durable Object classes [`durable`]
+//! (`QuotaCounter`) and [`buffer`] (`UsageBuffer`); and [`js`], the hot path's calls into
+//! JavaScript.
 
 mod billing;
+mod buffer;
 mod counter;
 mod durable;
 mod fetch;
@@ -42,6 +45,7 @@ pub(crate) struct WorkerBackend {
     kv_js: OnceCell<JsValue>,
     db: OnceCell<D1Database>,
     quota: OnceCell<JsValue>,
+    usage_buffer: OnceCell<JsValue>,
 }
 
 /// A binding's cached value, looked up on first use.
@@ -65,6 +69,7 @@ impl WorkerBackend {
             kv_js: OnceCell::new(),
             db: OnceCell::new(),
             quota: OnceCell::new(),
+            usage_buffer: OnceCell::new(),
         }
     }
 
@@ -86,6 +91,11 @@ impl WorkerBackend {
     /// The Durable Object namespace `QUOTA`, as the JavaScript object [`js::call_object`] takes.
     fn quota(&self) -> Result<&JsValue, StoreError> {
         lazily(&self.quota, || self.binding("QUOTA"))
+    }
+
+    /// The Durable Object namespace `USAGE` (the [`buffer::UsageBuffer`] objects).
+    fn usage_buffer(&self) -> Result<&JsValue, StoreError> {
+        lazily(&self.usage_buffer, || self.binding("USAGE"))
     }
 
     /// A binding as a plain JavaScript value.

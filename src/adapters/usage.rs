@@ -1,37 +1,12 @@
-//! `UsageLog` over D1 `tool_call_logs` (and `api_keys.last_used_at`, written with it).
+//! `UsageLog`: rows are appended to a [`super::buffer::UsageBuffer`] object, which writes
+//! them to D1 `tool_call_logs` (and `api_keys.last_used_at`) in batches; totals are read
+//! from D1.
 
-use wasm_bindgen::JsValue;
-use worker::D1PreparedStatement;
-
-use super::{WorkerBackend, num};
+use super::{WorkerBackend, js, num};
 use crate::{
     store::StoreError,
     usage::{UsageLog, UsageRecord, UsageRow},
 };
-
-impl WorkerBackend {
-    /// The `tool_call_logs` row of a record.
-    fn usage_row(&self, r: &UsageRecord) -> Result<D1PreparedStatement, StoreError> {
-        Ok(self.db()?
-            .prepare(
-                "INSERT INTO tool_call_logs (request_id, principal, principal_kind, method, tool, input_bytes, \
-                 output_bytes, duration_ms, status, error, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )
-            .bind(&[
-                r.request_id.as_str().into(),
-                r.principal.as_str().into(),
-                r.principal_kind.into(),
-                r.method.as_str().into(),
-                r.tool.as_deref().map_or(JsValue::NULL, JsValue::from_str),
-                num(r.input_bytes),
-                num(r.output_bytes),
-                num(r.duration_ms),
-                r.status.into(),
-                r.error.as_deref().map_or(JsValue::NULL, JsValue::from_str),
-                num(r.created_at),
-            ])?)
-    }
-}
 
 impl UsageLog for WorkerBackend {
     async fn usage(&self, principal: &str, since_ms: u64) -> Result<Vec<UsageRow>, StoreError> {
@@ -47,20 +22,38 @@ impl UsageLog for WorkerBackend {
     }
 
     async fn write_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
-        let mut statements = Vec::with_capacity(records.len() * 2);
-        for r in records {
-            statements.push(self.usage_row(r)?);
-            if let Some(hash) = &r.key_hash {
-                statements.push(
-                    self.db()?
-                        .prepare("UPDATE api_keys SET last_used_at = ?1 WHERE key_hash = ?2")
-                        .bind(&[num(r.created_at), hash.as_str().into()])?,
-                );
-            }
-        }
-        if !statements.is_empty() {
-            self.db()?.batch(statements).await?;
-        }
+        let Some(first) = records.first() else {
+            return Ok(());
+        };
+        let rows = records
+            .iter()
+            .map(|r| {
+                let mut row = serde_json::to_value(r).map_err(|e| StoreError(e.to_string()))?;
+                row["key_hash"] = r.key_hash.clone().into();
+                Ok(row)
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let rows = serde_json::to_string(&rows).map_err(|e| StoreError(e.to_string()))?;
+        js::call_object(
+            self.usage_buffer()?,
+            &shard(&first.request_id),
+            "append",
+            &rows,
+        )
+        .await
+        .map_err(|e| StoreError(js::message(&e)))?;
         Ok(())
     }
+}
+
+/// Buffer objects the rows are spread over (see [`super::buffer`]); each takes a few
+/// thousand appends a second.
+pub(super) const SHARDS: u32 = 4;
+
+/// The buffer object of a request's rows: `usage:<n>`, `n` from its id.
+fn shard(request_id: &str) -> String {
+    let n = request_id
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    format!("usage:{}", n % SHARDS)
 }

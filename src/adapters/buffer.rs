@@ -1,0 +1,178 @@
+//! The `UsageBuffer` Durable Object class: usage rows made durable at once and written to
+//! D1 in batches.
+//!
+//! D1 serialises the writes of one database, so one statement per counted call stalls a
+//! busy deployment's own log. Each request's rows are appended (`/append`, a JSON array of
+//! [`UsageRecord`](crate::usage::UsageRecord)s with their key hash) to one of
+//! [`super::usage::SHARDS`] buffer objects, chosen by request id. The object stores them in
+//! its SQLite before answering, and its alarm, set [`FLUSH_AFTER_MS`] after the first
+//! unflushed row, writes up to [`FLUSH_ROWS`] rows to D1 in one batch of two statements
+//! (the rows, and the keys' `last_used_at`), each taking the rows as one JSON parameter.
+//! Rows are deleted only once D1 has them; a failed flush keeps them and tries again
+//! [`RETRY_AFTER_MS`] later, and an object that restarts keeps its rows and its alarm.
+//! `tool_call_logs.request_id` is the primary key, so a batch written twice is written once.
+//!
+//! A Queue would batch across all of a deployment's traffic too, but its messages are held
+//! in memory by the local simulation (a restart of `wrangler dev` loses them), it needs a
+//! consumer Worker of its own, and it is not part of every plan; these objects are.
+
+use std::{cell::Cell, time::Duration};
+
+use worker::{DurableObject, Env, Request, Response, Result, SqlStorage, State, durable_object};
+
+use super::js;
+
+/// The delay between the first unflushed row and its flush: how far `/api/usage` may lag.
+pub(crate) const FLUSH_AFTER_MS: u64 = 1_000;
+/// Rows per flush at most (a further flush follows at once when more are waiting).
+const FLUSH_ROWS: usize = 500;
+/// The delay before a failed flush is tried again.
+const RETRY_AFTER_MS: u64 = 5_000;
+
+/// Buffered usage rows of the requests routed to this shard (see the module documentation).
+#[durable_object]
+pub(crate) struct UsageBuffer {
+    state: State,
+    env: Env,
+    /// Whether this instance has set the alarm that will flush its rows.
+    alarm_set: Cell<bool>,
+}
+
+impl DurableObject for UsageBuffer {
+    fn new(state: State, env: Env) -> Self {
+        if let Err(e) = state.storage().sql().exec(
+            "CREATE TABLE IF NOT EXISTS rows (seq INTEGER PRIMARY KEY AUTOINCREMENT, row TEXT NOT NULL)",
+            None,
+        ) {
+            worker::console_error!("UsageBuffer schema: {e}");
+        }
+        Self {
+            state,
+            env,
+            alarm_set: Cell::new(false),
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        let raw = js::object_request(req.inner())
+            .await
+            .map_err(|e| worker::Error::RustError(js::message(&e)))?
+            .as_string()
+            .unwrap_or_default();
+        let (path, body) = raw.split_once('\n').unwrap_or((raw.as_str(), ""));
+        let (status, answer) = match path {
+            "append" => self.append(body).await?,
+            _ => (404, "not found".to_owned()),
+        };
+        js::object_answer(status, &answer)
+            .map(Response::from)
+            .map_err(|e| worker::Error::RustError(js::message(&e)))
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        self.alarm_set.set(false);
+        let sql = self.sql();
+        let (last, batch) = pending(&sql)?;
+        if batch == "[]" {
+            return Response::ok("empty");
+        }
+        match flush(&self.env, &batch).await {
+            Ok(()) => {
+                sql.exec("DELETE FROM rows WHERE seq <= ?", vec![last.into()])?;
+                if pending(&sql)?.1 != "[]" {
+                    self.schedule(0).await?;
+                }
+            }
+            Err(e) => {
+                worker::console_error!(
+                    "{}",
+                    serde_json::json!({ "usage_flush_failed": e.to_string() })
+                );
+                self.schedule(RETRY_AFTER_MS).await?;
+            }
+        }
+        Response::ok("flushed")
+    }
+}
+
+impl UsageBuffer {
+    fn sql(&self) -> SqlStorage {
+        self.state.storage().sql()
+    }
+
+    /// `/append`: stores a JSON array of rows and makes sure a flush is due.
+    async fn append(&self, body: &str) -> Result<(u16, String)> {
+        let valid = serde_json::from_str::<Vec<serde_json::Value>>(body)
+            .is_ok_and(|rows| rows.iter().all(|r| r.get("request_id").is_some()));
+        if !valid {
+            return Ok((400, "bad rows".to_owned()));
+        }
+        self.sql().exec(
+            "INSERT INTO rows (row) SELECT value FROM json_each(?)",
+            vec![body.into()],
+        )?;
+        if !self.alarm_set.get() {
+            self.schedule(FLUSH_AFTER_MS).await?;
+        }
+        Ok((200, "{\"stored\":true}".to_owned()))
+    }
+
+    /// Sets the alarm `after_ms` from now.
+    async fn schedule(&self, after_ms: u64) -> Result<()> {
+        self.state
+            .storage()
+            .set_alarm(Duration::from_millis(after_ms))
+            .await?;
+        self.alarm_set.set(true);
+        Ok(())
+    }
+}
+
+/// The oldest rows (at most [`FLUSH_ROWS`]) as one JSON array, and the last one's sequence.
+fn pending(sql: &SqlStorage) -> Result<(i64, String)> {
+    #[derive(serde::Deserialize)]
+    struct Batch {
+        last: Option<i64>,
+        rows: Option<String>,
+    }
+    let batch: Vec<Batch> = sql
+        .exec(
+            "SELECT MAX(seq) AS last, json_group_array(json(row)) AS rows \
+             FROM (SELECT seq, row FROM rows ORDER BY seq LIMIT ?)",
+            vec![(FLUSH_ROWS as i64).into()],
+        )?
+        .to_array()?;
+    let batch = batch.into_iter().next();
+    Ok((
+        batch.as_ref().and_then(|b| b.last).unwrap_or(0),
+        batch
+            .and_then(|b| b.rows)
+            .unwrap_or_else(|| "[]".to_owned()),
+    ))
+}
+
+/// Writes a JSON array of rows to D1 in one batch.
+async fn flush(env: &Env, rows: &str) -> Result<()> {
+    let db = env.d1("DB")?;
+    let insert = db
+        .prepare(
+            "INSERT OR IGNORE INTO tool_call_logs (request_id, principal, principal_kind, method, tool, \
+             input_bytes, output_bytes, duration_ms, status, error, created_at) \
+             SELECT value ->> '$.request_id', value ->> '$.principal', value ->> '$.principal_kind', \
+             value ->> '$.method', value ->> '$.tool', value ->> '$.input_bytes', value ->> '$.output_bytes', \
+             value ->> '$.duration_ms', value ->> '$.status', value ->> '$.error', value ->> '$.created_at' \
+             FROM json_each(?1)",
+        )
+        .bind(&[rows.into()])?;
+    let last_used = db
+        .prepare(
+            "UPDATE api_keys SET last_used_at = used.at FROM \
+             (SELECT value ->> '$.key_hash' AS hash, MAX(value ->> '$.created_at') AS at FROM json_each(?1) \
+              WHERE value ->> '$.key_hash' IS NOT NULL GROUP BY hash) AS used \
+             WHERE api_keys.key_hash = used.hash \
+             AND (api_keys.last_used_at IS NULL OR api_keys.last_used_at < used.at)",
+        )
+        .bind(&[rows.into()])?;
+    db.batch(vec![insert, last_used]).await?;
+    Ok(())
+}
