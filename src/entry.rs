@@ -10,7 +10,7 @@ use crate::{
     adapters::{WorkerBackend, js},
     app, billing,
     config::Config,
-    context::Context,
+    context::{Context, Handled},
     error::ApiError,
     http::{HttpRequest, HttpResponse},
     usage::UsageLog,
@@ -62,30 +62,9 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
         clock: &clock,
     };
     let handled = app::handle(&http_req, &cx).await;
-    let effects = handled.effects;
 
-    // One structured line per failed or refused request (per request with
-    // `REQUEST_LOG=all`); never a key, token or signature.
-    let first = effects.usage.first();
-    let failed = handled.response.status >= 400
-        || effects.error.is_some()
-        || effects.usage.iter().any(|u| u.status != "success");
-    if failed || config.log_every_request {
-        worker::console_log!(
-            "{}",
-            json!({
-                "request_id": first.map(|u| &u.request_id),
-                "http": format!("{} {}", http_req.method, http_req.path),
-                "status": handled.response.status,
-                "principal": effects.principal_kind,
-                "method": effects.rpc_method,
-                "tool": first.and_then(|u| u.tool.as_ref()),
-                "outcome": first.map(|u| u.status),
-                "duration_ms": now_ms().saturating_sub(started),
-                "error": effects.error,
-            })
-        );
-    }
+    log_line(&config, &http_req, &handled, started);
+    let effects = handled.effects;
     if !effects.usage.is_empty() || !effects.meter.is_empty() {
         // After the response: a slow or failing D1 write or Stripe report never delays or
         // fails the call.
@@ -106,6 +85,33 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
         });
     }
     to_worker_response(handled.response)
+}
+
+/// One structured line per failed or refused request (per request with `REQUEST_LOG=all`);
+/// never a key, token or signature.
+fn log_line(config: &Config, http_req: &HttpRequest, handled: &Handled, started: u64) {
+    let effects = &handled.effects;
+    let first = effects.usage.first();
+    let failed = handled.response.status >= 400
+        || effects.error.is_some()
+        || effects.usage.iter().any(|u| u.status != "success");
+    if !failed && !config.log_every_request {
+        return;
+    }
+    worker::console_log!(
+        "{}",
+        json!({
+            "request_id": first.map(|u| &u.request_id),
+            "http": format!("{} {}", http_req.method, http_req.path),
+            "status": handled.response.status,
+            "principal": effects.principal_kind,
+            "method": effects.rpc_method,
+            "tool": first.and_then(|u| u.tool.as_ref()),
+            "outcome": first.map(|u| u.status),
+            "duration_ms": now_ms().saturating_sub(started),
+            "error": effects.error,
+        })
+    );
 }
 
 /// Reads the request, refusing bodies over `limit` bytes without buffering them whole.
