@@ -30,7 +30,8 @@
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
 use worker::{
-    Date, DurableObject, Env, Request, Response, Result, SqlStorage, State, durable_object,
+    Date, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue, State,
+    durable_object,
 };
 
 use super::js;
@@ -119,16 +120,18 @@ impl QuotaCounter {
         let answer = quota::admit(&c, counter_state(&sql, &c)?);
         // A zero-cost attempt only reads (the plan in force and the counts).
         if answer.admitted && c.cost > 0 {
-            for ((key, _), used) in c.windows.iter().zip(&answer.used) {
-                sql.exec(
-                    "INSERT INTO counters (window, used) VALUES (?, ?) \
-                     ON CONFLICT(window) DO UPDATE SET used = excluded.used",
-                    vec![
-                        key.clone().into(),
-                        (i64::try_from(*used).unwrap_or(i64::MAX)).into(),
-                    ],
-                )?;
-            }
+            let counts: Vec<(&str, u64)> = c
+                .windows
+                .iter()
+                .zip(&answer.used)
+                .map(|((key, _), used)| (key.as_str(), *used))
+                .collect();
+            sql.exec(
+                "INSERT INTO counters (window, used) \
+                 SELECT value ->> '$[0]', value ->> '$[1]' FROM json_each(?) WHERE true \
+                 ON CONFLICT(window) DO UPDATE SET used = excluded.used",
+                vec![serde_json::to_string(&counts)?.into()],
+            )?;
         }
         ok(&answer)
     }
@@ -251,30 +254,55 @@ impl QuotaCounter {
 /// force (read only when the request names a plan) and the windows' counts. A revoked
 /// key is refused whatever the rest holds, so nothing more is read for it.
 fn counter_state(sql: &SqlStorage, c: &ConsumeRequest) -> Result<CounterState> {
-    if let Some(hash) = &c.key_hash
-        && key_revoked(sql, hash)?
-    {
+    #[derive(Deserialize)]
+    struct Row {
+        revoked: i64,
+        state: Option<String>,
+        used: Option<String>,
+    }
+    // One statement: every crossing into the storage API costs more than the query.
+    let windows: Vec<&str> = c.windows.iter().map(|(key, _)| key.as_str()).collect();
+    let rows: Vec<Row> = sql
+        .exec(
+            "SELECT EXISTS (SELECT 1 FROM revoked_keys WHERE key_hash = ?) AS revoked, \
+             (SELECT state FROM account WHERE id = 1) AS state, \
+             (SELECT json_group_object(window, used) FROM counters \
+              WHERE window IN (SELECT value FROM json_each(?))) AS used",
+            vec![
+                c.key_hash
+                    .clone()
+                    .map_or(SqlStorageValue::Null, SqlStorageValue::from),
+                serde_json::to_string(&windows)?.into(),
+            ],
+        )?
+        .to_array()?;
+    let Some(row) = rows.into_iter().next() else {
+        return Err(worker::Error::RustError("counter state: no row".to_owned()));
+    };
+    if row.revoked != 0 {
         return Ok(CounterState {
             key_revoked: true,
             ..CounterState::default()
         });
     }
-    let account = match &c.plan {
-        Some(_) => account_plan(sql)?,
+    let account: Option<AccountPlan> = match &c.plan {
+        Some(_) => row.state.and_then(|s| serde_json::from_str(&s).ok()),
         None => None,
     };
-    let used = c
-        .windows
-        .iter()
-        .map(|(key, _)| window_count(sql, key))
-        .collect::<Result<Vec<u64>>>()?;
+    let counts: std::collections::HashMap<String, i64> = row
+        .used
+        .and_then(|u| serde_json::from_str(&u).ok())
+        .unwrap_or_default();
     Ok(CounterState {
         key_revoked: false,
         plan_in_force: account
             .as_ref()
             .map(|a| a.effective(Date::now().as_millis()).to_owned()),
         customer: account.and_then(|a| a.customer),
-        used,
+        used: windows
+            .iter()
+            .map(|w| counts.get(*w).map_or(0, |n| u64::try_from(*n).unwrap_or(0)))
+            .collect(),
     })
 }
 
@@ -430,22 +458,4 @@ fn account_plan(sql: &SqlStorage) -> Result<Option<AccountPlan>> {
     Ok(rows
         .first()
         .and_then(|r| serde_json::from_str(&r.state).ok()))
-}
-
-#[derive(Deserialize)]
-struct UsedRow {
-    used: i64,
-}
-
-/// A window's count (0 when it has no row yet).
-fn window_count(sql: &SqlStorage, window: &str) -> Result<u64> {
-    let rows: Vec<UsedRow> = sql
-        .exec(
-            "SELECT used FROM counters WHERE window = ?",
-            vec![window.into()],
-        )?
-        .to_array()?;
-    Ok(rows
-        .first()
-        .map_or(0, |r| u64::try_from(r.used).unwrap_or(0)))
 }

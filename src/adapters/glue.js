@@ -15,6 +15,11 @@ export function requestHead(request) {
 // The body as bytes, or null once it exceeds `limit` bytes (the rest is not read).
 export async function readBody(request, limit) {
   if (request.body === null) return new Uint8Array(0);
+  // A declared length (already checked against the limit) is read in one piece.
+  if (request.headers.has("content-length")) {
+    const body = new Uint8Array(await request.arrayBuffer());
+    return body.byteLength > limit ? null : body;
+  }
   const reader = request.body.getReader();
   const chunks = [];
   let size = 0;
