@@ -111,8 +111,25 @@ pub struct Config {
     /// requests that failed or were refused. The platform's invocation log already records
     /// every request, and each counted call has its usage row.
     pub log_every_request: bool,
+    /// Results derived from this configuration alone, built on first use.
+    pub derived: Derived,
     /// Problems found while reading the configuration, reported in the log.
     pub warnings: Vec<String>,
+}
+
+/// Results that depend on the configuration only, kept with it so that an isolate builds
+/// them once (the configuration lives as long as the isolate). A clone starts empty: the
+/// clone may be changed.
+#[derive(Debug, Default)]
+pub struct Derived {
+    /// The `tools/list` result, for the initialize generation (`[0]`) and for 2026-07-28.
+    pub tools_list: [std::cell::OnceCell<serde_json::Value>; 2],
+}
+
+impl Clone for Derived {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
 }
 
 /// Stripe's API, unless `STRIPE_API_BASE` points elsewhere (a local stand-in in tests).
@@ -149,6 +166,7 @@ impl Default for Config {
             cimd_allow_http_loopback: false,
             meta_prefix: "local.paid-mcp-worker".to_owned(),
             log_every_request: false,
+            derived: Derived::default(),
             warnings: Vec::new(),
         }
     }
@@ -306,6 +324,7 @@ impl Config {
                 == Some("true"),
             meta_prefix: meta_prefix(get("META_PREFIX"), url("PUBLIC_URL"), get("SERVER_NAME")),
             log_every_request: get("REQUEST_LOG").as_deref() == Some("all"),
+            derived: Derived::default(),
             warnings,
         }
     }

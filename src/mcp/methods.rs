@@ -283,6 +283,10 @@ fn tools_list(
         // The whole list fits one page, so no cursor was ever issued.
         return Err(invalid_params("invalid cursor"));
     }
+    let cached = &config.derived.tools_list[usize::from(stateless)];
+    if let Some(result) = cached.get() {
+        return Ok(result.clone());
+    }
     let tools = tools::registry()
         .tools()
         .map(|t| t.to_mcp(config))
@@ -293,7 +297,8 @@ fn tools_list(
             .with_ttl_ms(TOOLS_LIST_TTL_MS)
             .with_cache_scope(CacheScope::Public);
     }
-    to_value(&result)
+    let result = to_value(&result)?;
+    Ok(cached.get_or_init(|| result).clone())
 }
 
 async fn tools_call<B: QuotaStore>(
