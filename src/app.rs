@@ -6,7 +6,11 @@ use crate::{
     context::{Backend, Context, Effects, Handled},
     error::ApiError,
     http::{HttpRequest, HttpResponse},
-    routes::{admin, authorize, checkout, claim, mcp, oauth, site, usage, webhook},
+    routes::{
+        admin, authorize, checkout, claim, mcp, oauth,
+        site::{self, Discovery},
+        usage, webhook,
+    },
 };
 
 /// Handles one request.
@@ -68,6 +72,13 @@ async fn route<B: Backend>(
             "/.well-known/oauth-protected-resource" | "/.well-known/oauth-protected-resource/mcp",
         ) => site::protected_resource_metadata(req, cx),
         ("GET", "/api/usage") => usage::get(req, cx, fx).await,
+        ("GET", "/mcp/server-card" | "/.well-known/mcp/server-card.json") => {
+            site::discovery_document(Discovery::ServerCard, req, cx)
+        }
+        ("GET", "/server.json") => site::discovery_document(Discovery::ServerJson, req, cx),
+        ("GET", "/.well-known/ai-catalog.json") => {
+            site::discovery_document(Discovery::AiCatalog, req, cx)
+        }
         (
             _,
             "/"
@@ -75,7 +86,11 @@ async fn route<B: Backend>(
             | "/favicon.ico"
             | "/api/usage"
             | "/.well-known/oauth-protected-resource"
-            | "/.well-known/oauth-protected-resource/mcp",
+            | "/.well-known/oauth-protected-resource/mcp"
+            | "/mcp/server-card"
+            | "/.well-known/mcp/server-card.json"
+            | "/server.json"
+            | "/.well-known/ai-catalog.json",
         ) => not_allowed("GET, HEAD"),
         _ => Err(ApiError::NotFound),
     }

@@ -61,6 +61,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct Config {
     /// Name shown to clients in `serverInfo` and on the landing page.
     pub server_name: String,
+    /// One line on what the server does (`SERVER_DESCRIPTION`, at most 100 characters),
+    /// published in the server card and the registry's `server.json`.
+    pub server_description: String,
     /// The public base URL (`https://mcp.example.com`); when unset, the request's own origin.
     pub public_url: Option<String>,
     /// Browser origins allowed to call `/mcp` besides the server's own (`*` allows any).
@@ -138,6 +141,9 @@ pub const DEFAULT_STRIPE_API_BASE: &str = "https://api.stripe.com";
 /// publishes for Claude's hosted connectors (claude.ai, Claude Desktop), which forward no
 /// end-user address.
 pub const DEFAULT_SHARED_EGRESS_RANGES: &str = "160.79.104.0/21";
+/// The description published when `SERVER_DESCRIPTION` is unset.
+pub const DEFAULT_SERVER_DESCRIPTION: &str =
+    "A paid MCP server: API keys or OAuth, plans with exact quotas, Stripe billing.";
 /// The plan an account falls back to when its subscription ends.
 pub const FALLBACK_PLAN: &str = "free";
 
@@ -145,6 +151,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             server_name: "paid-mcp-worker".to_owned(),
+            server_description: DEFAULT_SERVER_DESCRIPTION.to_owned(),
             public_url: None,
             allowed_origins: Vec::new(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -284,6 +291,9 @@ impl Config {
         let mut warnings = Vec::new();
         Self {
             server_name: get("SERVER_NAME").unwrap_or(d.server_name),
+            server_description: get("SERVER_DESCRIPTION")
+                .map(|s| s.chars().take(100).collect())
+                .unwrap_or(d.server_description),
             public_url: url("PUBLIC_URL"),
             allowed_origins: list(get("ALLOWED_ORIGINS"), |o| o.trim_end_matches('/')),
             max_body_bytes: get("MAX_BODY_BYTES")

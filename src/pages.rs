@@ -106,7 +106,8 @@ pub fn landing(config: &Config, base_url: &str, registry: &Registry) -> String {
 <p><b>Cursor</b> (<code>~/.cursor/mcp.json</code>):</p>
 <pre>{{ "mcpServers": {{ "{name}": {{ "url": "{mcp_url}" }} }} }}</pre>
 <p><b>stdio-only clients</b>, through <code>mcp-remote</code>:</p>
-<pre>npx mcp-remote {mcp_url}</pre>"#,
+<pre>npx mcp-remote {mcp_url}</pre>
+<p><b>Directories</b>: the <a href="/mcp/server-card">server card</a> (also at <a href="/.well-known/mcp/server-card.json">/.well-known/mcp/server-card.json</a>), the MCP Registry's <a href="/server.json">server.json</a> and the domain's <a href="/.well-known/ai-catalog.json">AI catalog</a>.</p>"#,
         pricing = pricing(config),
     );
     document(&config.server_name, &config.server_name, "", &body, false)

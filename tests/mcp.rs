@@ -325,3 +325,64 @@ fn header_mapped_parameters_must_agree_with_the_body() {
     ));
     assert_eq!(r.status, 200);
 }
+
+#[test]
+fn discovery_documents_are_open_cacheable_and_answer_304_to_their_etag() {
+    let app = TestApp::new();
+    let card = app.send(&common::get("/mcp/server-card"));
+    assert_eq!(card.status, 200);
+    assert_eq!(
+        card.header("content-type"),
+        Some("application/mcp-server-card+json")
+    );
+    assert_eq!(card.header("access-control-allow-origin"), Some("*"));
+    let well_known = app.send(&common::get("/.well-known/mcp/server-card.json"));
+    assert_eq!(well_known.body, card.body, "one source for both locations");
+    let doc = json_body(&card);
+    assert_eq!(doc["remotes"][0]["type"], "streamable-http");
+    assert!(doc["remotes"][0]["url"].as_str().unwrap().ends_with("/mcp"));
+    let etag = card.header("etag").unwrap().to_owned();
+    let again = app.send(&common::request(
+        "GET",
+        "/mcp/server-card",
+        &[("if-none-match", &format!("W/\"other\", {etag}"))],
+        "",
+    ));
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    assert_eq!(again.header("etag"), Some(etag.as_str()));
+    let stale = app.send(&common::request(
+        "GET",
+        "/mcp/server-card",
+        &[("if-none-match", "\"other\"")],
+        "",
+    ));
+    assert_eq!(stale.status, 200);
+
+    let registry = json_body(&app.send(&common::get("/server.json")));
+    assert_eq!(registry["name"], doc["name"]);
+    assert!(
+        registry["$schema"]
+            .as_str()
+            .unwrap()
+            .ends_with("/server.schema.json")
+    );
+    let catalog = json_body(&app.send(&common::get("/.well-known/ai-catalog.json")));
+    assert!(
+        catalog["entries"][0]["serverCard"]
+            .as_str()
+            .unwrap()
+            .ends_with("/mcp/server-card")
+    );
+
+    let post = app.send(&common::json_post("/server.json", "{}"));
+    assert_eq!(post.status, 405);
+    let landing = common::text(&app.send(&common::get("/")));
+    for link in [
+        "/mcp/server-card",
+        "/server.json",
+        "/.well-known/ai-catalog.json",
+    ] {
+        assert!(landing.contains(&format!("href=\"{link}\"")), "{link}");
+    }
+}
