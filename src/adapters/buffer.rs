@@ -54,19 +54,13 @@ impl DurableObject for UsageBuffer {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        let raw = js::object_request(req.inner())
-            .await
-            .map_err(|e| worker::Error::RustError(js::message(&e)))?
-            .as_string()
-            .unwrap_or_default();
-        let (path, body) = raw.split_once('\n').unwrap_or((raw.as_str(), ""));
-        let (status, answer) = match path {
+        let (path, body) = js::read_object_request(&req).await?;
+        let body = body.as_str();
+        let (status, answer) = match path.as_str() {
             "append" => self.append(body).await?,
             _ => (404, "not found".to_owned()),
         };
-        js::object_answer(status, &answer)
-            .map(Response::from)
-            .map_err(|e| worker::Error::RustError(js::message(&e)))
+        js::answer_object(status, &answer)
     }
 
     async fn alarm(&self) -> Result<Response> {

@@ -41,11 +41,31 @@ extern "C" {
 
     /// An object request as `"path\nbody"`.
     #[wasm_bindgen(js_name = objectRequest, catch)]
-    pub(crate) async fn object_request(request: &web_sys::Request) -> Result<JsValue, JsValue>;
+    async fn object_request(request: &web_sys::Request) -> Result<JsValue, JsValue>;
 
     /// An object's answer.
     #[wasm_bindgen(js_name = objectAnswer, catch)]
-    pub(crate) fn object_answer(status: u16, body: &str) -> Result<web_sys::Response, JsValue>;
+    fn object_answer(status: u16, body: &str) -> Result<web_sys::Response, JsValue>;
+}
+
+/// A Durable Object's incoming request as its route (the path without its slash) and body.
+pub(crate) async fn read_object_request(req: &worker::Request) -> worker::Result<(String, String)> {
+    let raw = object_request(req.inner())
+        .await
+        .map_err(|e| worker::Error::RustError(message(&e)))?
+        .as_string()
+        .unwrap_or_default();
+    Ok(match raw.split_once('\n') {
+        Some((path, body)) => (path.to_owned(), body.to_owned()),
+        None => (raw, String::new()),
+    })
+}
+
+/// A Durable Object's answer: a status and its text.
+pub(crate) fn answer_object(status: u16, body: &str) -> worker::Result<worker::Response> {
+    object_answer(status, body)
+        .map(worker::Response::from)
+        .map_err(|e| worker::Error::RustError(message(&e)))
 }
 
 /// A JavaScript error's message, for a `StoreError` or a log line.
