@@ -126,7 +126,7 @@ pub struct Config {
 #[derive(Debug, Default)]
 pub struct Derived {
     /// The `tools/list` result, for the initialize generation (`[0]`) and for 2026-07-28.
-    pub tools_list: [std::cell::OnceCell<serde_json::Value>; 2],
+    pub tools_list: [std::sync::OnceLock<serde_json::Value>; 2],
 }
 
 impl Clone for Derived {
