@@ -265,7 +265,11 @@ test('metered calls become meter events with distinct identifiers, retried after
     assert.equal(e.payload.value, '1');
     assert.match(e.identifier, /^req_/);
   }
-  const logged = d1(`SELECT request_id FROM tool_call_logs WHERE principal = 'acct:${session.client_reference_id}' ORDER BY created_at`);
+  // Usage rows reach D1 about a second after the calls (through the usage buffer).
+  const logged = await eventually(() => {
+    const rows = d1(`SELECT request_id FROM tool_call_logs WHERE principal = 'acct:${session.client_reference_id}' ORDER BY created_at`);
+    return rows.length === 3 && rows;
+  }, 'three usage rows');
   assert.deepEqual(new Set(logged.map((r) => r.request_id)), new Set(events.map((e) => e.identifier)), 'identifier = the call\'s request id');
 });
 
