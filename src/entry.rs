@@ -1,5 +1,5 @@
-//! Worker glue: the `fetch` event and the conversions between `worker` types and the
-//! plain values in [`crate::http`]. Nothing here decides anything.
+//! Worker glue: the `fetch` event and the conversions between the runtime's request and
+//! response and the plain values in [`crate::http`] (through [`crate::adapters::js`]). Nothing here decides anything.
 
 use std::{cell::OnceCell, rc::Rc};
 
@@ -157,15 +157,12 @@ async fn read_request(
 }
 
 fn to_worker_response(resp: HttpResponse) -> Result<web_sys::Response> {
-    let mut head = String::new();
-    for (name, value) in &resp.headers {
-        if !head.is_empty() {
-            head.push('\n');
-        }
-        head.push_str(name);
-        head.push('\n');
-        head.push_str(value);
-    }
+    let head = resp
+        .headers
+        .iter()
+        .flat_map(|(name, value)| [name.as_str(), value.as_str()])
+        .collect::<Vec<_>>()
+        .join("\n");
     js::respond(resp.status, &head, resp.body)
         .map_err(|e| worker::Error::RustError(js::message(&e)))
 }

@@ -1,7 +1,7 @@
 //! Plain HTTP request and response values the app works on.
 //!
-//! The worker glue (`entry.rs`) converts `worker::Request` into [`HttpRequest`] and
-//! [`HttpResponse`] back into `worker::Response`, so everything else runs (and is
+//! The worker glue (`entry.rs`) converts the runtime's request into [`HttpRequest`] and
+//! [`HttpResponse`] back into the runtime's response, so everything else runs (and is
 //! tested) on the host without a JavaScript runtime.
 
 use serde::Serialize;

@@ -26,12 +26,7 @@ impl WorkerBackend {
         body: &T,
     ) -> Result<R, StoreError> {
         let body = serde_json::to_string(body).map_err(|e| StoreError(e.to_string()))?;
-        let answer = js::call_object(self.quota()?, bucket, op, &body)
-            .await
-            .map_err(|e| StoreError(js::message(&e)))?;
-        let text = answer
-            .as_string()
-            .ok_or_else(|| StoreError("counter answered no text".to_owned()))?;
+        let text = js::call_object(self.quota()?, bucket, op, &body).await?;
         serde_json::from_str(&text).map_err(|e| StoreError(format!("counter answer: {e}")))
     }
 

@@ -4,6 +4,8 @@
 use wasm_bindgen::prelude::*;
 use worker::{js_sys, web_sys};
 
+use crate::store::StoreError;
+
 #[wasm_bindgen(module = "/src/adapters/glue.js")]
 extern "C" {
     /// `"METHOD\nURL\nname\nvalue…"` of a request.
@@ -25,19 +27,16 @@ extern "C" {
         body: Vec<u8>,
     ) -> Result<web_sys::Response, JsValue>;
 
-    /// POSTs `body` to route `path` of the Durable Object `name` of `namespace`; the 200
-    /// answer's text.
     #[wasm_bindgen(js_name = callObject, catch)]
-    pub(crate) async fn call_object(
+    async fn call_object_js(
         namespace: &JsValue,
         name: &str,
         path: &str,
         body: &str,
     ) -> Result<JsValue, JsValue>;
 
-    /// A KV value as text, `null` when absent.
     #[wasm_bindgen(js_name = kvText, catch)]
-    pub(crate) async fn kv_text(namespace: &JsValue, key: &str) -> Result<JsValue, JsValue>;
+    async fn kv_text_js(namespace: &JsValue, key: &str) -> Result<JsValue, JsValue>;
 
     /// An object request as `"path\nbody"`.
     #[wasm_bindgen(js_name = objectRequest, catch)]
@@ -46,6 +45,29 @@ extern "C" {
     /// An object's answer.
     #[wasm_bindgen(js_name = objectAnswer, catch)]
     fn object_answer(status: u16, body: &str) -> Result<web_sys::Response, JsValue>;
+}
+
+/// POSTs `body` to route `path` of the Durable Object `name` of `namespace`; the 200
+/// answer's text.
+pub(crate) async fn call_object(
+    namespace: &JsValue,
+    name: &str,
+    path: &str,
+    body: &str,
+) -> Result<String, StoreError> {
+    call_object_js(namespace, name, path, body)
+        .await
+        .map_err(|e| StoreError(message(&e)))?
+        .as_string()
+        .ok_or_else(|| StoreError(format!("object {path} answered no text")))
+}
+
+/// A KV value as text (`None` when absent).
+pub(crate) async fn kv_text(namespace: &JsValue, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(kv_text_js(namespace, key)
+        .await
+        .map_err(|e| StoreError(message(&e)))?
+        .as_string())
 }
 
 /// A Durable Object's incoming request as its route (the path without its slash) and body.

@@ -46,15 +46,11 @@ impl From<ListingRow> for KeyListing {
 
 impl KeyStore for WorkerBackend {
     async fn key_record(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
-        let value = js::kv_text(self.kv_js()?, &key_name(hash))
-            .await
-            .map_err(|e| StoreError(js::message(&e)))?;
-        match value.as_string() {
-            Some(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| StoreError(format!("key record: {e}"))),
-            None => Ok(None),
-        }
+        js::kv_text(self.kv_js()?, &key_name(hash))
+            .await?
+            .map(|text| serde_json::from_str(&text))
+            .transpose()
+            .map_err(|e| StoreError(format!("key record: {e}")))
     }
 
     async fn put_key(

@@ -40,8 +40,7 @@ impl UsageLog for WorkerBackend {
             "append",
             &rows,
         )
-        .await
-        .map_err(|e| StoreError(js::message(&e)))?;
+        .await?;
         Ok(())
     }
 }
