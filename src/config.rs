@@ -114,6 +114,10 @@ pub struct Config {
     /// requests that failed or were refused. The platform's invocation log already records
     /// every request, and each counted call has its usage row.
     pub log_every_request: bool,
+    /// How long a call to a Durable Object may take (`OBJECT_TIMEOUT_MS`, default 5000):
+    /// past it the request fails closed with 503 and `Retry-After`, and the object applies
+    /// nothing that reaches it after that deadline.
+    pub object_timeout_ms: u64,
     /// Results derived from this configuration alone, built on first use.
     pub derived: Derived,
     /// Problems found while reading the configuration, reported in the log.
@@ -173,6 +177,7 @@ impl Default for Config {
             cimd_allow_http_loopback: false,
             meta_prefix: "local.paid-mcp-worker".to_owned(),
             log_every_request: false,
+            object_timeout_ms: 5_000,
             derived: Derived::default(),
             warnings: Vec::new(),
         }
@@ -334,6 +339,9 @@ impl Config {
                 == Some("true"),
             meta_prefix: meta_prefix(get("META_PREFIX"), url("PUBLIC_URL"), get("SERVER_NAME")),
             log_every_request: get("REQUEST_LOG").as_deref() == Some("all"),
+            object_timeout_ms: number("OBJECT_TIMEOUT_MS")
+                .filter(|ms| *ms > 0)
+                .unwrap_or(d.object_timeout_ms),
             derived: Derived::default(),
             warnings,
         }

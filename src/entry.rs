@@ -52,7 +52,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
         Ok(r) => r,
         Err(e) => return to_worker_response(e.response(&config, "", false)),
     };
-    let backend = WorkerBackend::new(env);
+    let backend = WorkerBackend::new(env, config.object_timeout_ms);
     let clock = now_ms;
     let cx = Context {
         config: &config,

@@ -54,10 +54,10 @@ impl DurableObject for UsageBuffer {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        let (path, body) = js::read_object_request(&req).await?;
-        let body = body.as_str();
-        let (status, answer) = match path.as_str() {
-            "append" => self.append(body).await?,
+        // An append that comes late is still kept: its row is not written anywhere else.
+        let request = js::read_object_request(&req).await?;
+        let (status, answer) = match request.path.as_str() {
+            "append" => self.append(&request.body).await?,
             _ => (404, "not found".to_owned()),
         };
         js::answer_object(status, &answer)

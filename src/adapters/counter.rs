@@ -26,7 +26,8 @@ impl WorkerBackend {
         body: &T,
     ) -> Result<R, StoreError> {
         let body = serde_json::to_string(body).map_err(|e| StoreError(e.to_string()))?;
-        let text = js::call_object(self.quota()?, bucket, op, &body).await?;
+        let text =
+            js::call_object(self.quota()?, bucket, op, &body, self.object_timeout_ms).await?;
         serde_json::from_str(&text).map_err(|e| StoreError(format!("counter answer: {e}")))
     }
 

@@ -70,9 +70,14 @@ impl DurableObject for QuotaCounter {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        let (path, body) = js::read_object_request(&req).await?;
-        let body = body.as_str();
-        let (status, answer) = match path.as_str() {
+        let request = js::read_object_request(&req).await?;
+        if request.late {
+            // The caller has answered 503 already: counting or rotating anything now would
+            // charge for, or spend, what the client never got.
+            return js::answer_object(503, "deadline passed");
+        }
+        let body = request.body.as_str();
+        let (status, answer) = match request.path.as_str() {
             "consume" => self.consume(body),
             "revoke" => self.revoke_key(body),
             "account" => self.set_account(body),

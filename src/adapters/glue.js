@@ -54,13 +54,29 @@ export function respond(status, head, body) {
 }
 
 // POSTs `body` to `path` of the Durable Object named `name`; resolves to the answer's
-// text when it is a 200, rejects otherwise.
-export async function callObject(namespace, name, path, body) {
+// text when it is a 200, rejects otherwise, and rejects once `timeoutMs` have passed. The
+// request carries its deadline, so that the object can refuse what reaches it too late.
+export async function callObject(namespace, name, path, body, timeoutMs) {
   const stub = namespace.getByName ? namespace.getByName(name) : namespace.get(namespace.idFromName(name));
-  const answer = await stub.fetch("https://object.internal/" + path, { method: "POST", body });
-  const text = await answer.text();
-  if (answer.status !== 200) throw new Error("object answered " + answer.status);
-  return text;
+  const call = async () => {
+    const answer = await stub.fetch("https://object.internal/" + path, {
+      method: "POST",
+      headers: { "x-deadline": String(Date.now() + timeoutMs) },
+      body,
+    });
+    const text = await answer.text();
+    if (answer.status !== 200) throw new Error("object answered " + answer.status);
+    return text;
+  };
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`object ${path} did not answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([call(), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 // A KV value as text (null when absent).
@@ -68,11 +84,14 @@ export function kvText(namespace, key) {
   return namespace.get(key);
 }
 
-// An incoming object request as "path\nbody" (the path without its leading slash).
+// An incoming object request as "path\nbody" (the path without its leading slash),
+// prefixed with "1" when it arrived after the caller's deadline, else "0".
 export async function objectRequest(request) {
   const url = request.url;
   const path = url.slice(url.indexOf("/", url.indexOf("//") + 2) + 1);
-  return path + "\n" + (await request.text());
+  const deadline = Number(request.headers.get("x-deadline"));
+  const late = deadline > 0 && Date.now() > deadline ? "1" : "0";
+  return late + path + "\n" + (await request.text());
 }
 
 // An object's answer: its status and text (JSON when 200); only `callObject` reads it.

@@ -33,12 +33,13 @@ extern "C" {
         name: &str,
         path: &str,
         body: &str,
+        timeout_ms: f64,
     ) -> Result<JsValue, JsValue>;
 
     #[wasm_bindgen(js_name = kvText, catch)]
     async fn kv_text_js(namespace: &JsValue, key: &str) -> Result<JsValue, JsValue>;
 
-    /// An object request as `"path\nbody"`.
+    /// An object request as `"0path\nbody"` (`1` instead of `0`: it came after its deadline).
     #[wasm_bindgen(js_name = objectRequest, catch)]
     async fn object_request(request: &web_sys::Request) -> Result<JsValue, JsValue>;
 
@@ -48,14 +49,16 @@ extern "C" {
 }
 
 /// POSTs `body` to route `path` of the Durable Object `name` of `namespace`; the 200
-/// answer's text.
+/// answer's text. Fails once `timeout_ms` have passed; the object learns the deadline
+/// (see [`ObjectRequest::late`]).
 pub(crate) async fn call_object(
     namespace: &JsValue,
     name: &str,
     path: &str,
     body: &str,
+    timeout_ms: u64,
 ) -> Result<String, StoreError> {
-    call_object_js(namespace, name, path, body)
+    call_object_js(namespace, name, path, body, timeout_ms as f64)
         .await
         .map_err(|e| StoreError(message(&e)))?
         .as_string()
@@ -70,16 +73,32 @@ pub(crate) async fn kv_text(namespace: &JsValue, key: &str) -> Result<Option<Str
         .as_string())
 }
 
-/// A Durable Object's incoming request as its route (the path without its slash) and body.
-pub(crate) async fn read_object_request(req: &worker::Request) -> worker::Result<(String, String)> {
+/// A Durable Object's incoming request.
+pub(crate) struct ObjectRequest {
+    /// The route: the path without its slash.
+    pub(crate) path: String,
+    pub(crate) body: String,
+    /// It arrived after the caller had given up on it ([`call_object`]'s timeout): an
+    /// object whose answer decides something (the counter) applies nothing then.
+    pub(crate) late: bool,
+}
+
+/// Reads a Durable Object's incoming request.
+pub(crate) async fn read_object_request(req: &worker::Request) -> worker::Result<ObjectRequest> {
     let raw = object_request(req.inner())
         .await
         .map_err(|e| worker::Error::RustError(message(&e)))?
         .as_string()
         .unwrap_or_default();
-    Ok(match raw.split_once('\n') {
-        Some((path, body)) => (path.to_owned(), body.to_owned()),
-        None => (raw, String::new()),
+    let (late, rest) = match raw.split_at_checked(1) {
+        Some((flag, rest)) => (flag == "1", rest),
+        None => (false, ""),
+    };
+    let (path, body) = rest.split_once('\n').unwrap_or((rest, ""));
+    Ok(ObjectRequest {
+        path: path.to_owned(),
+        body: body.to_owned(),
+        late,
     })
 }
 

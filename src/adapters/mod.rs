@@ -46,6 +46,8 @@ pub(crate) struct WorkerBackend {
     db: OnceCell<D1Database>,
     quota: OnceCell<JsValue>,
     usage_buffer: OnceCell<JsValue>,
+    /// How long a Durable Object call may take ([`js::call_object`]).
+    object_timeout_ms: u64,
 }
 
 /// A binding's cached value, looked up on first use.
@@ -61,8 +63,9 @@ fn lazily<T>(
 }
 
 impl WorkerBackend {
-    /// The bindings named in wrangler.toml, not yet looked up.
-    pub(crate) fn new(env: Env) -> Self {
+    /// The bindings named in wrangler.toml, not yet looked up; object calls give up after
+    /// `object_timeout_ms`.
+    pub(crate) fn new(env: Env, object_timeout_ms: u64) -> Self {
         Self {
             env,
             kv: OnceCell::new(),
@@ -70,6 +73,7 @@ impl WorkerBackend {
             db: OnceCell::new(),
             quota: OnceCell::new(),
             usage_buffer: OnceCell::new(),
+            object_timeout_ms,
         }
     }
 

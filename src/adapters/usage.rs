@@ -39,6 +39,7 @@ impl UsageLog for WorkerBackend {
             &shard(&first.request_id),
             "append",
             &rows,
+            self.object_timeout_ms,
         )
         .await?;
         Ok(())

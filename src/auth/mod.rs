@@ -56,6 +56,10 @@ pub async fn resolve<B: KeyStore>(
     }
 }
 
+/// Why a well-formed key with no record is refused.
+pub const UNKNOWN_KEY: &str = "unknown API key; a key created less than a minute ago may not be \
+     known everywhere yet: retry in a minute";
+
 fn invalid(why: &str) -> AuthError {
     AuthError::InvalidToken(why.to_owned())
 }
@@ -71,7 +75,10 @@ async fn api_key_holder<B: KeyStore>(
     let record = backend
         .key_record(&hash)
         .await?
-        .ok_or_else(|| invalid("unknown API key"))?;
+        // KV reaches every location within about a minute, and a look-up made before then
+        // (or just before the key existed) can be served from that location's cache: a
+        // fresh key is refused for that long, and its holder should learn why.
+        .ok_or_else(|| invalid(UNKNOWN_KEY))?;
     if record.status == KeyStatus::Revoked {
         return Err(invalid("the API key has been revoked"));
     }

@@ -56,6 +56,8 @@ pub struct Served {
     pub notifications: Vec<Value>,
     pub usage: Vec<UsageRecord>,
     pub meter: Vec<MeterEvent>,
+    /// A server-side failure's cause, for the log line only (never sent to the client).
+    pub error: Option<String>,
 }
 
 impl Served {
@@ -102,6 +104,8 @@ pub struct Effects {
     pub notifications: Vec<Value>,
     pub usage: Vec<UsageRecord>,
     pub meter: Vec<MeterEvent>,
+    /// A server-side failure's cause, for the log line only.
+    pub error: Option<String>,
 }
 
 /// The HTTP status of a JSON-RPC error. The stateless generation maps errors to statuses
@@ -172,6 +176,7 @@ pub async fn serve<B: QuotaStore>(
         notifications: fx.notifications,
         usage: fx.usage,
         meter: fx.meter,
+        error: fx.error,
     }
 }
 
@@ -476,10 +481,14 @@ async fn count<B: QuotaStore>(
         .backend
         .consume(&cx.principal.counter(), &req)
         .await
-        .map_err(|e| Refusal {
-            error: ErrorData::internal_error(format!("the quota store is unavailable: {e}"), None),
-            status: Some(503),
-            headers: vec![("retry-after".to_owned(), "5".to_owned())],
+        .map_err(|e| {
+            // The cause goes to the log line only: it can name internals.
+            fx.error = Some(format!("quota store: {e}"));
+            Refusal {
+                error: ErrorData::internal_error("the quota store is unavailable; try again", None),
+                status: Some(503),
+                headers: vec![("retry-after".to_owned(), "5".to_owned())],
+            }
         })?;
     if usage.revoked {
         return Err(revoked(cx));
@@ -813,6 +822,7 @@ pub async fn serve_batch<B: QuotaStore>(
         all.usage.append(&mut served.usage);
         all.meter.append(&mut served.meter);
         all.headers.append(&mut served.headers);
+        all.error = all.error.or(served.error);
         replies.extend(served.reply);
     }
     if !replies.is_empty() {

@@ -1,0 +1,36 @@
+// A stand-in placed between the server and its real QuotaCounter objects, for fault
+// tests: each request is passed on, delayed, failed or thrown as the test last asked
+// through this worker's own fetch handler (POST /mode {mode, delayMs}).
+let mode = { mode: 'pass', delayMs: 0 };
+let seen = 0;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export class FaultyCounter {
+  constructor(ctx, env) {
+    this.ctx = ctx;
+    this.env = env;
+  }
+
+  async fetch(request) {
+    seen += 1;
+    const { mode: m, delayMs } = mode;
+    if (m === 'fail') return new Response('injected failure', { status: 500 });
+    if (m === 'throw') throw new Error('injected exception');
+    if (m === 'slow') await sleep(delayMs);
+    const real = this.env.REAL.get(this.env.REAL.idFromName(this.ctx.id.name));
+    return real.fetch(request);
+  }
+}
+
+export default {
+  async fetch(request) {
+    const url = new URL(request.url);
+    if (url.pathname === '/mode' && request.method === 'POST') {
+      mode = await request.json();
+      return Response.json({ ok: true });
+    }
+    if (url.pathname === '/seen') return Response.json({ seen });
+    return new Response('not found', { status: 404 });
+  },
+};
