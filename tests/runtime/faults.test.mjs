@@ -4,9 +4,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
-import { ROOT, post, mintKey } from './harness.mjs';
-import { SERVER_OPTIONS, startServer } from './miniflare.mjs';
+import { mintKey } from './harness.mjs';
+import { faultyObjects, setFaults, startServer } from './miniflare.mjs';
 
 const ADMIN_TOKEN = 'faults-admin-token';
 const TIMEOUT_MS = 400;
@@ -21,32 +20,13 @@ before(async () => {
       REQUEST_LOG: 'all',
       PLANS: JSON.stringify({ free: { daily: 100 }, pro: { daily: DAILY } }),
     },
-    // QUOTA now reaches FaultyCounter, which reaches the real QuotaCounter as REAL.
-    rewire: (o) => ({
-      ...o,
-      durableObjects: { ...o.durableObjects, QUOTA: { className: 'FaultyCounter', scriptName: 'faults' } },
-      additionalUnboundDurableObjects: [SERVER_OPTIONS.durableObjects.QUOTA],
-    }),
-    workers: [{
-      name: 'faults',
-      compatibilityDate: SERVER_OPTIONS.compatibilityDate,
-      modules: [{ type: 'ESModule', path: join(ROOT, 'tests/runtime/workers/faulty_objects.js') }],
-      modulesRoot: join(ROOT, 'tests/runtime/workers'),
-      durableObjects: {
-        REAL: { ...SERVER_OPTIONS.durableObjects.QUOTA, scriptName: 'server' },
-        OWN: { className: 'FaultyCounter', useSQLite: true },
-      },
-    }],
+    ...faultyObjects(),
   });
 });
 
 after(async () => { await server?.stop(); });
 
-async function setMode(mode, delayMs = 0) {
-  const faults = await server.mf.getWorker('faults');
-  const res = await faults.fetch('http://faults/mode', { method: 'POST', body: JSON.stringify({ mode, delayMs }) });
-  assert.equal(res.status, 200);
-}
+const setMode = (mode, delayMs) => setFaults(server, mode, delayMs);
 
 const call = (key, signal) => fetch(server.url, {
   method: 'POST',

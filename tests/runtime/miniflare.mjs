@@ -3,7 +3,7 @@
 // as putting a faulty stand-in between the server and its Durable Objects.
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Miniflare, convertV4MiniflareOptions } from 'miniflare';
 import { unstable_getMiniflareWorkerOptions, unstable_splitSqlQuery } from 'wrangler';
 import { ROOT } from './harness.mjs';
@@ -37,14 +37,14 @@ export function serverWorker(bundleDir, vars = {}) {
 }
 
 /**
- * Starts the server (`bundle` under the project) with `vars`, changed by `rewire(options)`,
+ * Starts the server (`bundle`, a directory relative to the project) with `vars`, changed by `rewire(options)`,
  * plus `workers`. Returns { origin, url, mf, logs (the workers' console lines), stop() }.
  */
 export async function startServer({ bundle = 'build', vars = {}, rewire = (o) => o, workers = [] } = {}) {
   const state = mkdtempSync(join(tmpdir(), 'mcp-worker-mf-'));
   const logs = [];
   const mf = new Miniflare(convertV4MiniflareOptions({
-    workers: [rewire(serverWorker(join(ROOT, bundle), vars)), ...workers],
+    workers: [rewire(serverWorker(resolve(ROOT, bundle), vars)), ...workers],
     host: '127.0.0.1',
     port: 0,
     cf: false,
@@ -63,4 +63,36 @@ export async function startServer({ bundle = 'build', vars = {}, rewire = (o) =>
       rmSync(state, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Options for `startServer` that put tests/runtime/workers/faulty_objects.js between the
+ * server and its QuotaCounter objects; `setFaults` then chooses what that stand-in does.
+ */
+export function faultyObjects() {
+  return {
+    // QUOTA reaches FaultyCounter, which reaches the real QuotaCounter as REAL.
+    rewire: (o) => ({
+      ...o,
+      durableObjects: { ...o.durableObjects, QUOTA: { className: 'FaultyCounter', scriptName: 'faults' } },
+      additionalUnboundDurableObjects: [SERVER_OPTIONS.durableObjects.QUOTA],
+    }),
+    workers: [{
+      name: 'faults',
+      compatibilityDate: SERVER_OPTIONS.compatibilityDate,
+      modules: [{ type: 'ESModule', path: join(ROOT, 'tests/runtime/workers/faulty_objects.js') }],
+      modulesRoot: join(ROOT, 'tests/runtime/workers'),
+      durableObjects: {
+        REAL: { ...SERVER_OPTIONS.durableObjects.QUOTA, scriptName: 'server' },
+        OWN: { className: 'FaultyCounter', useSQLite: true },
+      },
+    }],
+  };
+}
+
+/** Makes the faulty stand-in pass requests on (`pass`), delay them (`slow`), or `fail`/`throw`. */
+export async function setFaults(server, mode, delayMs = 0) {
+  const faults = await server.mf.getWorker('faults');
+  const res = await faults.fetch('http://faults/mode', { method: 'POST', body: JSON.stringify({ mode, delayMs }) });
+  if (res.status !== 200) throw new Error(`the faulty stand-in answered ${res.status}`);
 }

@@ -494,6 +494,9 @@ pub fn call_tool(
                 Err(method_not_available(n))
             });
         }
+        // Panics on purpose (unlisted): what one panic does to the isolate is tested
+        // (tests/runtime/panic.test.mjs). This bundle is never deployed.
+        "test_panic" => panic!("test_panic was called"),
         _ => return None,
     };
     Some(Ok(result))
