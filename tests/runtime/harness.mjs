@@ -26,15 +26,16 @@ export async function freePort() {
 
 /**
  * Starts a worker. `bundle` is `build` (what ships) or `build-conformance`.
- * `vars` become `--var NAME:VALUE`; `env` is added to wrangler's (and so workerd's) environment.
- * Returns { url, origin, stop(), restart() }.
+ * `vars` become `--var NAME:VALUE`; `port` (default: a free one) and `persistTo` (default: a
+ * fresh directory, removed on stop) let a restart come back as the same server; `env` is added to wrangler's (and so workerd's) environment.
+ * Returns { url, origin, state, logs, stop(), kill() }.
  */
-export async function startWorker({ bundle = 'build', vars = {}, env = {}, persistTo, args: extra = [] } = {}) {
+export async function startWorker({ bundle = 'build', vars = {}, env = {}, persistTo, port: wanted, args: extra = [] } = {}) {
   const state = persistTo ?? mkdtempSync(join(tmpdir(), 'mcp-worker-state-'));
   execFileSync(WRANGLER, ['d1', 'migrations', 'apply', 'DB', '--local', '--persist-to', state], {
     cwd: ROOT, env: { ...ENV, CI: 'true' }, stdio: ['ignore', 'ignore', 'pipe'],
   });
-  const port = await freePort();
+  const port = wanted ?? await freePort();
   const args = ['dev', join(bundle, 'index.js'), '--ip', '127.0.0.1', '--port', String(port),
     '--persist-to', state, '--show-interactive-dev-session=false', '--log-level', 'log'];
   for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`);
@@ -65,7 +66,14 @@ export async function startWorker({ bundle = 'build', vars = {}, env = {}, persi
     }
     if (!keepState && !persistTo) rmSync(state, { recursive: true, force: true });
   };
-  return { url: `${origin}/mcp`, origin, state, logs, stop };
+  // A crash: the whole process group at once, state kept.
+  const kill = async () => {
+    if (child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    try { process.kill(-child.pid, 'SIGKILL'); } catch { /* already gone */ }
+    await exited;
+  };
+  return { url: `${origin}/mcp`, origin, port, state, logs, stop, kill };
 }
 
 /** JSON-RPC POST helper: returns { status, headers, body (parsed JSON or text) }. */
@@ -162,4 +170,24 @@ export function pkce() {
 /** A form POST (application/x-www-form-urlencoded) through `post`. */
 export function postForm(url, params, headers = {}) {
   return post(url, new URLSearchParams(params).toString(), { 'content-type': 'application/x-www-form-urlencoded', ...headers });
+}
+
+/**
+ * The user at the sign-in page: opens it, pastes the key, presses Allow (or `deny`).
+ * Returns { status, location, html, pageHeaders } of the form's answer and the page.
+ */
+export async function signInWithKey(authorizationUrl, apiKey, action = 'approve') {
+  const page = await fetch(authorizationUrl, { redirect: 'manual' });
+  if (page.status !== 200) throw new Error(`the sign-in page answered ${page.status}: ${await page.text()}`);
+  const cookie = page.headers.get('set-cookie').split(';')[0];
+  const html = await page.text();
+  const fields = Object.fromEntries([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)]
+    .map(([, k, v]) => [k, v.replace(/&amp;/g, '&').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>')]));
+  const origin = new URL(authorizationUrl).origin;
+  const res = await fetch(`${origin}/authorize`, {
+    method: 'POST', redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, origin },
+    body: new URLSearchParams({ ...fields, api_key: apiKey, action }).toString(),
+  });
+  return { status: res.status, location: res.headers.get('location'), html, pageHeaders: page.headers };
 }

@@ -13,7 +13,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
-import { startWorker, post, postForm, ROOT, mintKey as mint, pkce } from './harness.mjs';
+import { startWorker, post, postForm, ROOT, mintKey as mint, pkce, signInWithKey } from './harness.mjs';
 
 const ADMIN = 'runtime-admin-token';
 let w;
@@ -46,20 +46,9 @@ const mintKey = (plan = 'pro', origin = w.origin) => mint(origin, ADMIN, { plan,
 
 /** The user at the sign-in page: opens it, pastes the key, presses Allow. Returns the redirect. */
 async function signIn(authorizationUrl, apiKey, action = 'approve') {
-  const page = await fetch(authorizationUrl, { redirect: 'manual' });
-  assert.equal(page.status, 200, await page.clone().text());
-  assert.equal(page.headers.get('x-frame-options'), 'DENY');
-  const cookie = page.headers.get('set-cookie').split(';')[0];
-  const html = await page.text();
-  const fields = Object.fromEntries([...html.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)">/g)]
-    .map(([, k, v]) => [k, v.replace(/&amp;/g, '&').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>')]));
-  const origin = new URL(authorizationUrl).origin;
-  const res = await fetch(`${origin}/authorize`, {
-    method: 'POST', redirect: 'manual',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie, origin },
-    body: new URLSearchParams({ ...fields, api_key: apiKey, action }).toString(),
-  });
-  return { status: res.status, location: res.headers.get('location'), html };
+  const r = await signInWithKey(authorizationUrl, apiKey, action);
+  assert.equal(r.pageHeaders.get('x-frame-options'), 'DENY');
+  return r;
 }
 
 class HeadlessProvider {
