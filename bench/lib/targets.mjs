@@ -1,12 +1,12 @@
 // The three benchmark targets (the server, the TypeScript peer, the hello-world worker):
 // bundling, and starting each under Miniflare's API or under `wrangler dev`, 127.0.0.1 only.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Miniflare, convertV4MiniflareOptions } from 'miniflare';
-import { unstable_getMiniflareWorkerOptions, unstable_splitSqlQuery } from 'wrangler';
+import { SERVER_OPTIONS, applyMigrations, serverWorker } from '../../tests/runtime/miniflare.mjs';
 import { workerdPids } from './proc.mjs';
 
 export const BENCH = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -14,9 +14,7 @@ export const ROOT = join(BENCH, '..');
 export const WRANGLER = join(ROOT, 'node_modules', '.bin', 'wrangler');
 export const ADMIN_TOKEN = 'bench-admin-token';
 export const JWT_SECRET = 'bench-jwt-secret-0123456789abcdef0123456789abcdef';
-// Bindings, compatibility date and Durable Object classes as wrangler reads wrangler.toml;
-// the peer and hello get the same compatibility date.
-const SERVER_OPTIONS = unstable_getMiniflareWorkerOptions(join(ROOT, 'wrangler.toml')).workerOptions;
+// The peer and hello get the server's compatibility date.
 export const COMPAT_DATE = SERVER_OPTIONS.compatibilityDate;
 const HUGE = 100000000;
 // Vars added to wrangler.toml's for the server: limits no run can reach.
@@ -69,23 +67,10 @@ export function bundlePeer() {
 
 /** Target descriptions: what each one is and how Miniflare and wrangler run it. */
 export function describeTargets({ bundleDir, peerBundle }) {
-  // Modules are listed below, so wrangler's module rules are left out.
-  const { modulesRules: _rules, ...serverBase } = SERVER_OPTIONS;
   return {
     server: {
       name: 'server',
-      miniflare: {
-        ...serverBase,
-        name: 'server',
-        rootPath: bundleDir,
-        // What worker-build emits: the JavaScript glue and the wasm it imports.
-        modules: [
-          { type: 'ESModule', path: join(bundleDir, 'index.js') },
-          { type: 'CompiledWasm', path: join(bundleDir, 'index_bg.wasm') },
-        ],
-        modulesRoot: bundleDir,
-        bindings: { ...SERVER_OPTIONS.bindings, ...SERVER_VARS },
-      },
+      miniflare: serverWorker(bundleDir, SERVER_VARS),
       // wrangler dev: the root wrangler.toml with the bundle as entry, as the runtime tests do.
       wrangler: { cwd: ROOT, config: join(ROOT, 'wrangler.toml'), entry: join(bundleDir, 'index.js'), vars: SERVER_VARS, d1: true },
       d1Migrations: join(ROOT, 'migrations'),
@@ -125,19 +110,10 @@ export function describeTargets({ bundleDir, peerBundle }) {
   };
 }
 
-/** Applies the D1 migrations the way `wrangler d1 migrations apply --local` runs SQL. */
-async function applyMigrations(mf, dir) {
-  const db = await mf.getD1Database('DB');
-  for (const f of readdirSync(dir).filter((n) => n.endsWith('.sql')).sort()) {
-    const queries = unstable_splitSqlQuery(readFileSync(join(dir, f), 'utf8'));
-    await db.batch(queries.map((q) => db.prepare(q)));
-  }
-}
-
 /**
  * Starts one target under Miniflare (its own workerd process), state persisted to a fresh
  * temporary directory as `wrangler dev` does. `inspectorPort` opens workerd's inspector.
- * Returns { origin, pid (workerd), inspectorPort, stop() }.
+ * Returns { origin, pids (workerd), inspectorPort, mf, stop() }.
  */
 export async function startMiniflare(target, { inspectorPort } = {}) {
   const state = mkdtempSync(join(tmpdir(), `bench-state-${target.name}-`));
@@ -159,6 +135,7 @@ export async function startMiniflare(target, { inspectorPort } = {}) {
     origin: url.origin,
     pids,
     inspectorPort,
+    mf,
     async stop() {
       await mf.dispose();
       rmSync(state, { recursive: true, force: true });
