@@ -94,6 +94,9 @@ pub struct Config {
     pub stripe_webhook_secrets: Vec<String>,
     /// Base URL of Stripe's API (`STRIPE_API_BASE`), without `/v1`.
     pub stripe_api_base: String,
+    /// How long one request to Stripe may take (`STRIPE_TIMEOUT_MS`, default 10000); a
+    /// request that times out is retried with the same Idempotency-Key where it is retried.
+    pub stripe_timeout_ms: u64,
     /// Event name of the Stripe meter that metered plans report calls to (`STRIPE_METER_EVENT`).
     pub stripe_meter_event: Option<String>,
     /// How long a past-due subscription keeps its plan (`PAST_DUE_GRACE_DAYS`), in seconds.
@@ -169,6 +172,7 @@ impl Default for Config {
             stripe_secret_key: None,
             stripe_webhook_secrets: Vec::new(),
             stripe_api_base: DEFAULT_STRIPE_API_BASE.to_owned(),
+            stripe_timeout_ms: 10_000,
             stripe_meter_event: None,
             past_due_grace_s: 3 * 86_400,
             checkout_daily_limit: 20,
@@ -324,6 +328,9 @@ impl Config {
             stripe_secret_key: get("STRIPE_SECRET_KEY"),
             stripe_webhook_secrets: list(get("STRIPE_WEBHOOK_SECRET"), |s| s),
             stripe_api_base: url("STRIPE_API_BASE").unwrap_or(d.stripe_api_base),
+            stripe_timeout_ms: number("STRIPE_TIMEOUT_MS")
+                .filter(|ms| *ms > 0)
+                .unwrap_or(d.stripe_timeout_ms),
             stripe_meter_event: get("STRIPE_METER_EVENT"),
             past_due_grace_s: get("PAST_DUE_GRACE_DAYS")
                 .and_then(|v| v.parse::<f64>().ok())

@@ -171,7 +171,7 @@ pub fn outbound(
         headers,
         body: req.body,
         max_response_bytes: 1 << 20,
-        timeout_ms: 10_000,
+        timeout_ms: config.stripe_timeout_ms,
     })
 }
 

@@ -25,6 +25,7 @@ before(async () => {
     STRIPE_WEBHOOK_SECRET: SECRET,
     STRIPE_API_BASE: stripe.base,
     STRIPE_METER_EVENT: 'mcp_calls',
+    STRIPE_TIMEOUT_MS: '1000',
   } });
   stripe.state.webhook = `${w.origin}/api/stripe/webhook`;
 });
@@ -271,6 +272,47 @@ test('metered calls become meter events with distinct identifiers, retried after
     return rows.length === 3 && rows;
   }, 'three usage rows');
   assert.deepEqual(new Set(logged.map((r) => r.request_id)), new Set(events.map((e) => e.identifier)), 'identifier = the call\'s request id');
+  // The failed report and its retry carried the same Idempotency-Key: the event's identifier.
+  const sent = stripe.requests.filter((r) => r.path === '/v1/billing/meter_events' && events.some((e) => e.identifier === r.form.identifier));
+  assert.equal(sent.length, 4, 'three events, one of them sent twice');
+  for (const r of sent) assert.equal(r.idempotencyKey, r.form.identifier);
+});
+
+test('Stripe failing or timing out: checkout is retried with the same Idempotency-Key and makes one session', async () => {
+  const attempts = () => stripe.requests.filter((r) => r.path === '/v1/checkout/sessions');
+  // A 500, then success.
+  let before = attempts().length;
+  stripe.state.failCheckout = 1;
+  await checkout('pro');
+  let tries = attempts().slice(before);
+  assert.equal(tries.length, 2);
+  assert.match(tries[0].idempotencyKey, /^checkout_[0-9a-f]{32}$/);
+  assert.equal(tries[1].idempotencyKey, tries[0].idempotencyKey);
+  const firstKey = tries[0].idempotencyKey;
+
+  // Stripe creates the session but answers after the time-out (1 s here): the retry gets
+  // that same session back, not a second one.
+  before = attempts().length;
+  const sessions = stripe.sessions.size;
+  stripe.state.slowCheckout = 3000;
+  const started = Date.now();
+  await checkout('pro');
+  assert.ok(Date.now() - started < 2900, 'answered after the time-out, not after Stripe');
+  tries = attempts().slice(before);
+  assert.equal(tries.length, 2);
+  assert.equal(tries[1].idempotencyKey, tries[0].idempotencyKey);
+  assert.notEqual(tries[0].idempotencyKey, firstKey, 'each checkout has its own key');
+  assert.equal(stripe.sessions.size, sessions + 1, 'one session for the two attempts');
+
+  // Failing twice: a clear 502 page, nothing half-made.
+  stripe.state.failCheckout = 2;
+  await settle();
+  const res = await fetch(`${w.origin}/api/stripe/checkout`, {
+    method: 'POST', redirect: 'manual', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'plan=pro',
+  });
+  assert.equal(res.status, 502);
+  assert.match(await res.text(), /could not start checkout; try again/);
+  assert.equal(stripe.state.failCheckout, 0);
 });
 
 test('the Customer Portal opens for a subscriber\'s key, and only then', async () => {

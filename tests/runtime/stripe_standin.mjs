@@ -33,7 +33,7 @@ export async function startStripeStandIn({ port = 0, webhook, secret, apiKey = '
   const sessions = new Map();
   const meterEvents = [];
   const idempotent = new Map();
-  const state = { requests, sessions, meterEvents, failMeter: 0, webhook, secret };
+  const state = { requests, sessions, meterEvents, failMeter: 0, failCheckout: 0, slowCheckout: 0, webhook, secret };
 
   const json = (res, status, body) => {
     res.writeHead(status, { 'content-type': 'application/json' });
@@ -86,12 +86,24 @@ export async function startStripeStandIn({ port = 0, webhook, secret, apiKey = '
       const prev = idempotent.get(`${url.pathname} ${record.idempotencyKey}`);
       return json(res, prev.status, prev.body);
     }
+    // With `slowCheckout` ms set, the next session is created at once but its answer is
+    // held back that long: the caller times out although Stripe did the work.
+    const late = url.pathname === '/v1/checkout/sessions' ? state.slowCheckout : 0;
     const remember = (status, body) => {
       if (record.idempotencyKey) idempotent.set(`${url.pathname} ${record.idempotencyKey}`, { status, body });
+      if (late > 0 && status === 200) {
+        state.slowCheckout = 0;
+        setTimeout(() => { if (!res.destroyed) json(res, status, body); }, late);
+        return;
+      }
       json(res, status, body);
     };
 
     if (req.method === 'POST' && url.pathname === '/v1/checkout/sessions') {
+      if (state.failCheckout > 0) {
+        state.failCheckout -= 1;
+        return stripeError(res, 500, 'injected failure', 'api_error');
+      }
       if (form.mode !== 'subscription') return stripeError(res, 400, 'mode must be subscription here');
       if (!form['line_items[0][price]']) return stripeError(res, 400, 'Missing line_items[0][price]');
       if (!form.success_url) return stripeError(res, 400, 'Missing success_url');
