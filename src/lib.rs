@@ -26,4 +26,5 @@ pub mod pages;
 pub mod quota;
 pub mod routes;
 pub mod store;
+pub mod upstream;
 pub mod usage;
