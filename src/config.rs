@@ -8,6 +8,8 @@ use ipnet::IpNet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::upstream::{Provider, parse_providers_json};
+
 /// The plan id of anonymous callers (limits from `ANON_DAILY_LIMIT`, tools of `free`).
 pub const ANONYMOUS_PLAN: &str = "anonymous";
 
@@ -55,6 +57,70 @@ impl Plan {
 
 /// Largest request body accepted anywhere, unless `MAX_BODY_BYTES` says otherwise.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// An upstream provider with its API key (never shown by `Debug`).
+#[derive(Clone)]
+pub struct ProviderSetup {
+    pub provider: Provider,
+    /// The secret `provider.key_secret` names; `None` when unset (a local server needs none).
+    pub api_key: Option<String>,
+}
+
+impl std::fmt::Debug for ProviderSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderSetup")
+            .field("provider", &self.provider)
+            .field("api_key", &self.api_key.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+/// `SHARED_EGRESS_RANGES`, or the defaults when unset or unreadable.
+fn egress_ranges(
+    raw: Option<String>,
+    default: Vec<IpNet>,
+    warnings: &mut Vec<String>,
+) -> Vec<IpNet> {
+    match raw.map(|r| parse_ranges(&r)) {
+        None => default,
+        Some(Ok(ranges)) => ranges,
+        Some(Err(e)) => {
+            // Failing open would hand hosted clients the shared allowance again.
+            warnings.push(format!("{e}; using the default ranges"));
+            default
+        }
+    }
+}
+
+/// `PROVIDERS` with each provider's key; a bad list is reported and offers no provider.
+fn providers(
+    raw: Option<String>,
+    get: &impl Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Vec<ProviderSetup> {
+    let Some(raw) = raw else {
+        return Vec::new();
+    };
+    match parse_providers_json(&raw) {
+        Ok(list) => list
+            .into_iter()
+            .map(|provider| {
+                let api_key = get(&provider.key_secret);
+                if api_key.is_none() {
+                    warnings.push(format!(
+                        "PROVIDERS: secret {} of provider {} is unset; it is called without a key",
+                        provider.key_secret, provider.name
+                    ));
+                }
+                ProviderSetup { provider, api_key }
+            })
+            .collect(),
+        Err(e) => {
+            warnings.push(format!("PROVIDERS: {e}; ask is not offered"));
+            Vec::new()
+        }
+    }
+}
 
 /// What the operator configured.
 #[derive(Debug, Clone)]
@@ -121,6 +187,15 @@ pub struct Config {
     /// past it the request fails closed with 503 and `Retry-After`, and the object applies
     /// nothing that reaches it after that deadline.
     pub object_timeout_ms: u64,
+    /// Upstream model providers for `ask` (`PROVIDERS`, a JSON array in order of
+    /// preference; see [`crate::upstream::provider`]), each with the API key read from the
+    /// secret it names. Empty: `ask` is not offered.
+    pub providers: Vec<ProviderSetup>,
+    /// How long one `ask` call may take in all (`ASK_TIMEOUT_MS`, default 120000).
+    pub ask_timeout_ms: u64,
+    /// Whether a call the client cancelled gives its quota back (`CANCELLED_CALLS`:
+    /// `refund`, the default, or `count`). It is never billed either way.
+    pub refund_cancelled: bool,
     /// Results derived from this configuration alone, built on first use.
     pub derived: Derived,
     /// Problems found while reading the configuration, reported in the log.
@@ -182,6 +257,9 @@ impl Default for Config {
             meta_prefix: "local.paid-mcp-worker".to_owned(),
             log_every_request: false,
             object_timeout_ms: 5_000,
+            providers: Vec::new(),
+            ask_timeout_ms: 120_000,
+            refund_cancelled: true,
             derived: Derived::default(),
             warnings: Vec::new(),
         }
@@ -295,6 +373,9 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
         let number = |name: &str| get(name).and_then(|v| v.parse::<u64>().ok());
+        // A number that must be positive (durations, factors): else the default.
+        let positive =
+            |name: &str, default: u64| number(name).filter(|n| *n > 0).unwrap_or(default);
         let url = |name: &str| get(name).map(|u| u.trim_end_matches('/').to_owned());
         let d = Self::default();
         let mut warnings = Vec::new();
@@ -310,45 +391,36 @@ impl Config {
                 .unwrap_or(d.max_body_bytes),
             plans: plans_or_default(get("PLANS"), d.plans, &mut warnings),
             anon_daily_limit: number("ANON_DAILY_LIMIT").unwrap_or(d.anon_daily_limit),
-            network_limit_factor: number("NETWORK_LIMIT_FACTOR")
-                .filter(|f| *f > 0)
-                .unwrap_or(d.network_limit_factor),
-            shared_egress_ranges: match get("SHARED_EGRESS_RANGES").map(|r| parse_ranges(&r)) {
-                None => d.shared_egress_ranges,
-                Some(Ok(ranges)) => ranges,
-                Some(Err(e)) => {
-                    // Failing open would hand hosted clients the shared allowance again.
-                    warnings.push(format!("{e}; using the default ranges"));
-                    d.shared_egress_ranges
-                }
-            },
+            network_limit_factor: positive("NETWORK_LIMIT_FACTOR", d.network_limit_factor),
+            shared_egress_ranges: egress_ranges(
+                get("SHARED_EGRESS_RANGES"),
+                d.shared_egress_ranges,
+                &mut warnings,
+            ),
             jwt_secret: get("JWT_SECRET"),
             admin_token: get("ADMIN_TOKEN"),
             authorization_server: url("AUTHORIZATION_SERVER"),
             stripe_secret_key: get("STRIPE_SECRET_KEY"),
             stripe_webhook_secrets: list(get("STRIPE_WEBHOOK_SECRET"), |s| s),
             stripe_api_base: url("STRIPE_API_BASE").unwrap_or(d.stripe_api_base),
-            stripe_timeout_ms: number("STRIPE_TIMEOUT_MS")
-                .filter(|ms| *ms > 0)
-                .unwrap_or(d.stripe_timeout_ms),
+            stripe_timeout_ms: positive("STRIPE_TIMEOUT_MS", d.stripe_timeout_ms),
             stripe_meter_event: get("STRIPE_METER_EVENT"),
             past_due_grace_s: get("PAST_DUE_GRACE_DAYS")
                 .and_then(|v| v.parse::<f64>().ok())
                 .filter(|d| d.is_finite() && *d >= 0.0)
                 .map_or(d.past_due_grace_s, |d| (d * 86_400.0) as u64),
             checkout_daily_limit: number("CHECKOUT_DAILY_LIMIT").unwrap_or(d.checkout_daily_limit),
-            oauth_access_ttl_s: number("OAUTH_ACCESS_TTL_S")
-                .filter(|s| *s > 0)
-                .unwrap_or(d.oauth_access_ttl_s),
+            oauth_access_ttl_s: positive("OAUTH_ACCESS_TTL_S", d.oauth_access_ttl_s),
             registrations_daily_limit: number("REGISTRATIONS_DAILY_LIMIT")
                 .unwrap_or(d.registrations_daily_limit),
             cimd_allow_http_loopback: get("OAUTH_CIMD_ALLOW_HTTP_LOOPBACK").as_deref()
                 == Some("true"),
             meta_prefix: meta_prefix(get("META_PREFIX"), url("PUBLIC_URL"), get("SERVER_NAME")),
             log_every_request: get("REQUEST_LOG").as_deref() == Some("all"),
-            object_timeout_ms: number("OBJECT_TIMEOUT_MS")
-                .filter(|ms| *ms > 0)
-                .unwrap_or(d.object_timeout_ms),
+            object_timeout_ms: positive("OBJECT_TIMEOUT_MS", d.object_timeout_ms),
+            providers: providers(get("PROVIDERS"), &get, &mut warnings),
+            ask_timeout_ms: positive("ASK_TIMEOUT_MS", d.ask_timeout_ms),
+            refund_cancelled: get("CANCELLED_CALLS").as_deref() != Some("count"),
             derived: Derived::default(),
             warnings,
         }

@@ -7,6 +7,7 @@ use crate::{
     billing::{meter::MeterEvent, store::BillingStore},
     config::Config,
     http::HttpRequest,
+    mcp::tools::{Io, Live},
     oauth::store::OAuthStore,
     quota::{self, QuotaStore},
     store::{Outbound, StoreError},
@@ -29,6 +30,10 @@ pub struct Context<'a, B> {
     pub now_ms: u64,
     /// Unix milliseconds now (for durations).
     pub clock: &'a dyn Fn() -> u64,
+    /// Outbound requests for tools that call out (`None`: no tool may).
+    pub io: Option<&'a dyn Io>,
+    /// The client's event stream when the reply is streamed as it is made.
+    pub live: Option<&'a dyn Live>,
 }
 
 impl<B> Context<'_, B> {

@@ -7,7 +7,11 @@ use serde_json::json;
 use worker::{Date, Env, Result, event, js_sys, web_sys};
 
 use crate::{
-    adapters::{WorkerBackend, js},
+    adapters::{
+        WorkerBackend,
+        io::{Responder, WorkerIo},
+        js,
+    },
     app, billing,
     config::Config,
     context::{Context, Handled},
@@ -52,6 +56,9 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
         Ok(r) => r,
         Err(e) => return to_worker_response(e.response(&config, "", false)),
     };
+    if may_stream(&config, &http_req) {
+        return streamed(http_req, env, config, ctx, started).await;
+    }
     let backend = WorkerBackend::new(env, config.object_timeout_ms);
     let clock = now_ms;
     let cx = Context {
@@ -60,6 +67,8 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
         backend: &backend,
         now_ms: started,
         clock: &clock,
+        io: None,
+        live: None,
     };
     let handled = app::handle(&http_req, &cx).await;
 
@@ -68,23 +77,78 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
     if !effects.usage.is_empty() || !effects.meter.is_empty() {
         // After the response: a slow or failing D1 write or Stripe report never delays or
         // fails the call.
-        let records = effects.usage;
-        let meter = effects.meter;
-        ctx.wait_until(async move {
-            if !records.is_empty()
-                && let Err(e) = backend.write_usage(&records).await
-            {
-                worker::console_error!(
-                    "{}",
-                    json!({ "usage_write_failed": e.to_string(), "records": records.len() })
-                );
-            }
-            for failure in billing::meter::report(&config, &backend, &meter).await {
-                worker::console_error!("{}", json!({ "meter_event_failed": failure }));
-            }
-        });
+        ctx.wait_until(async move { after(&config, &backend, effects).await });
     }
     to_worker_response(handled.response)
+}
+
+/// Whether the request may call a tool that calls out and streams (`ask`): then it is
+/// handled in `waitUntil`, so that its reply can start before the handling ends.
+fn may_stream(config: &Config, req: &HttpRequest) -> bool {
+    !config.providers.is_empty()
+        && req.method == "POST"
+        && req.path == "/mcp"
+        && req
+            .header("accept")
+            .is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*"))
+        && req.body.windows(5).any(|w| w == b"\"ask\"")
+}
+
+/// Handles the request in `waitUntil` and answers with the head the handling gives: a
+/// stream started by the tool, or the whole response.
+async fn streamed(
+    http_req: HttpRequest,
+    env: Env,
+    config: Rc<Config>,
+    ctx: worker::Context,
+    started: u64,
+) -> Result<web_sys::Response> {
+    let responder = Rc::new(Responder::new());
+    let reply = responder.clone();
+    ctx.wait_until(async move {
+        let backend = WorkerBackend::new(env, config.object_timeout_ms);
+        let io = WorkerIo {
+            responder: Some(&reply),
+        };
+        let clock = now_ms;
+        let cx = Context {
+            config: &config,
+            client_ip: http_req.header("cf-connecting-ip"),
+            backend: &backend,
+            now_ms: started,
+            clock: &clock,
+            io: Some(&io),
+            live: Some(&*reply),
+        };
+        let handled = app::handle(&http_req, &cx).await;
+        log_line(&config, &http_req, &handled, started);
+        let response = handled.response;
+        match to_worker_response(response.clone()) {
+            Ok(whole) => reply.finish(response, whole),
+            Err(e) => worker::console_error!("{}", json!({ "response_failed": e.to_string() })),
+        }
+        after(&config, &backend, handled.effects).await;
+    });
+    responder
+        .head()
+        .await
+        .map_err(|e| worker::Error::RustError(js::message(&e)))
+}
+
+/// What a request leaves for after its response: usage rows and meter events.
+async fn after(config: &Config, backend: &WorkerBackend, effects: crate::context::Effects) {
+    let records = effects.usage;
+    if !records.is_empty()
+        && let Err(e) = backend.write_usage(&records).await
+    {
+        worker::console_error!(
+            "{}",
+            json!({ "usage_write_failed": e.to_string(), "records": records.len() })
+        );
+    }
+    for failure in billing::meter::report(config, backend, &effects.meter).await {
+        worker::console_error!("{}", json!({ "meter_event_failed": failure }));
+    }
 }
 
 /// One structured line per failed or refused request (per request with `REQUEST_LOG=all`);

@@ -6,7 +6,7 @@
 //!
 //! Dependency rule (a module imports only modules to its right):
 //! entry → adapters, app → routes → context, error, pages, http → mcp → billing, oauth →
-//! auth, quota, usage → store, config.
+//! auth, quota, usage → store, config → upstream.
 
 #[cfg(target_arch = "wasm32")]
 mod adapters;

@@ -85,6 +85,7 @@ pub fn landing(config: &Config, base_url: &str, registry: &Registry) -> String {
     let mcp_url = escape(&format!("{base_url}/mcp"));
     let tools: String = registry
         .tools()
+        .filter(|t| t.offered(config))
         .map(|t| {
             format!(
                 "<tr><td><code>{}</code></td><td>{}</td></tr>",

@@ -18,10 +18,20 @@ pub struct UsageRecord {
     pub input_bytes: u64,
     pub output_bytes: u64,
     pub duration_ms: u64,
-    /// `success`, `error`, `rate_limited` or `unauthorized`.
+    /// `success`, `error`, `rate_limited`, `unauthorized` or `cancelled` (the client
+    /// cancelled the call while it ran: not billed, and not an error).
     pub status: &'static str,
     pub error: Option<String>,
     pub created_at: u64,
+    /// Tokens the call sent to an upstream model, for tools that call one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    /// Tokens the upstream model produced for the call (as far as it got when cancelled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
+    /// The upstream provider that served the call (its configured `name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     /// The API key used, so its `last_used_at` can be updated with the same write.
     #[serde(skip)]
     pub key_hash: Option<String>,
@@ -34,6 +44,11 @@ pub struct UsageRow {
     pub status: String,
     pub calls: u64,
     pub avg_duration_ms: f64,
+    /// Upstream tokens of the group's calls (0 where no call recorded any).
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
 }
 
 /// The usage log (D1 `tool_call_logs`).
@@ -45,50 +60,88 @@ pub trait UsageLog {
     async fn write_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError>;
 }
 
-/// Totals and per-tool figures from grouped rows.
-pub fn summarize(rows: &[UsageRow]) -> Value {
-    let mut total = 0u64;
-    let mut by_status = std::collections::BTreeMap::<&str, u64>::new();
-    let mut weighted_ms = 0.0;
-    let mut tools = std::collections::BTreeMap::<&str, (u64, u64, f64)>::new();
-    for r in rows {
-        total += r.calls;
-        *by_status.entry(r.status.as_str()).or_default() += r.calls;
-        weighted_ms += r.avg_duration_ms * r.calls as f64;
-        let t = tools.entry(r.tool.as_deref().unwrap_or("")).or_default();
-        t.0 += r.calls;
-        if r.status == "success" {
-            t.1 += r.calls;
+/// A tool's (or all tools') figures while [`summarize`] adds up the rows.
+#[derive(Default)]
+struct Figures {
+    calls: u64,
+    success: u64,
+    cancelled: u64,
+    weighted_ms: f64,
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+impl Figures {
+    fn add(&mut self, r: &UsageRow) {
+        self.calls += r.calls;
+        match r.status.as_str() {
+            "success" => self.success += r.calls,
+            "cancelled" => self.cancelled += r.calls,
+            _ => {}
         }
-        t.2 += r.avg_duration_ms * r.calls as f64;
+        self.weighted_ms += r.avg_duration_ms * r.calls as f64;
+        self.input_tokens += r.input_tokens;
+        self.output_tokens += r.output_tokens;
     }
-    let success = by_status.get("success").copied().unwrap_or(0);
-    let rate = |ok: u64, n: u64| {
+
+    /// Successes among the calls that ran to an end: a cancelled call is the client's
+    /// choice, neither a success nor a failure.
+    fn success_rate(&self) -> Value {
+        let n = self.calls - self.cancelled;
         if n == 0 {
             Value::Null
         } else {
-            json!((ok as f64 / n as f64 * 1000.0).round() / 1000.0)
+            json!((self.success as f64 / n as f64 * 1000.0).round() / 1000.0)
         }
-    };
-    let avg = |sum: f64, n: u64| {
-        if n == 0 {
+    }
+
+    fn avg_duration_ms(&self) -> Value {
+        if self.calls == 0 {
             Value::Null
         } else {
-            json!((sum / n as f64 * 10.0).round() / 10.0)
+            json!((self.weighted_ms / self.calls as f64 * 10.0).round() / 10.0)
         }
-    };
+    }
+}
+
+/// Totals and per-tool figures from grouped rows. Cancelled calls are counted apart
+/// (`cancelled`), never as errors, and left out of the success rate; token sums cover
+/// every status (a cancelled call may have spent tokens before it stopped).
+pub fn summarize(rows: &[UsageRow]) -> Value {
+    let mut total = Figures::default();
+    let mut by_status = std::collections::BTreeMap::<&str, u64>::new();
+    let mut tools = std::collections::BTreeMap::<&str, Figures>::new();
+    for r in rows {
+        total.add(r);
+        *by_status.entry(r.status.as_str()).or_default() += r.calls;
+        tools
+            .entry(r.tool.as_deref().unwrap_or(""))
+            .or_default()
+            .add(r);
+    }
+    let status = |s: &str| by_status.get(s).copied().unwrap_or(0);
     json!({
         "totals": {
-            "calls": total,
-            "success": success,
-            "errors": by_status.get("error").copied().unwrap_or(0),
-            "rate_limited": by_status.get("rate_limited").copied().unwrap_or(0),
-            "unauthorized": by_status.get("unauthorized").copied().unwrap_or(0),
-            "success_rate": rate(success, total),
-            "avg_duration_ms": avg(weighted_ms, total),
+            "calls": total.calls,
+            "success": total.success,
+            "errors": status("error"),
+            "rate_limited": status("rate_limited"),
+            "unauthorized": status("unauthorized"),
+            "cancelled": total.cancelled,
+            "success_rate": total.success_rate(),
+            "avg_duration_ms": total.avg_duration_ms(),
+            "input_tokens": total.input_tokens,
+            "output_tokens": total.output_tokens,
         },
-        "tools": tools.iter().map(|(name, (n, ok, ms))| json!({
-            "tool": name, "calls": n, "success": ok, "success_rate": rate(*ok, *n), "avg_duration_ms": avg(*ms, *n),
+        "tools": tools.iter().map(|(name, f)| json!({
+            "tool": name,
+            "calls": f.calls,
+            "success": f.success,
+            "cancelled": f.cancelled,
+            "success_rate": f.success_rate(),
+            "avg_duration_ms": f.avg_duration_ms(),
+            "input_tokens": f.input_tokens,
+            "output_tokens": f.output_tokens,
         })).collect::<Vec<_>>(),
     })
 }
@@ -103,6 +156,8 @@ mod tests {
             status: status.into(),
             calls,
             avg_duration_ms: ms,
+            input_tokens: 0,
+            output_tokens: 0,
         }
     }
 
@@ -120,5 +175,51 @@ mod tests {
         assert_eq!(v["tools"][0]["success_rate"], 0.75);
         assert_eq!(v["tools"][0]["avg_duration_ms"], 3.0);
         assert_eq!(summarize(&[])["totals"]["success_rate"], Value::Null);
+    }
+
+    #[test]
+    fn cancelled_calls_are_counted_apart_and_tokens_are_summed() {
+        let tokens = |r: UsageRow, i: u64, o: u64| UsageRow {
+            input_tokens: i,
+            output_tokens: o,
+            ..r
+        };
+        let v = summarize(&[
+            tokens(row("ask", "success", 3, 100.0), 300, 90),
+            tokens(row("ask", "cancelled", 1, 40.0), 120, 7),
+            row("ask", "error", 1, 10.0),
+            row("hash", "success", 2, 1.0),
+        ]);
+        let t = &v["totals"];
+        assert_eq!(t["calls"], 7);
+        assert_eq!(
+            (t["success"].clone(), t["errors"].clone()),
+            (json!(5), json!(1))
+        );
+        assert_eq!(t["cancelled"], 1);
+        assert_eq!(
+            t["success_rate"], 0.833,
+            "5 of the 6 calls that ran to an end"
+        );
+        assert_eq!(
+            (t["input_tokens"].clone(), t["output_tokens"].clone()),
+            (json!(420), json!(97))
+        );
+        let ask = &v["tools"][0];
+        assert_eq!(ask["tool"], "ask");
+        assert_eq!(ask["cancelled"], 1);
+        assert_eq!(ask["success_rate"], 0.75);
+        assert_eq!(
+            (ask["input_tokens"].clone(), ask["output_tokens"].clone()),
+            (json!(420), json!(97))
+        );
+        let hash = &v["tools"][1];
+        assert_eq!(
+            (hash["cancelled"].clone(), hash["input_tokens"].clone()),
+            (json!(0), json!(0))
+        );
+        let only_cancelled = summarize(&[row("ask", "cancelled", 2, 5.0)]);
+        assert_eq!(only_cancelled["totals"]["success_rate"], Value::Null);
+        assert_eq!(only_cancelled["totals"]["avg_duration_ms"], 5.0);
     }
 }

@@ -10,6 +10,8 @@ use common::{
 use paid_mcp_worker::{
     auth::jwt::{Audience, Claims},
     http::HttpResponse,
+    quota::{self, ConsumeRequest, QuotaStore},
+    usage::UsageRecord,
 };
 use serde_json::json;
 
@@ -580,4 +582,227 @@ fn whoami_and_usage_report_the_plan_in_force_not_the_credentials() {
     assert_eq!(body["quota"][0]["period"], "month");
     assert_eq!(body["quota"][0]["limit"], 100000);
     assert_eq!(body["quota"][0]["used"], 1, "the whoami call only");
+}
+
+/// The windows counted in `bucket` so far, each with a limit of 0: a refund ignores limits.
+fn counted_windows(app: &TestApp, bucket: &str) -> Vec<(String, u64)> {
+    let mut windows: Vec<(String, u64)> = app
+        .backend
+        .counters
+        .borrow()
+        .keys()
+        .filter(|(b, _)| b == bucket)
+        .map(|(_, w)| (w.clone(), 0))
+        .collect();
+    windows.sort();
+    windows
+}
+
+fn refund(app: &TestApp, bucket: &str, windows: &[(String, u64)], cost: u64) -> Vec<u64> {
+    futures_executor::block_on(quota::refund(&app.backend, bucket, windows, cost))
+        .expect("the in-memory counter answers")
+}
+
+#[test]
+fn a_refund_after_admission_restores_room_and_never_goes_below_zero() {
+    let app = TestApp::new();
+    let minted = app.mint(json!({ "plan": "free" }));
+    let bearer = bearer(minted["key"].as_str().unwrap());
+    let bucket = format!("acct:{}", minted["account"].as_str().unwrap());
+    for _ in 0..5 {
+        assert_eq!(
+            app.call("hash", json!({"text":"a"}), Some(&bearer)).status,
+            200
+        );
+    }
+    assert_eq!(
+        app.call("hash", json!({"text":"a"}), Some(&bearer)).status,
+        429
+    );
+    let windows = counted_windows(&app, &bucket);
+    assert_eq!(windows.len(), 2, "the day and the month: {windows:?}");
+    assert_eq!(refund(&app, &bucket, &windows, 1), [4, 4]);
+    assert_eq!(
+        app.call("hash", json!({"text":"a"}), Some(&bearer)).status,
+        200,
+        "the refunded call's room is free again"
+    );
+    assert_eq!(
+        app.call("hash", json!({"text":"a"}), Some(&bearer)).status,
+        429
+    );
+    assert_eq!(
+        refund(&app, &bucket, &windows, 100),
+        [0, 0],
+        "floored at zero"
+    );
+    let usage = app.send(&request(
+        "GET",
+        "/api/usage",
+        &[("authorization", &bearer)],
+        "",
+    ));
+    assert_eq!(json_body(&usage)["quota"][0]["used"], 0);
+    let unknown = [("day:never-counted".to_owned(), 0)];
+    assert_eq!(
+        refund(&app, &bucket, &unknown, 1),
+        [0],
+        "nothing to give back"
+    );
+}
+
+#[test]
+fn a_refund_applies_to_the_counter_of_a_revoked_key() {
+    // The server's own correction: the key's revocation refuses calls, not refunds.
+    let app = TestApp::new();
+    let minted = app.mint(json!({ "plan": "free" }));
+    let key_hash = minted["key_hash"].as_str().unwrap().to_owned();
+    let bucket = format!("acct:{}", minted["account"].as_str().unwrap());
+    let bearer = bearer(minted["key"].as_str().unwrap());
+    for _ in 0..3 {
+        assert_eq!(
+            app.call("hash", json!({"text":"a"}), Some(&bearer)).status,
+            200
+        );
+    }
+    let revoke = admin_post("/admin/keys/revoke", &json!({ "key_hash": key_hash }));
+    assert_eq!(app.send_from(&revoke, None).status, 200);
+    assert_eq!(
+        app.call("hash", json!({"text":"a"}), Some(&bearer)).status,
+        401
+    );
+    let windows = counted_windows(&app, &bucket);
+    assert_eq!(refund(&app, &bucket, &windows, 1), [2, 2]);
+    // Even when the refund names the revoked key itself.
+    let named = ConsumeRequest {
+        windows: windows.clone(),
+        cost: 1,
+        key_hash: Some(key_hash),
+        plan: None,
+        refund: true,
+    };
+    let answer = futures_executor::block_on(app.backend.consume(&bucket, &named)).unwrap();
+    assert_eq!(
+        (answer.admitted, answer.revoked, answer.used),
+        (true, false, vec![1, 1])
+    );
+}
+
+/// A usage row of the upstream-model tool `ask`, with the tokens it spent.
+fn ask_row(
+    principal: &str,
+    id: &str,
+    status: &'static str,
+    tokens: Option<(u64, u64)>,
+) -> UsageRecord {
+    UsageRecord {
+        request_id: id.to_owned(),
+        principal: principal.to_owned(),
+        principal_kind: "api_key",
+        method: "tools/call".to_owned(),
+        tool: Some("ask".to_owned()),
+        input_bytes: 10,
+        output_bytes: 20,
+        duration_ms: 1_000,
+        status,
+        error: None,
+        created_at: NOW_MS,
+        input_tokens: tokens.map(|t| t.0),
+        output_tokens: tokens.map(|t| t.1),
+        provider: tokens.map(|_| "primary".to_owned()),
+        key_hash: None,
+    }
+}
+
+#[test]
+fn usage_reports_cancelled_calls_apart_and_sums_upstream_tokens() {
+    let app = TestApp::new();
+    let minted = app.mint(json!({ "plan": "pro" }));
+    let bearer = bearer(minted["key"].as_str().unwrap());
+    let principal = format!("acct:{}", minted["account"].as_str().unwrap());
+    app.call("hash", json!({"text":"a"}), Some(&bearer));
+    app.backend.usage.borrow_mut().extend([
+        ask_row(&principal, "req_1", "success", Some((300, 120))),
+        ask_row(&principal, "req_2", "success", Some((200, 80))),
+        ask_row(&principal, "req_3", "cancelled", Some((150, 9))),
+        ask_row(&principal, "req_4", "cancelled", None),
+        ask_row(&principal, "req_5", "error", None),
+    ]);
+    let resp = app.send(&request(
+        "GET",
+        "/api/usage",
+        &[("authorization", &bearer)],
+        "",
+    ));
+    assert_eq!(resp.status, 200, "{}", common::text(&resp));
+    let v = json_body(&resp);
+    let totals = &v["totals"];
+    assert_eq!(totals["calls"], 6);
+    assert_eq!(totals["success"], 3);
+    assert_eq!(totals["cancelled"], 2);
+    assert_eq!(totals["errors"], 1, "a cancelled call is not an error");
+    assert_eq!(
+        totals["success_rate"], 0.75,
+        "cancelled calls are left out of the rate"
+    );
+    assert_eq!(totals["input_tokens"], 650);
+    assert_eq!(totals["output_tokens"], 209);
+    let tools = v["tools"].as_array().unwrap();
+    let ask = tools
+        .iter()
+        .find(|t| t["tool"] == "ask")
+        .expect("ask is listed");
+    assert_eq!(
+        (&ask["calls"], &ask["success"], &ask["cancelled"]),
+        (&json!(5), &json!(2), &json!(2))
+    );
+    assert_eq!(
+        (&ask["input_tokens"], &ask["output_tokens"]),
+        (&json!(650), &json!(209))
+    );
+    let hash = tools
+        .iter()
+        .find(|t| t["tool"] == "hash")
+        .expect("hash is listed");
+    assert_eq!(
+        (
+            &hash["cancelled"],
+            &hash["input_tokens"],
+            &hash["output_tokens"]
+        ),
+        (&json!(0), &json!(0), &json!(0))
+    );
+}
+
+#[test]
+fn usage_records_serialize_tokens_and_provider_only_when_present() {
+    let app = TestApp::new();
+    app.call("hash", json!({"text":"a"}), None);
+    let record = app.backend.usage.borrow().last().unwrap().clone();
+    let plain = serde_json::to_value(&record).unwrap();
+    for field in ["input_tokens", "output_tokens", "provider"] {
+        assert!(plain.get(field).is_none(), "{field} absent: {plain}");
+    }
+    let spent = UsageRecord {
+        status: "cancelled",
+        input_tokens: Some(12),
+        output_tokens: Some(0),
+        provider: Some("primary".to_owned()),
+        ..record
+    };
+    let v = serde_json::to_value(&spent).unwrap();
+    assert_eq!(
+        (
+            &v["status"],
+            &v["input_tokens"],
+            &v["output_tokens"],
+            &v["provider"]
+        ),
+        (
+            &json!("cancelled"),
+            &json!(12),
+            &json!(0),
+            &json!("primary")
+        )
+    );
 }

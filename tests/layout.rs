@@ -10,9 +10,9 @@ use std::{
 };
 
 /// The top-level modules, highest first: each may import only those after it.
-const LAYERS: [&str; 17] = [
+const LAYERS: [&str; 18] = [
     "entry", "adapters", "app", "routes", "context", "error", "pages", "http", "mcp", "billing",
-    "oauth", "auth", "quota", "usage", "form", "store", "config",
+    "oauth", "auth", "quota", "usage", "form", "store", "config", "upstream",
 ];
 
 /// Every `.rs` file under `src`, by its module path (`src/a/mod.rs` is `a`).

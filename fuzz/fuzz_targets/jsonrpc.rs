@@ -42,6 +42,8 @@ fuzz_target!(|data: &[u8]| {
         principal: &principal,
         backend: &store,
         clock: &clock,
+        io: None,
+        live: None,
     };
     match value {
         Value::Array(batch) => {

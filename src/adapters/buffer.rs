@@ -145,16 +145,19 @@ fn pending(sql: &SqlStorage) -> Result<(i64, String)> {
     ))
 }
 
-/// Writes a JSON array of rows to D1 in one batch.
+/// Writes a JSON array of rows to D1 in one batch. The token and provider fields are
+/// absent from most rows (and from rows buffered before they existed): they read as NULL.
 async fn flush(env: &Env, rows: &str) -> Result<()> {
     let db = env.d1("DB")?;
     let insert = db
         .prepare(
             "INSERT OR IGNORE INTO tool_call_logs (request_id, principal, principal_kind, method, tool, \
-             input_bytes, output_bytes, duration_ms, status, error, created_at) \
+             input_bytes, output_bytes, duration_ms, status, error, created_at, \
+             input_tokens, output_tokens, provider) \
              SELECT value ->> '$.request_id', value ->> '$.principal', value ->> '$.principal_kind', \
              value ->> '$.method', value ->> '$.tool', value ->> '$.input_bytes', value ->> '$.output_bytes', \
-             value ->> '$.duration_ms', value ->> '$.status', value ->> '$.error', value ->> '$.created_at' \
+             value ->> '$.duration_ms', value ->> '$.status', value ->> '$.error', value ->> '$.created_at', \
+             value ->> '$.input_tokens', value ->> '$.output_tokens', value ->> '$.provider' \
              FROM json_each(?1)",
         )
         .bind(&[rows.into()])?;

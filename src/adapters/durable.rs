@@ -16,7 +16,8 @@
 //! computed after it, whatever order the two deliveries reach the object in.
 //!
 //! Routes (POST, JSON): `/consume` ([`ConsumeRequest`] →
-//! [`ConsumeResponse`](crate::quota::ConsumeResponse); a zero-cost attempt only reads),
+//! [`ConsumeResponse`](crate::quota::ConsumeResponse); a zero-cost attempt only reads, a
+//! refund lowers the counts),
 //! `/revoke` (key hash → `{"revoked": true}`), `/account` ([`AccountPlan`] →
 //! `{"stored": bool}`; plans of a lower version are ignored), and the account's OAuth
 //! grants: `/oauth/code` ([`CodeRecord`]), `/oauth/exchange` ([`ExchangeRequest`] →
@@ -110,7 +111,9 @@ impl QuotaCounter {
     }
 
     /// `/consume`: check-and-increment, decided by [`quota::admit`]; the counts are written
-    /// back only when admitted.
+    /// back only when admitted. A refund (`refund: true`) is always admitted and writes
+    /// back the lowered counts the same way; one that arrives late is dropped like any
+    /// other request, as its caller has taken it for failed (the call stays counted).
     fn consume(&self, body: &str) -> Result<Answer> {
         let Ok(c) = serde_json::from_str::<ConsumeRequest>(body) else {
             return bad("bad consume request");
@@ -251,7 +254,8 @@ impl QuotaCounter {
 
 /// What the object knows for a consume request: whether the key is revoked, the plan in
 /// force (read only when the request names a plan) and the windows' counts. A revoked
-/// key is refused whatever the rest holds, so nothing more is read for it.
+/// key is refused whatever the rest holds, so nothing more is read for it, unless the
+/// request is a refund, which applies to the counts all the same.
 fn counter_state(sql: &SqlStorage, c: &ConsumeRequest) -> Result<CounterState> {
     #[derive(Deserialize)]
     struct Row {
@@ -278,7 +282,7 @@ fn counter_state(sql: &SqlStorage, c: &ConsumeRequest) -> Result<CounterState> {
     let Some(row) = rows.into_iter().next() else {
         return Err(worker::Error::RustError("counter state: no row".to_owned()));
     };
-    if row.revoked != 0 {
+    if row.revoked != 0 && !c.refund {
         return Ok(CounterState {
             key_revoked: true,
             ..CounterState::default()
@@ -293,7 +297,7 @@ fn counter_state(sql: &SqlStorage, c: &ConsumeRequest) -> Result<CounterState> {
         .and_then(|u| serde_json::from_str(&u).ok())
         .unwrap_or_default();
     Ok(CounterState {
-        key_revoked: false,
+        key_revoked: row.revoked != 0,
         plan_in_force: account
             .as_ref()
             .map(|a| a.effective(Date::now().as_millis()).to_owned()),

@@ -45,12 +45,17 @@ export async function readBody(request, limit) {
 
 // A response from a status, "name\nvalue\n…" headers and a body (empty: none).
 export function respond(status, head, body) {
+  return new Response(body.length === 0 ? null : body, { status, headers: headersOf(head) });
+}
+
+// Headers from "name\nvalue\n…".
+function headersOf(head) {
   const headers = new Headers();
   if (head !== "") {
     const parts = head.split("\n");
     for (let i = 0; i + 1 < parts.length; i += 2) headers.append(parts[i], parts[i + 1]);
   }
-  return new Response(body.length === 0 ? null : body, { status, headers });
+  return headers;
 }
 
 // POSTs `body` to `path` of the Durable Object named `name`; resolves to the answer's
@@ -97,4 +102,107 @@ export async function objectRequest(request) {
 // An object's answer: its status and text (JSON when 200); only `callObject` reads it.
 export function objectAnswer(status, body) {
   return new Response(body, { status });
+}
+
+// ---- streamed replies and upstream requests (tools that call out, such as `ask`) ----
+
+// A promise and the function that resolves it: the fetch handler waits on it for the
+// response head while the handling goes on in waitUntil.
+export function deferred() {
+  let resolve;
+  const promise = new Promise((r) => { resolve = r; });
+  return { promise, resolve };
+}
+
+export function deferredPromise(d) {
+  return d.promise;
+}
+
+export function resolveDeferred(d, value) {
+  d.resolve(value);
+}
+
+// A response whose body is written as it is made. `gone` is aborted when the client goes
+// away (the body is cancelled): upstream requests made for it are aborted with it.
+export function openStream(status, head) {
+  const { readable, writable } = new TransformStream();
+  const writer = writable.getWriter();
+  const gone = new AbortController();
+  writer.closed.catch(() => gone.abort());
+  const response = new Response(readable, { status, headers: headersOf(head) });
+  return { response, writer, gone, encoder: new TextEncoder() };
+}
+
+export function streamResponse(stream) {
+  return stream.response;
+}
+
+// Queues `text`; false once the client has gone.
+export function writeStream(stream, text) {
+  if (stream.gone.signal.aborted) return false;
+  stream.writer.write(stream.encoder.encode(text)).catch(() => stream.gone.abort());
+  return true;
+}
+
+export function closeStream(stream) {
+  stream.writer.close().catch(() => {});
+}
+
+export function streamGone(stream) {
+  return stream.gone.signal.aborted;
+}
+
+// POSTs to an upstream; resolves with the answer's head once it arrives. Rejects with
+// "cancelled" (the client of `stream` went away), "timeout" (no head within `timeoutMs`)
+// or "connect: …".
+export async function openUpstream(url, head, body, timeoutMs, stream) {
+  const ctl = new AbortController();
+  const signal = stream ? AbortSignal.any([ctl.signal, stream.gone.signal]) : ctl.signal;
+  const headers = headersOf(head);
+  let timedOut = false;
+  const timer = setTimeout(() => { timedOut = true; ctl.abort(); }, timeoutMs);
+  try {
+    const res = await fetch(url, { method: "POST", headers, body, signal });
+    return { status: res.status, retryAfter: res.headers.get("retry-after"), reader: res.body ? res.body.getReader() : null, ctl, pending: null };
+  } catch (e) {
+    if (stream && stream.gone.signal.aborted) throw new Error("cancelled");
+    if (timedOut) throw new Error("timeout");
+    throw new Error("connect: " + (e && e.message ? e.message : String(e)));
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function upstreamStatus(h) {
+  return h.status;
+}
+
+export function upstreamRetryAfter(h) {
+  return h.retryAfter ?? undefined;
+}
+
+// The next bytes of an upstream answer: a Uint8Array, null at the end, or "idle" when
+// nothing came for `idleMs` (the read stays pending for the next call).
+export async function readUpstream(h, idleMs) {
+  if (!h.reader) return null;
+  let timer;
+  const idle = new Promise((r) => { timer = setTimeout(() => r("idle"), idleMs); });
+  try {
+    h.pending ??= h.reader.read();
+    const got = await Promise.race([h.pending, idle]);
+    if (got === "idle") return "idle";
+    h.pending = null;
+    return got.done ? null : got.value;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function abortUpstream(h) {
+  h.ctl.abort();
+  if (h.reader) h.reader.cancel().catch(() => {});
+}
+
+export function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms));
 }

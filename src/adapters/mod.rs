@@ -13,6 +13,7 @@ mod buffer;
 mod counter;
 mod durable;
 mod fetch;
+pub(crate) mod io;
 pub(crate) mod js;
 mod keys;
 mod oauth;

@@ -12,7 +12,9 @@ impl UsageLog for WorkerBackend {
     async fn usage(&self, principal: &str, since_ms: u64) -> Result<Vec<UsageRow>, StoreError> {
         Ok(self.db()?
             .prepare(
-                "SELECT tool, status, COUNT(*) AS calls, AVG(duration_ms) AS avg_duration_ms FROM tool_call_logs \
+                "SELECT tool, status, COUNT(*) AS calls, AVG(duration_ms) AS avg_duration_ms, \
+                 COALESCE(SUM(input_tokens), 0) AS input_tokens, COALESCE(SUM(output_tokens), 0) AS output_tokens \
+                 FROM tool_call_logs \
                  WHERE principal = ?1 AND created_at >= ?2 GROUP BY tool, status ORDER BY tool, status",
             )
             .bind(&[principal.into(), num(since_ms)])?

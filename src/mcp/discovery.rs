@@ -78,6 +78,7 @@ pub fn server_card(config: &Config, base_url: &str) -> Value {
     let key = |k: &str| format!("{}/{k}", config.meta_prefix);
     let tools: Vec<Value> = tools::registry()
         .tools()
+        .filter(|t| t.offered(config))
         .map(|t| {
             let mut tool =
                 json!({ "name": t.name, "title": t.title, "description": t.description });
@@ -137,7 +138,12 @@ mod tests {
         assert_eq!(reg["name"], "com.example.mcp/paid-mcp-worker");
         assert_eq!(reg["remotes"][0]["url"], "https://mcp.example.com/mcp");
         let tools = card["_meta"]["com.example.mcp/tools"].as_array().unwrap();
-        assert_eq!(tools.len(), tools::registry().tools().count());
+        let offered = tools::registry().tools().filter(|t| t.offered(&config));
+        assert_eq!(tools.len(), offered.count());
+        assert!(
+            tools.iter().all(|t| t["name"] != "ask"),
+            "ask is offered only with providers"
+        );
         assert!(
             tools
                 .iter()

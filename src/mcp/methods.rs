@@ -23,7 +23,7 @@ use crate::{
     auth::{self, api_key::random_id, principal::Principal},
     billing::meter::MeterEvent,
     config::{Config, FALLBACK_PLAN, Plan},
-    quota::{ConsumeRequest, QuotaStore, policy},
+    quota::{self, ConsumeRequest, QuotaStore, policy},
     usage::UsageRecord,
 };
 
@@ -43,6 +43,10 @@ pub struct McpContext<'a, B> {
     pub backend: &'a B,
     /// Unix milliseconds, read when called (for durations).
     pub clock: &'a dyn Fn() -> u64,
+    /// Outbound requests for tools that call out (none in the host tests unless given).
+    pub io: Option<&'a dyn tools::Io>,
+    /// The client's open event stream, when the reply is streamed as it is made.
+    pub live: Option<&'a dyn tools::Live>,
 }
 
 /// One message's outcome: HTTP status, the JSON-RPC reply (none for notifications and
@@ -294,6 +298,7 @@ fn tools_list(
     }
     let tools = tools::registry()
         .tools()
+        .filter(|t| t.offered(config))
         .map(|t| t.to_mcp(config))
         .collect();
     let mut result = ListToolsResult::with_all_items(tools);
@@ -324,6 +329,7 @@ async fn tools_call<B: QuotaStore>(
         .map_err(|e| invalid_params(format!("invalid tools/call params: {e}")))?;
     let tool = tools::registry()
         .get(&params.name)
+        .filter(|t| t.offered(cx.config))
         .ok_or_else(|| invalid_params(format!("unknown tool: {}", params.name)))?;
     if stateless {
         // Header-mapped parameters must agree with the body (2026-07-28, SEP-2243).
@@ -365,6 +371,9 @@ fn usage_record<B>(cx: &McpContext<'_, B>, tool: &str, input_bytes: u64) -> Usag
         status: "success",
         error: None,
         created_at: started,
+        input_tokens: None,
+        output_tokens: None,
+        provider: None,
         key_hash: cx.principal.key_hash().map(|h| h.0.clone()),
     }
 }
@@ -476,6 +485,7 @@ async fn count<B: QuotaStore>(
         cost: 1,
         key_hash: record.key_hash.clone(),
         plan: cx.principal.account().map(|_| plan_id.to_owned()),
+        refund: false,
     };
     let usage = cx
         .backend
@@ -558,7 +568,7 @@ fn count_windows<B>(cx: &McpContext<'_, B>, plan: &Plan, now_s: u64) -> Vec<poli
 }
 
 /// Runs an admitted call and completes its usage record (and meter event).
-async fn run<B>(
+async fn run<B: QuotaStore>(
     tool: &tools::ToolDef,
     params: CallToolRequestParams,
     admitted: Admitted,
@@ -568,6 +578,9 @@ async fn run<B>(
     fx: &mut Effects,
 ) -> Result<Value, Refusal> {
     let mut tcx = ToolContext::new(cx.principal);
+    tcx.config = Some(cx.config);
+    tcx.io = cx.io;
+    tcx.live = cx.live;
     tcx.quota = Value::Array(admitted.quota);
     tcx.plan = admitted.plan.id.clone();
     let meta = params.meta.as_ref().map(|m| &m.0);
@@ -580,11 +593,19 @@ async fn run<B>(
     }
     let outcome = (tool.handler)(&tcx, params.arguments.unwrap_or_default()).await;
     fx.notifications.append(&mut tcx.notifications.borrow_mut());
+    let cancelled = matches!(outcome, tools::ToolOutcome::Cancelled);
     let result = outcome.into_result();
     let value = to_value(&result)?;
     record.duration_ms = (cx.clock)().saturating_sub(record.created_at);
+    let spend = tcx.spend.take();
+    record.input_tokens = spend.input_tokens;
+    record.output_tokens = spend.output_tokens;
+    record.provider = spend.provider;
     record.output_bytes = value.to_string().len() as u64;
-    if result.is_error == Some(true) {
+    if cancelled {
+        record.status = "cancelled";
+        refund_cancelled(cx, &admitted.plan, &record, fx).await;
+    } else if result.is_error == Some(true) {
         record.status = "error";
         record.error = result
             .content
@@ -604,6 +625,27 @@ async fn run<B>(
     }
     fx.usage.push(record);
     Ok(value)
+}
+
+/// A cancelled call is never billed, and its quota is given back unless the operator
+/// counts cancelled calls (`CANCELLED_CALLS=count`).
+async fn refund_cancelled<B: QuotaStore>(
+    cx: &McpContext<'_, B>,
+    plan: &Plan,
+    record: &UsageRecord,
+    fx: &mut Effects,
+) {
+    if !cx.config.refund_cancelled {
+        return;
+    }
+    let windows: Vec<(String, u64)> = count_windows(cx, plan, record.created_at / 1000)
+        .into_iter()
+        .map(|w| (w.key, w.limit))
+        .collect();
+    if let Err(e) = quota::refund(cx.backend, &cx.principal.counter(), &windows, 1).await {
+        // The call stays counted: the client is charged one call, never more.
+        fx.error = Some(format!("refund of a cancelled call: {e}"));
+    }
 }
 
 /// The tool result for a tool the caller's plan does not include: which paid plans do,

@@ -22,6 +22,12 @@ pub struct ConsumeRequest {
     /// read), nothing is counted and the answer names that plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
+    /// Gives `cost` back instead of taking it: each window's count drops by `cost`, never
+    /// below zero, whatever the limits, the key's revocation or the plan in force (the
+    /// server's own correction of a call it counted but will not charge, see [`refund`]).
+    /// Never refused.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refund: bool,
 }
 
 /// What the counter answered.
@@ -58,8 +64,12 @@ pub struct CounterState {
 /// tests' in-memory counter both decide with it. A revoked key is refused; credentials
 /// naming another plan than the one in force count nothing and learn the plan in force;
 /// else the call is admitted only if every window has room for its cost. When admitted,
-/// `used` holds the counts to store.
+/// `used` holds the counts to store. A refund ([`ConsumeRequest::refund`]) is always
+/// admitted, with every count lowered by its cost (never below zero).
 pub fn admit(req: &ConsumeRequest, state: CounterState) -> ConsumeResponse {
+    if req.refund {
+        return give_back(req, state);
+    }
     let refused = |revoked, plan, customer| ConsumeResponse {
         admitted: false,
         used: Vec::new(),
@@ -94,6 +104,24 @@ pub fn admit(req: &ConsumeRequest, state: CounterState) -> ConsumeResponse {
     }
 }
 
+/// A refund, pure: every window's count less `cost`, floored at zero, always "admitted"
+/// (`used` holds the counts to store). Limits, a revoked key and the plan in force are
+/// ignored: the refund corrects the server's own count, so it is neither refused nor
+/// reported as a revocation or a stale plan.
+fn give_back(req: &ConsumeRequest, state: CounterState) -> ConsumeResponse {
+    ConsumeResponse {
+        admitted: true,
+        used: state
+            .used
+            .iter()
+            .map(|u| u.saturating_sub(req.cost))
+            .collect(),
+        revoked: false,
+        plan: None,
+        customer: state.customer,
+    }
+}
+
 /// The counters: one Durable Object per principal bucket.
 #[allow(async_fn_in_trait)] // Workers are single-threaded; futures need not be Send.
 pub trait QuotaStore {
@@ -118,11 +146,34 @@ pub async fn allowance<S: QuotaStore>(
         cost: 1,
         key_hash: None,
         plan: None,
+        refund: false,
     };
     let usage = store.consume(counter, &req).await?;
     Ok((!usage.admitted).then(|| {
         policy::binding_window(windows, &usage.used).map_or(1, |(w, _)| w.reset_in(now_s).max(1))
     }))
+}
+
+/// Gives back `cost` counted in `bucket`'s counter over `windows` (`(window key, limit)`
+/// pairs, as counted: the windows of the call's own time), e.g. for a call cancelled
+/// before it was charged. Counts never drop below zero; limits, key revocation and plan
+/// changes do not stop it. Returns the windows' counts after. A refund that fails leaves
+/// the call counted, and is not retried here: retrying one that reached the counter
+/// would give back twice.
+pub async fn refund<S: QuotaStore>(
+    store: &S,
+    bucket: &str,
+    windows: &[(String, u64)],
+    cost: u64,
+) -> Result<Vec<u64>, StoreError> {
+    let req = ConsumeRequest {
+        windows: windows.to_vec(),
+        cost,
+        key_hash: None,
+        plan: None,
+        refund: true,
+    };
+    Ok(store.consume(bucket, &req).await?.used)
 }
 
 /// Counts one use of a per-address daily allowance of `kind` (registrations, document
@@ -153,6 +204,8 @@ pub async fn address_allowance<S: QuotaStore>(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn req(limits: &[u64], plan: Option<&str>) -> ConsumeRequest {
@@ -165,6 +218,7 @@ mod tests {
             cost: 1,
             key_hash: None,
             plan: plan.map(str::to_owned),
+            refund: false,
         }
     }
 
@@ -217,5 +271,55 @@ mod tests {
         let current = admit(&req(&[10], Some("team")), state);
         assert!(current.admitted);
         assert_eq!(current.customer.as_deref(), Some("cus_1"));
+    }
+
+    #[test]
+    fn a_refund_lowers_every_window_never_below_zero_and_is_never_refused() {
+        let refund = |cost| ConsumeRequest {
+            cost,
+            refund: true,
+            ..req(&[10, 100], Some("pro"))
+        };
+        let state = |used: Vec<u64>| CounterState {
+            used,
+            customer: Some("cus_1".into()),
+            ..CounterState::default()
+        };
+        let back = admit(&refund(1), state(vec![10, 51]));
+        assert!(back.admitted && !back.revoked);
+        assert_eq!(back.used, [9, 50]);
+        assert_eq!(back.customer.as_deref(), Some("cus_1"));
+        assert_eq!(
+            admit(&refund(3), state(vec![2, 0])).used,
+            [0, 0],
+            "floored at zero"
+        );
+        let over = admit(&refund(1), state(vec![40, 500]));
+        assert_eq!(over.used, [39, 499], "limits do not apply");
+        let revoked_and_stale = CounterState {
+            key_revoked: true,
+            plan_in_force: Some("team".into()),
+            ..state(vec![5, 5])
+        };
+        let back = admit(&refund(1), revoked_and_stale);
+        assert_eq!(
+            (back.admitted, back.revoked, back.plan, back.used),
+            (true, false, None, vec![4, 4]),
+            "a refund is the server's own correction"
+        );
+    }
+
+    #[test]
+    fn only_refunds_carry_the_refund_flag_on_the_wire() {
+        let plain = serde_json::to_value(req(&[1], None)).unwrap();
+        assert!(plain.get("refund").is_none());
+        let parsed: ConsumeRequest =
+            serde_json::from_value(json!({ "windows": [["w0", 1]], "cost": 1 })).unwrap();
+        assert!(!parsed.refund);
+        let back = ConsumeRequest {
+            refund: true,
+            ..req(&[1], None)
+        };
+        assert_eq!(serde_json::to_value(back).unwrap()["refund"], true);
     }
 }

@@ -134,6 +134,8 @@ pub async fn post<B: Backend>(
         principal: &principal,
         backend: cx.backend,
         clock: cx.clock,
+        io: cx.io,
+        live: cx.live,
     };
     let served = match value {
         Value::Array(batch) => methods::serve_batch(batch, &headers, &mcx).await,

@@ -1,5 +1,6 @@
 //! `GET /api/usage?period=month|day`: the bearer's own totals (calls, success rate,
-//! average duration, per tool) and remaining quota.
+//! average duration, cancelled calls, upstream tokens; in all and per tool) and remaining
+//! quota.
 
 use serde_json::json;
 
@@ -67,6 +68,7 @@ async fn plan_and_counts<B: Backend>(
             cost: 0,
             key_hash: None,
             plan: principal.account().map(|_| plan_id.clone()),
+            refund: false,
         };
         let answer = cx
             .backend

@@ -108,6 +108,8 @@ impl TestApp {
             backend: &self.backend,
             now_ms,
             clock: &clock,
+            io: None,
+            live: None,
         };
         let handled = futures_executor::block_on(app::handle(req, &cx));
         // As in the worker, a failed usage write is reported, never raised.
@@ -507,7 +509,9 @@ impl QuotaStore for MemoryBackend {
 impl UsageLog for MemoryBackend {
     async fn usage(&self, principal: &str, since_ms: u64) -> Result<Vec<UsageRow>, StoreError> {
         self.check()?;
-        let mut groups: HashMap<(Option<String>, String), (u64, u64)> = HashMap::new();
+        // Grouped by tool and status as D1's GROUP BY does; the duration is summed, then
+        // averaged.
+        let mut groups: HashMap<(Option<String>, String), UsageRow> = HashMap::new();
         for r in self
             .usage
             .borrow()
@@ -516,17 +520,24 @@ impl UsageLog for MemoryBackend {
         {
             let g = groups
                 .entry((r.tool.clone(), r.status.to_owned()))
-                .or_default();
-            g.0 += 1;
-            g.1 += r.duration_ms;
+                .or_insert_with(|| UsageRow {
+                    tool: r.tool.clone(),
+                    status: r.status.to_owned(),
+                    calls: 0,
+                    avg_duration_ms: 0.0,
+                    input_tokens: 0,
+                    output_tokens: 0,
+                });
+            g.calls += 1;
+            g.avg_duration_ms += r.duration_ms as f64;
+            g.input_tokens += r.input_tokens.unwrap_or(0);
+            g.output_tokens += r.output_tokens.unwrap_or(0);
         }
         Ok(groups
-            .into_iter()
-            .map(|((tool, status), (n, ms))| UsageRow {
-                tool,
-                status,
-                calls: n,
-                avg_duration_ms: ms as f64 / n as f64,
+            .into_values()
+            .map(|g| UsageRow {
+                avg_duration_ms: g.avg_duration_ms / g.calls as f64,
+                ..g
             })
             .collect())
     }

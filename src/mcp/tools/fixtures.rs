@@ -43,6 +43,7 @@ fn fixture_tool(name: &'static str, description: &'static str, input_schema: Val
         },
         scope: None,
         paid: false,
+        offered_if: None,
         handler: unreachable_handler,
     }
 }

@@ -66,6 +66,7 @@ pub(super) fn def() -> ToolDef {
         // The basic tools scope, which the anonymous free tier holds too.
         scope: Some(SCOPE_TOOLS),
         paid: false,
+        offered_if: None,
         handler: call,
     }
 }

@@ -63,6 +63,7 @@ pub(super) fn def() -> ToolDef {
         },
         scope: Some(SCOPE_TOOLS),
         paid: true,
+        offered_if: None,
         handler: call,
     }
 }

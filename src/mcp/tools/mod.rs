@@ -5,19 +5,25 @@
 //! scope it needs, whether it is paid) and its handler. To add one, write a module with a
 //! `pub fn def() -> ToolDef` and list it in [`registry`].
 
+mod ask;
 #[cfg(feature = "conformance")]
 pub mod fixtures;
 mod hash;
 mod hmac_sign;
 mod whoami;
 
-use std::{cell::RefCell, future::Future, pin::Pin, sync::OnceLock};
+use std::{
+    cell::{Cell, RefCell},
+    future::Future,
+    pin::Pin,
+    sync::OnceLock,
+};
 
 use rmcp::model::{CallToolResult, ContentBlock as Content, Tool, ToolAnnotations};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::{auth::principal::Principal, config::Config};
+use crate::{auth::principal::Principal, config::Config, upstream::UpstreamRequest};
 
 /// Hints clients show about a tool (MCP `ToolAnnotations`); all are hints, not guarantees.
 #[derive(Debug, Clone, Copy, Default)]
@@ -48,10 +54,18 @@ pub struct ToolDef {
     pub scope: Option<&'static str>,
     /// Whether the tool needs a paid plan.
     pub paid: bool,
+    /// Whether this server's configuration offers the tool (e.g. `ask` needs providers);
+    /// `None`: always.
+    pub offered_if: Option<fn(&Config) -> bool>,
     pub handler: Handler,
 }
 
 impl ToolDef {
+    /// Whether the configuration offers the tool (listed and callable).
+    pub fn offered(&self, config: &Config) -> bool {
+        self.offered_if.is_none_or(|f| f(config))
+    }
+
     /// The MCP `Tool` description sent in `tools/list`.
     pub fn to_mcp(&self, config: &Config) -> Tool {
         let mut annotations = ToolAnnotations::new();
@@ -108,6 +122,91 @@ pub struct ToolContext<'a> {
     pub plan: String,
     /// The least severe log level the client asked for ([`LOG_LEVELS`] index), if any.
     pub log_level: Option<usize>,
+    /// The configuration (providers, time-outs).
+    pub config: Option<&'a Config>,
+    /// Outbound requests, timers and randomness, where the runtime provides them.
+    pub io: Option<&'a dyn Io>,
+    /// The client's open event stream, when the reply is streamed: notifications go out at
+    /// once instead of with the result.
+    pub live: Option<&'a dyn Live>,
+    /// What the call cost upstream, recorded in its usage row.
+    pub spend: RefCell<Spend>,
+    /// The tool stopped because the client went away.
+    pub cancelled: Cell<bool>,
+}
+
+/// What a call cost upstream: tokens and the provider that served them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spend {
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub provider: Option<String>,
+}
+
+/// A local future (Workers are single-threaded).
+pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// Why an upstream request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenError {
+    /// Network trouble (refused, reset, DNS): retryable.
+    Connect(String),
+    /// No answer head within the time allowed.
+    Timeout,
+    /// The client went away (the request was aborted with it).
+    Cancelled,
+}
+
+/// An upstream answer's head.
+pub struct Opened<'a> {
+    pub status: u16,
+    /// `Retry-After`, when present.
+    pub retry_after: Option<String>,
+    pub body: Box<dyn UpstreamBody + 'a>,
+}
+
+/// One step of reading a streamed answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunk {
+    Bytes(Vec<u8>),
+    /// Nothing arrived for a while (the caller may send a keep-alive).
+    Idle,
+    End,
+}
+
+/// A streamed upstream answer body.
+pub trait UpstreamBody {
+    /// The next bytes; `Err` when the connection failed or was aborted mid-stream.
+    fn next(&mut self) -> LocalFuture<'_, Result<Chunk, String>>;
+    /// Stops reading and aborts the request.
+    fn abort(&mut self);
+}
+
+/// What a tool may use of the outside world (fetch, timers, randomness), so that the
+/// same tool code runs on workerd and in the host tests.
+pub trait Io {
+    /// Sends `req`; resolves when the answer's head arrives (or after `timeout_ms`).
+    fn open<'a>(
+        &'a self,
+        req: &'a UpstreamRequest,
+        timeout_ms: u64,
+    ) -> LocalFuture<'a, Result<Opened<'a>, OpenError>>;
+    /// Waits `ms` milliseconds.
+    fn sleep(&self, ms: u64) -> LocalFuture<'_, ()>;
+    /// Unix milliseconds now.
+    fn now_ms(&self) -> u64;
+    /// A random number (jitter).
+    fn random(&self) -> u32;
+}
+
+/// The client's open event stream.
+pub trait Live {
+    /// Sends one JSON-RPC message as an event now; `false` once the client has gone.
+    fn send(&self, message: &Value) -> bool;
+    /// Sends a comment that keeps idle connections open.
+    fn keep_alive(&self);
+    /// The client has gone away.
+    fn gone(&self) -> bool;
 }
 
 /// Log levels (RFC 5424 severities, as MCP names them), least severe first.
@@ -137,6 +236,11 @@ impl<'a> ToolContext<'a> {
             quota: Value::Array(Vec::new()),
             plan: principal.plan().to_owned(),
             log_level: None,
+            config: None,
+            io: None,
+            live: None,
+            spend: RefCell::new(Spend::default()),
+            cancelled: Cell::new(false),
         }
     }
 
@@ -171,11 +275,15 @@ impl<'a> ToolContext<'a> {
         self.notify("notifications/progress", params);
     }
 
-    /// Queues a notification to the client.
+    /// Sends a notification to the client: at once on a live stream, else with the result.
     pub fn notify(&self, method: &str, params: Value) {
-        self.notifications.borrow_mut().push(serde_json::json!({
-            "jsonrpc": "2.0", "method": method, "params": params
-        }));
+        let message = serde_json::json!({ "jsonrpc": "2.0", "method": method, "params": params });
+        match self.live {
+            Some(live) => {
+                live.send(&message);
+            }
+            None => self.notifications.borrow_mut().push(message),
+        }
     }
 }
 
@@ -185,6 +293,8 @@ pub enum ToolOutcome {
     Structured(Value),
     Content(Vec<Content>),
     Error(String),
+    /// The client went away before the result: recorded as `cancelled`, not billed.
+    Cancelled,
 }
 
 impl ToolOutcome {
@@ -199,6 +309,7 @@ impl ToolOutcome {
             }
             Self::Content(content) => CallToolResult::success(content),
             Self::Error(message) => CallToolResult::error(vec![Content::text(message)]),
+            Self::Cancelled => CallToolResult::error(vec![Content::text("cancelled")]),
         }
     }
 }
@@ -252,7 +363,7 @@ pub fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         #[allow(unused_mut)] // extended below when the conformance fixtures are built in
-        let mut tools = vec![whoami::def(), hash::def(), hmac_sign::def()];
+        let mut tools = vec![whoami::def(), hash::def(), hmac_sign::def(), ask::def()];
         #[cfg(feature = "conformance")]
         tools.extend(fixtures::tools());
         Registry { tools }

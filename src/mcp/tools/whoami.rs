@@ -38,6 +38,7 @@ pub(super) fn def() -> ToolDef {
         },
         scope: None,
         paid: false,
+        offered_if: None,
         handler: call,
     }
 }

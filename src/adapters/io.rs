@@ -1,0 +1,225 @@
+//! What tools that call out use on workerd ([`WorkerIo`]: streamed upstream requests,
+//! timers, randomness) and the reply streamed as it is made ([`Responder`]).
+//!
+//! A request that may stream is handled in `waitUntil` while the fetch handler waits for
+//! the response head ([`Responder::head`]): either a streamed response, started by the first
+//! event a tool sends, or the whole response when the handling ends without streaming.
+
+use std::cell::RefCell;
+
+use wasm_bindgen::{JsCast, prelude::*};
+use wasm_bindgen_futures::JsFuture;
+use worker::{js_sys, web_sys};
+
+use super::js;
+use crate::{
+    mcp::tools::{Chunk, Io, Live, LocalFuture, OpenError, Opened, UpstreamBody},
+    upstream::UpstreamRequest,
+};
+
+#[wasm_bindgen(module = "/src/adapters/glue.js")]
+extern "C" {
+    fn deferred() -> JsValue;
+    #[wasm_bindgen(js_name = deferredPromise)]
+    fn deferred_promise(d: &JsValue) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = resolveDeferred)]
+    fn resolve_deferred(d: &JsValue, value: &JsValue);
+    #[wasm_bindgen(js_name = openStream)]
+    fn open_stream(status: u16, head: &str) -> JsValue;
+    #[wasm_bindgen(js_name = streamResponse)]
+    fn stream_response(stream: &JsValue) -> web_sys::Response;
+    #[wasm_bindgen(js_name = writeStream)]
+    fn write_stream(stream: &JsValue, text: &str) -> bool;
+    #[wasm_bindgen(js_name = closeStream)]
+    fn close_stream(stream: &JsValue);
+    #[wasm_bindgen(js_name = streamGone)]
+    fn stream_gone(stream: &JsValue) -> bool;
+    #[wasm_bindgen(js_name = openUpstream, catch)]
+    async fn open_upstream(
+        url: &str,
+        head: &str,
+        body: &str,
+        timeout_ms: f64,
+        stream: &JsValue,
+    ) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = upstreamStatus)]
+    fn upstream_status(h: &JsValue) -> u16;
+    #[wasm_bindgen(js_name = upstreamRetryAfter)]
+    fn upstream_retry_after(h: &JsValue) -> Option<String>;
+    #[wasm_bindgen(js_name = readUpstream, catch)]
+    async fn read_upstream(h: &JsValue, idle_ms: f64) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = abortUpstream)]
+    fn abort_upstream(h: &JsValue);
+    fn sleep(ms: f64) -> js_sys::Promise;
+}
+
+/// How long an upstream answer may stay silent before the client gets a keep-alive.
+const IDLE_MS: f64 = 10_000.0;
+
+/// The reply of a request handled in `waitUntil`: its head goes to the fetch handler
+/// once known; a streamed body is written as the tool sends events.
+pub(crate) struct Responder {
+    head: JsValue,
+    stream: RefCell<Option<JsValue>>,
+    answered: std::cell::Cell<bool>,
+}
+
+impl Responder {
+    pub(crate) fn new() -> Self {
+        Self {
+            head: deferred(),
+            stream: RefCell::new(None),
+            answered: std::cell::Cell::new(false),
+        }
+    }
+
+    /// The response, once the handling has decided it (streamed or whole).
+    pub(crate) async fn head(&self) -> Result<web_sys::Response, JsValue> {
+        let value = JsFuture::from(deferred_promise(&self.head)).await?;
+        Ok(value.unchecked_into())
+    }
+
+    /// Starts the event stream (once) and returns it.
+    fn stream(&self) -> JsValue {
+        if let Some(s) = self.stream.borrow().as_ref() {
+            return s.clone();
+        }
+        let s = open_stream(
+            200,
+            "content-type\ntext/event-stream\ncache-control\nno-cache",
+        );
+        resolve_deferred(&self.head, &stream_response(&s));
+        self.answered.set(true);
+        *self.stream.borrow_mut() = Some(s.clone());
+        s
+    }
+
+    /// The stream, when one was started (upstream requests are tied to its client).
+    fn started(&self) -> Option<JsValue> {
+        self.stream.borrow().clone()
+    }
+
+    /// Ends the reply: `response` whole when nothing was streamed, else its body as the
+    /// stream's last event(s) (a JSON body framed as one `message` event).
+    pub(crate) fn finish(&self, response: crate::http::HttpResponse, whole: web_sys::Response) {
+        let Some(stream) = self.started() else {
+            if !self.answered.replace(true) {
+                resolve_deferred(&self.head, &whole);
+            }
+            return;
+        };
+        let body = String::from_utf8_lossy(&response.body);
+        let is_stream = response
+            .headers
+            .iter()
+            .any(|(n, v)| n == "content-type" && v.starts_with("text/event-stream"));
+        if is_stream {
+            write_stream(&stream, &body);
+        } else if !body.is_empty() {
+            write_stream(&stream, &format!("event: message\ndata: {body}\n\n"));
+        }
+        close_stream(&stream);
+    }
+}
+
+impl Live for Responder {
+    fn send(&self, message: &serde_json::Value) -> bool {
+        write_stream(
+            &self.stream(),
+            &format!("event: message\ndata: {message}\n\n"),
+        )
+    }
+
+    fn keep_alive(&self) {
+        write_stream(&self.stream(), ": keep-alive\n\n");
+    }
+
+    fn gone(&self) -> bool {
+        self.started().is_some_and(|s| stream_gone(&s))
+    }
+}
+
+/// Fetch, timers and randomness on workerd; upstream requests end when the streamed
+/// reply's client goes away.
+pub(crate) struct WorkerIo<'a> {
+    pub(crate) responder: Option<&'a Responder>,
+}
+
+impl Io for WorkerIo<'_> {
+    fn open<'a>(
+        &'a self,
+        req: &'a UpstreamRequest,
+        timeout_ms: u64,
+    ) -> LocalFuture<'a, Result<Opened<'a>, OpenError>> {
+        Box::pin(async move {
+            let head = req
+                .headers
+                .iter()
+                .flat_map(|(n, v)| [n.as_str(), v.as_str()])
+                .collect::<Vec<_>>()
+                .join("\n");
+            let stream = self
+                .responder
+                .and_then(Responder::started)
+                .unwrap_or(JsValue::NULL);
+            let h = open_upstream(&req.url, &head, &req.body, timeout_ms as f64, &stream)
+                .await
+                .map_err(|e| {
+                    let m = js::message(&e);
+                    match m.as_str() {
+                        "cancelled" => OpenError::Cancelled,
+                        "timeout" => OpenError::Timeout,
+                        _ => OpenError::Connect(m.trim_start_matches("connect: ").to_owned()),
+                    }
+                })?;
+            Ok(Opened {
+                status: upstream_status(&h),
+                retry_after: upstream_retry_after(&h),
+                body: Box::new(WorkerBody { h }),
+            })
+        })
+    }
+
+    fn sleep(&self, ms: u64) -> LocalFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = JsFuture::from(sleep(ms as f64)).await;
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        js_sys::Date::now() as u64
+    }
+
+    fn random(&self) -> u32 {
+        let mut b = [0u8; 4];
+        // Jitter only: a failing source leaves it at zero (the shortest wait).
+        let _ = getrandom::fill(&mut b);
+        u32::from_le_bytes(b)
+    }
+}
+
+/// A streamed upstream answer being read.
+struct WorkerBody {
+    h: JsValue,
+}
+
+impl UpstreamBody for WorkerBody {
+    fn next(&mut self) -> LocalFuture<'_, Result<Chunk, String>> {
+        Box::pin(async move {
+            let v = read_upstream(&self.h, IDLE_MS)
+                .await
+                .map_err(|e| js::message(&e))?;
+            Ok(if v.is_null() || v.is_undefined() {
+                Chunk::End
+            } else if v.as_string().is_some() {
+                Chunk::Idle
+            } else {
+                Chunk::Bytes(js_sys::Uint8Array::new(&v).to_vec())
+            })
+        })
+    }
+
+    fn abort(&mut self) {
+        abort_upstream(&self.h);
+    }
+}
