@@ -193,6 +193,9 @@ pub struct Config {
     pub providers: Vec<ProviderSetup>,
     /// How long one `ask` call may take in all (`ASK_TIMEOUT_MS`, default 120000).
     pub ask_timeout_ms: u64,
+    /// How long a provider that failed three calls in a row is skipped
+    /// (`PROVIDER_COOLDOWN_MS`, default 30000); then one call probes it.
+    pub provider_cooldown_ms: u64,
     /// Whether a call the client cancelled gives its quota back (`CANCELLED_CALLS`:
     /// `refund`, the default, or `count`). It is never billed either way.
     pub refund_cancelled: bool,
@@ -259,6 +262,7 @@ impl Default for Config {
             object_timeout_ms: 5_000,
             providers: Vec::new(),
             ask_timeout_ms: 120_000,
+            provider_cooldown_ms: 30_000,
             refund_cancelled: true,
             derived: Derived::default(),
             warnings: Vec::new(),
@@ -420,6 +424,7 @@ impl Config {
             object_timeout_ms: positive("OBJECT_TIMEOUT_MS", d.object_timeout_ms),
             providers: providers(get("PROVIDERS"), &get, &mut warnings),
             ask_timeout_ms: positive("ASK_TIMEOUT_MS", d.ask_timeout_ms),
+            provider_cooldown_ms: positive("PROVIDER_COOLDOWN_MS", d.provider_cooldown_ms),
             refund_cancelled: get("CANCELLED_CALLS").as_deref() != Some("count"),
             derived: Derived::default(),
             warnings,

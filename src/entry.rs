@@ -82,16 +82,19 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
     to_worker_response(handled.response)
 }
 
-/// Whether the request may call a tool that calls out and streams (`ask`): then it is
-/// handled in `waitUntil`, so that its reply can start before the handling ends.
+/// Whether the request may call a tool that calls out (`ask`): then it is handled in
+/// `waitUntil` with outbound access, so that its reply can start before the handling ends.
 fn may_stream(config: &Config, req: &HttpRequest) -> bool {
     !config.providers.is_empty()
         && req.method == "POST"
         && req.path == "/mcp"
-        && req
-            .header("accept")
-            .is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*"))
         && req.body.windows(5).any(|w| w == b"\"ask\"")
+}
+
+/// Whether the client takes an event stream (else it gets the whole result at the end).
+fn takes_stream(req: &HttpRequest) -> bool {
+    req.header("accept")
+        .is_some_and(|a| a.contains("text/event-stream") || a.contains("*/*"))
 }
 
 /// Handles the request in `waitUntil` and answers with the head the handling gives: a
@@ -105,6 +108,7 @@ async fn streamed(
 ) -> Result<web_sys::Response> {
     let responder = Rc::new(Responder::new());
     let reply = responder.clone();
+    let live = takes_stream(&http_req);
     ctx.wait_until(async move {
         let backend = WorkerBackend::new(env, config.object_timeout_ms);
         let io = WorkerIo {
@@ -118,7 +122,7 @@ async fn streamed(
             now_ms: started,
             clock: &clock,
             io: Some(&io),
-            live: Some(&*reply),
+            live: live.then_some(&*reply as &dyn crate::mcp::tools::Live),
         };
         let handled = app::handle(&http_req, &cx).await;
         log_line(&config, &http_req, &handled, started);

@@ -32,16 +32,23 @@ const MAX_CONTEXT: usize = 32_000;
 const MAX_TOKENS: u32 = 1_024;
 /// The shortest interval between two progress notifications.
 const PROGRESS_EVERY_MS: u64 = 250;
-/// Failures in a row after which a provider is skipped, and for how long.
+/// Failures in a row after which a provider is skipped (for `PROVIDER_COOLDOWN_MS`).
 const BREAKER_THRESHOLD: u32 = 3;
-const BREAKER_OPEN_MS: u64 = 30_000;
 
 thread_local! {
     /// The providers' circuit breakers, per isolate. Sharing them across isolates would
     /// need a Durable Object round trip on every call, which costs more than it saves: an
     /// isolate learns that a provider is failing after `BREAKER_THRESHOLD` calls of its own,
     /// and an isolate serves many calls in a row.
-    static BREAKERS: RefCell<Breakers> = RefCell::new(Breakers::new(BREAKER_THRESHOLD, BREAKER_OPEN_MS));
+    static BREAKERS: RefCell<Option<Breakers>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on the isolate's breakers (made on first use with the configured cool-down).
+fn breakers<T>(config: &Config, f: impl FnOnce(&mut Breakers) -> T) -> T {
+    BREAKERS.with(|b| {
+        let mut b = b.borrow_mut();
+        f(b.get_or_insert_with(|| Breakers::new(BREAKER_THRESHOLD, config.provider_cooldown_ms)))
+    })
 }
 
 #[derive(Deserialize)]
@@ -109,13 +116,13 @@ async fn handle(cx: &ToolContext<'_>, args: serde_json::Map<String, Value>) -> T
     let mut failures = Vec::new();
     for setup in &config.providers {
         let name = &setup.provider.name;
-        if !BREAKERS.with(|b| b.borrow_mut().allow(name, io.now_ms())) {
+        if !breakers(config, |b| b.allow(name, io.now_ms())) {
             failures.push(format!("{name}: skipped after repeated failures"));
             continue;
         }
         match provider(cx, io, setup, &args, deadline).await {
             Ok(answer) => {
-                BREAKERS.with(|b| b.borrow_mut().success(name, io.now_ms()));
+                breakers(config, |b| b.success(name, io.now_ms()));
                 return answer;
             }
             Err(Failure::Cancelled) => {
@@ -123,7 +130,7 @@ async fn handle(cx: &ToolContext<'_>, args: serde_json::Map<String, Value>) -> T
                 return ToolOutcome::Cancelled;
             }
             Err(Failure::Failed { why, streamed }) => {
-                BREAKERS.with(|b| b.borrow_mut().failure(name, io.now_ms()));
+                breakers(config, |b| b.failure(name, io.now_ms()));
                 failures.push(format!("{name}: {why}"));
                 if streamed {
                     // Part of an answer reached the client: another provider's would not
@@ -702,7 +709,8 @@ mod tests {
         }
         assert_eq!(io.asked.borrow().len(), 18, "an open breaker sends nothing");
         // After the open period, one probe goes through (half-open) and closes it.
-        io.now.set(io.now.get() + BREAKER_OPEN_MS);
+        io.now
+            .set(io.now.get() + Config::default().provider_cooldown_ms);
         io.scripts
             .borrow_mut()
             .push_back(("http://p1.test", Script::Stream(TOKENS.to_vec())));
