@@ -58,6 +58,45 @@ impl Plan {
 /// Largest request body accepted anywhere, unless `MAX_BODY_BYTES` says otherwise.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// How a tool's results are cached (Workers Cache API, in the location that served them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caching {
+    /// How long a result is kept, in seconds.
+    pub ttl_s: u64,
+    /// Each principal (account or address bucket) has its own entries; else one entry
+    /// serves everyone who asks the same.
+    pub per_principal: bool,
+    /// Whether a call answered from the cache counts against the caller's quota.
+    pub hit_costs_quota: bool,
+}
+
+/// `off`, or `principal:<seconds>` / `public:<seconds>`; anything else is reported and
+/// caches nothing.
+fn caching(text: &str, warnings: &mut Vec<String>) -> Option<Caching> {
+    if text == "off" {
+        return None;
+    }
+    let parsed = text.split_once(':').and_then(|(scope, ttl)| {
+        let per_principal = match scope {
+            "principal" => true,
+            "public" => false,
+            _ => return None,
+        };
+        let ttl_s = ttl.parse().ok().filter(|t| *t > 0)?;
+        Some(Caching {
+            ttl_s,
+            per_principal,
+            hit_costs_quota: false,
+        })
+    });
+    if parsed.is_none() {
+        warnings.push(format!(
+            "ASK_CACHE {text:?} is not off, principal:<seconds> or public:<seconds>; not caching"
+        ));
+    }
+    parsed
+}
+
 /// An upstream provider with its API key (never shown by `Debug`).
 #[derive(Clone)]
 pub struct ProviderSetup {
@@ -193,6 +232,9 @@ pub struct Config {
     pub providers: Vec<ProviderSetup>,
     /// How long one `ask` call may take in all (`ASK_TIMEOUT_MS`, default 120000).
     pub ask_timeout_ms: u64,
+    /// How `ask` results are cached (`ASK_CACHE`: `principal:<seconds>`, the default
+    /// `principal:3600`; `public:<seconds>`; or `off`).
+    pub ask_cache: Option<Caching>,
     /// How long a provider that failed three calls in a row is skipped
     /// (`PROVIDER_COOLDOWN_MS`, default 30000); then one call probes it.
     pub provider_cooldown_ms: u64,
@@ -263,6 +305,11 @@ impl Default for Config {
             providers: Vec::new(),
             ask_timeout_ms: 120_000,
             provider_cooldown_ms: 30_000,
+            ask_cache: Some(Caching {
+                ttl_s: 3_600,
+                per_principal: true,
+                hit_costs_quota: false,
+            }),
             refund_cancelled: true,
             derived: Derived::default(),
             warnings: Vec::new(),
@@ -425,6 +472,7 @@ impl Config {
             providers: providers(get("PROVIDERS"), &get, &mut warnings),
             ask_timeout_ms: positive("ASK_TIMEOUT_MS", d.ask_timeout_ms),
             provider_cooldown_ms: positive("PROVIDER_COOLDOWN_MS", d.provider_cooldown_ms),
+            ask_cache: get("ASK_CACHE").map_or(d.ask_cache, |v| caching(&v, &mut warnings)),
             refund_cancelled: get("CANCELLED_CALLS").as_deref() != Some("count"),
             derived: Derived::default(),
             warnings,

@@ -82,13 +82,22 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
     to_worker_response(handled.response)
 }
 
-/// Whether the request may call a tool that calls out (`ask`): then it is handled in
-/// `waitUntil` with outbound access, so that its reply can start before the handling ends.
+/// Whether the request may call a tool that calls out or caches (such as `ask`): then it
+/// is handled in `waitUntil` with outbound access, so that its reply can start before the
+/// handling ends. The body is only searched for the tool's quoted name: a false positive
+/// costs nothing but the other path.
 fn may_stream(config: &Config, req: &HttpRequest) -> bool {
-    !config.providers.is_empty()
-        && req.method == "POST"
+    req.method == "POST"
         && req.path == "/mcp"
-        && req.body.windows(5).any(|w| w == b"\"ask\"")
+        && crate::mcp::tools::registry()
+            .tools()
+            .filter(|t| (t.outbound || t.cache.is_some()) && t.offered(config))
+            .any(|t| {
+                let quoted = format!("\"{}\"", t.name);
+                req.body
+                    .windows(quoted.len())
+                    .any(|w| w == quoted.as_bytes())
+            })
 }
 
 /// Whether the client takes an event stream (else it gets the whole result at the end).

@@ -206,3 +206,16 @@ export function abortUpstream(h) {
 export function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+// Tool results in the Workers Cache API (the location's cache), under a synthetic URL.
+const CACHE_BASE = "https://tool-cache.internal/";
+
+export async function cacheGet(key) {
+  const hit = await caches.default.match(CACHE_BASE + key);
+  return hit ? hit.text() : null;
+}
+
+export async function cachePut(key, text, ttlS) {
+  const headers = { "content-type": "application/json", "cache-control": "max-age=" + ttlS };
+  await caches.default.put(CACHE_BASE + key, new Response(text, { headers }));
+}

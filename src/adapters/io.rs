@@ -51,6 +51,10 @@ extern "C" {
     #[wasm_bindgen(js_name = abortUpstream)]
     fn abort_upstream(h: &JsValue);
     fn sleep(ms: f64) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = cacheGet, catch)]
+    async fn cache_get_js(key: &str) -> Result<JsValue, JsValue>;
+    #[wasm_bindgen(js_name = cachePut, catch)]
+    async fn cache_put_js(key: &str, text: &str, ttl_s: f64) -> Result<JsValue, JsValue>;
 }
 
 /// How long an upstream answer may stay silent before the client gets a keep-alive.
@@ -195,6 +199,19 @@ impl Io for WorkerIo<'_> {
         // Jitter only: a failing source leaves it at zero (the shortest wait).
         let _ = getrandom::fill(&mut b);
         u32::from_le_bytes(b)
+    }
+
+    fn cache_get<'a>(&'a self, key: &'a str) -> LocalFuture<'a, Option<String>> {
+        // A cache that fails is a miss.
+        Box::pin(async move { cache_get_js(key).await.ok().and_then(|v| v.as_string()) })
+    }
+
+    fn cache_put<'a>(&'a self, key: &'a str, value: &'a str, ttl_s: u64) -> LocalFuture<'a, ()> {
+        Box::pin(async move {
+            if let Err(e) = cache_put_js(key, value, ttl_s as f64).await {
+                worker::console_warn!("tool cache: {}", js::message(&e));
+            }
+        })
     }
 }
 

@@ -22,8 +22,9 @@ use super::{
 use crate::{
     auth::{self, api_key::random_id, principal::Principal},
     billing::meter::MeterEvent,
-    config::{Config, FALLBACK_PLAN, Plan},
+    config::{Caching, Config, FALLBACK_PLAN, Plan},
     quota::{self, ConsumeRequest, QuotaStore, policy},
+    upstream::{self, cache_key},
     usage::UsageRecord,
 };
 
@@ -338,7 +339,12 @@ async fn tools_call<B: QuotaStore>(
         })?;
     }
     let mut record = usage_record(cx, tool.name, input_bytes);
-    let gate = gate(tool, cx, &mut record, fx).await;
+    let cached = cached(tool, params.arguments.as_ref(), cx).await;
+    // A hit costs no quota unless the tool says so.
+    let hit_is_free = cached
+        .as_ref()
+        .is_some_and(|c| c.hit.is_some() && !c.policy.hit_costs_quota);
+    let gate = gate(tool, cx, u64::from(!hit_is_free), &mut record, fx).await;
     // Refusals for scope, plan, quota or sign-in are logged; store failures are not.
     let admitted = match gate {
         Ok(Gate::Admitted(a)) => a,
@@ -353,7 +359,54 @@ async fn tools_call<B: QuotaStore>(
             return Err(refusal);
         }
     };
-    run(tool, params, admitted, record, stateless, cx, fx).await
+    let Some(cached) = cached else {
+        return run(tool, params, admitted, record, stateless, cx, fx).await;
+    };
+    if let Some(hit) = cached.hit {
+        // Logged like any call, with `cache` as its provider; never billed.
+        record.provider = Some("cache".to_owned());
+        record.output_bytes = hit.to_string().len() as u64;
+        record.duration_ms = (cx.clock)().saturating_sub(record.created_at);
+        fx.usage.push(record);
+        return Ok(hit);
+    }
+    let value = run(tool, params, admitted, record, stateless, cx, fx).await?;
+    if value.get("isError") != Some(&Value::Bool(true))
+        && let Some(io) = cx.io
+    {
+        io.cache_put(&cached.key, &value.to_string(), cached.policy.ttl_s)
+            .await;
+    }
+    Ok(value)
+}
+
+/// A cacheable call: its policy, key, and the cached result when there is one.
+struct Cached {
+    policy: Caching,
+    key: String,
+    hit: Option<Value>,
+}
+
+/// Looks the call up in the cache, for tools whose results are cached (and where the
+/// runtime has one): keyed by tool, canonical arguments and, unless public, the caller.
+async fn cached<B>(
+    tool: &tools::ToolDef,
+    arguments: Option<&Map<String, Value>>,
+    cx: &McpContext<'_, B>,
+) -> Option<Cached> {
+    let (policy, io) = (tool.caching(cx.config)?, cx.io?);
+    let scope = if policy.per_principal {
+        upstream::CacheScope::Principal(cx.principal.bucket())
+    } else {
+        upstream::CacheScope::Public
+    };
+    let args = Value::Object(arguments.cloned().unwrap_or_default());
+    let key = cache_key(tool.name, &args, scope);
+    let hit = io
+        .cache_get(&key)
+        .await
+        .and_then(|text| serde_json::from_str(&text).ok());
+    Some(Cached { policy, key, hit })
 }
 
 /// The usage record of a call, before it runs.
@@ -397,6 +450,7 @@ enum Gate {
 async fn gate<B: QuotaStore>(
     tool: &tools::ToolDef,
     cx: &McpContext<'_, B>,
+    cost: u64,
     record: &mut UsageRecord,
     fx: &mut Effects,
 ) -> Result<Gate, Refusal> {
@@ -433,7 +487,7 @@ async fn gate<B: QuotaStore>(
                 cx, tool, &plan_id,
             ))?));
         }
-        match count(cx, plan, &plan_id, record, fx).await? {
+        match count(cx, plan, &plan_id, cost, record, fx).await? {
             Counted::Admitted(a) => return Ok(Gate::Admitted(a)),
             Counted::PlanInForce(in_force) => plan_id = in_force,
             Counted::Full(plan, windows, used) => {
@@ -467,6 +521,7 @@ async fn count<B: QuotaStore>(
     cx: &McpContext<'_, B>,
     plan: Plan,
     plan_id: &str,
+    cost: u64,
     record: &UsageRecord,
     fx: &mut Effects,
 ) -> Result<Counted, Refusal> {
@@ -482,7 +537,7 @@ async fn count<B: QuotaStore>(
     }
     let req = ConsumeRequest {
         windows: windows.iter().map(|w| (w.key.clone(), w.limit)).collect(),
-        cost: 1,
+        cost,
         key_hash: record.key_hash.clone(),
         plan: cx.principal.account().map(|_| plan_id.to_owned()),
         refund: false,

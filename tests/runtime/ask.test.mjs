@@ -2,7 +2,8 @@
 // release bundle under workerd: streaming through the official TypeScript client with
 // progress, time to first byte, JSON-only clients, cancellation reaching the upstream (usage
 // row `cancelled`, quota given back), retry then fallback, a hanging provider, a drop
-// mid-answer, circuit breakers open and half-open, and every provider failing.
+// mid-answer, circuit breakers open and half-open, every provider failing, and the cache
+// per principal, public and off.
 // (The breakers and retries are per isolate; wrangler dev runs one.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -181,6 +182,52 @@ test('every provider failing is a tool error naming each, never a 500', async ()
   assert.equal(r.result.isError, true);
   assert.match(r.result.content[0].text, /p1: HTTP 401.*p2: HTTP 403/);
   assert.doesNotMatch(r.text, /sk-upstream/, 'no key in the reply');
+});
+
+test('results are cached per principal: a repeat costs no quota and no upstream request; another caller misses', async () => {
+  up.state.behave = {};
+  const since = Date.now();
+  const first = await ask('cache me?');
+  const used = await dailyUsed();
+  const again = await ask('cache me?');
+  assert.deepEqual(again.result, first.result, 'the same result');
+  assert.equal(mine('/p1', since).length, 1, 'one upstream request for the two calls');
+  assert.equal(await dailyUsed(), used, 'the hit cost no quota');
+  const other = await mintKey(w.origin, ADMIN_TOKEN, { plan: 'pro' });
+  const res = await fetch(w.url, { method: 'POST', headers: { ...HEADERS(), authorization: `Bearer ${other}`, accept: 'application/json' }, body: body('cache me?') });
+  assert.equal((await res.json()).result.structuredContent.provider, 'p1');
+  assert.equal(mine('/p1', since).length, 2, 'another principal has its own entries');
+  const rows = await eventuallyAsync(() => {
+    const r = d1Query(w.state, `SELECT provider FROM tool_call_logs WHERE tool = 'ask' AND created_at >= ${since} ORDER BY created_at`);
+    return r.length === 3 && r;
+  }, 'three usage rows');
+  assert.deepEqual(rows.map((r) => r.provider), ['p1', 'cache', 'p1']);
+  // The tool list says how ask is cached.
+  const list = await fetch(w.url, { method: 'POST', headers: { ...HEADERS(), accept: 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }) });
+  const askTool = (await list.json()).result.tools.find((t) => t.name === 'ask');
+  const cacheMeta = Object.entries(askTool._meta).find(([k]) => k.endsWith('/cache'))[1];
+  assert.deepEqual(cacheMeta, { ttlMs: 3_600_000, scope: 'principal', hitCostsQuota: false });
+});
+
+test('ASK_CACHE=public shares entries between callers; off caches nothing', async () => {
+  for (const [mode, expectUpstream] of [['public:60', 1], ['off', 2]]) {
+    const w2 = await startWorker({ vars: {
+      ADMIN_TOKEN,
+      PLANS: JSON.stringify({ free: { daily: 100 }, pro: { daily: 100, price: '$9/month' } }),
+      PROVIDERS: JSON.stringify([{ name: 'p3', kind: 'openai', base_url: `${up.base}/p3/v1`, model: 'm3', key_secret: 'P3_KEY' }]),
+      ASK_CACHE: mode,
+    } });
+    try {
+      const since = Date.now();
+      for (const k of [await mintKey(w2.origin, ADMIN_TOKEN, { plan: 'pro' }), await mintKey(w2.origin, ADMIN_TOKEN, { plan: 'pro' })]) {
+        const res = await fetch(w2.url, { method: 'POST', headers: { ...HEADERS(), authorization: `Bearer ${k}`, accept: 'application/json' }, body: body('shared?') });
+        assert.equal((await res.json()).result.structuredContent.provider, 'p3');
+      }
+      assert.equal(mine('/p3', since).length, expectUpstream, mode);
+    } finally {
+      await w2.stop();
+    }
+  }
 });
 
 async function eventuallyAsync(fn, what) {

@@ -95,6 +95,8 @@ pub(super) fn def() -> ToolDef {
         scope: Some(SCOPE_TOOLS),
         paid: true,
         offered_if: Some(|config: &Config| !config.providers.is_empty()),
+        outbound: true,
+        cache: Some(|config: &Config| config.ask_cache),
         handler: |cx, args| -> ToolFuture<'_> { Box::pin(handle(cx, args)) },
     }
 }
@@ -537,6 +539,12 @@ mod tests {
         }
         fn random(&self) -> u32 {
             u32::MAX / 2
+        }
+        fn cache_get<'a>(&'a self, _key: &'a str) -> LocalFuture<'a, Option<String>> {
+            Box::pin(async { None })
+        }
+        fn cache_put<'a>(&'a self, _: &'a str, _: &'a str, _: u64) -> LocalFuture<'a, ()> {
+            Box::pin(async {})
         }
     }
 

@@ -44,6 +44,8 @@ fn fixture_tool(name: &'static str, description: &'static str, input_schema: Val
         scope: None,
         paid: false,
         offered_if: None,
+        outbound: false,
+        cache: None,
         handler: unreachable_handler,
     }
 }

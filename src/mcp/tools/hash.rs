@@ -67,6 +67,8 @@ pub(super) fn def() -> ToolDef {
         scope: Some(SCOPE_TOOLS),
         paid: false,
         offered_if: None,
+        outbound: false,
+        cache: None,
         handler: call,
     }
 }

@@ -64,6 +64,8 @@ pub(super) fn def() -> ToolDef {
         scope: Some(SCOPE_TOOLS),
         paid: true,
         offered_if: None,
+        outbound: false,
+        cache: None,
         handler: call,
     }
 }

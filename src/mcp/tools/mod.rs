@@ -23,7 +23,11 @@ use rmcp::model::{CallToolResult, ContentBlock as Content, Tool, ToolAnnotations
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::{auth::principal::Principal, config::Config, upstream::UpstreamRequest};
+use crate::{
+    auth::principal::Principal,
+    config::{Caching, Config},
+    upstream::UpstreamRequest,
+};
 
 /// Hints clients show about a tool (MCP `ToolAnnotations`); all are hints, not guarantees.
 #[derive(Debug, Clone, Copy, Default)]
@@ -57,10 +61,19 @@ pub struct ToolDef {
     /// Whether this server's configuration offers the tool (e.g. `ask` needs providers);
     /// `None`: always.
     pub offered_if: Option<fn(&Config) -> bool>,
+    /// Whether the handler calls out (needs [`ToolContext::io`]).
+    pub outbound: bool,
+    /// How its results are cached, as the configuration says; `None`: never.
+    pub cache: Option<fn(&Config) -> Option<Caching>>,
     pub handler: Handler,
 }
 
 impl ToolDef {
+    /// How the tool's results are cached under this configuration.
+    pub fn caching(&self, config: &Config) -> Option<Caching> {
+        self.cache.and_then(|f| f(config))
+    }
+
     /// Whether the configuration offers the tool (listed and callable).
     pub fn offered(&self, config: &Config) -> bool {
         self.offered_if.is_none_or(|f| f(config))
@@ -99,6 +112,15 @@ impl ToolDef {
             .map(|p| serde_json::json!({ "plan": p.id, "price": p.price }))
             .collect();
         meta.insert(key("plans"), Value::Array(plans));
+        if let Some(c) = self.caching(config) {
+            let scope = if c.per_principal {
+                "principal"
+            } else {
+                "public"
+            };
+            let cache = serde_json::json!({ "ttlMs": c.ttl_s * 1000, "scope": scope, "hitCostsQuota": c.hit_costs_quota });
+            meta.insert(key("cache"), cache);
+        }
         meta
     }
 }
@@ -197,6 +219,10 @@ pub trait Io {
     fn now_ms(&self) -> u64;
     /// A random number (jitter).
     fn random(&self) -> u32;
+    /// A cached result by key, if one is fresh.
+    fn cache_get<'a>(&'a self, key: &'a str) -> LocalFuture<'a, Option<String>>;
+    /// Keeps a result under `key` for `ttl_s` seconds (best effort).
+    fn cache_put<'a>(&'a self, key: &'a str, value: &'a str, ttl_s: u64) -> LocalFuture<'a, ()>;
 }
 
 /// The client's open event stream.

@@ -39,6 +39,8 @@ pub(super) fn def() -> ToolDef {
         scope: None,
         paid: false,
         offered_if: None,
+        outbound: false,
+        cache: None,
         handler: call,
     }
 }
