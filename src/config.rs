@@ -114,6 +114,14 @@ impl std::fmt::Debug for ProviderSetup {
     }
 }
 
+/// A number of days (fractions allowed) in seconds, or `default` when unset or not a
+/// finite, non-negative number.
+fn days_in_seconds(raw: Option<String>, default: u64) -> u64 {
+    raw.and_then(|v| v.parse::<f64>().ok())
+        .filter(|d| d.is_finite() && *d >= 0.0)
+        .map_or(default, |d| (d * 86_400.0) as u64)
+}
+
 /// `SHARED_EGRESS_RANGES`, or the defaults when unset or unreadable.
 fn egress_ranges(
     raw: Option<String>,
@@ -456,10 +464,7 @@ impl Config {
             stripe_api_base: url("STRIPE_API_BASE").unwrap_or(d.stripe_api_base),
             stripe_timeout_ms: positive("STRIPE_TIMEOUT_MS", d.stripe_timeout_ms),
             stripe_meter_event: get("STRIPE_METER_EVENT"),
-            past_due_grace_s: get("PAST_DUE_GRACE_DAYS")
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|d| d.is_finite() && *d >= 0.0)
-                .map_or(d.past_due_grace_s, |d| (d * 86_400.0) as u64),
+            past_due_grace_s: days_in_seconds(get("PAST_DUE_GRACE_DAYS"), d.past_due_grace_s),
             checkout_daily_limit: number("CHECKOUT_DAILY_LIMIT").unwrap_or(d.checkout_daily_limit),
             oauth_access_ttl_s: positive("OAUTH_ACCESS_TTL_S", d.oauth_access_ttl_s),
             registrations_daily_limit: number("REGISTRATIONS_DAILY_LIMIT")

@@ -340,11 +340,8 @@ async fn tools_call<B: QuotaStore>(
     }
     let mut record = usage_record(cx, tool.name, input_bytes);
     let cached = cached(tool, params.arguments.as_ref(), cx).await;
-    // A hit costs no quota unless the tool says so.
-    let hit_is_free = cached
-        .as_ref()
-        .is_some_and(|c| c.hit.is_some() && !c.policy.hit_costs_quota);
-    let gate = gate(tool, cx, u64::from(!hit_is_free), &mut record, fx).await;
+    let cost = cached.as_ref().map_or(1, Cached::cost);
+    let gate = gate(tool, cx, cost, &mut record, fx).await;
     // Refusals for scope, plan, quota or sign-in are logged; store failures are not.
     let admitted = match gate {
         Ok(Gate::Admitted(a)) => a,
@@ -363,12 +360,7 @@ async fn tools_call<B: QuotaStore>(
         return run(tool, params, admitted, record, stateless, cx, fx).await;
     };
     if let Some(hit) = cached.hit {
-        // Logged like any call, with `cache` as its provider; never billed.
-        record.provider = Some("cache".to_owned());
-        record.output_bytes = hit.to_string().len() as u64;
-        record.duration_ms = (cx.clock)().saturating_sub(record.created_at);
-        fx.usage.push(record);
-        return Ok(hit);
+        return Ok(from_cache(hit, record, cx, fx));
     }
     let value = run(tool, params, admitted, record, stateless, cx, fx).await?;
     if value.get("isError") != Some(&Value::Bool(true))
@@ -380,11 +372,33 @@ async fn tools_call<B: QuotaStore>(
     Ok(value)
 }
 
+/// A call answered from the cache: logged like any call, with `cache` as its provider;
+/// never billed.
+fn from_cache<B>(
+    hit: Value,
+    mut record: UsageRecord,
+    cx: &McpContext<'_, B>,
+    fx: &mut Effects,
+) -> Value {
+    record.provider = Some("cache".to_owned());
+    record.output_bytes = hit.to_string().len() as u64;
+    record.duration_ms = (cx.clock)().saturating_sub(record.created_at);
+    fx.usage.push(record);
+    hit
+}
+
 /// A cacheable call: its policy, key, and the cached result when there is one.
 struct Cached {
     policy: Caching,
     key: String,
     hit: Option<Value>,
+}
+
+impl Cached {
+    /// What the call costs: a hit nothing, unless the tool says hits cost quota.
+    fn cost(&self) -> u64 {
+        u64::from(self.hit.is_none() || self.policy.hit_costs_quota)
+    }
 }
 
 /// Looks the call up in the cache, for tools whose results are cached (and where the
