@@ -37,6 +37,27 @@ pub struct Plan {
     /// Whether each billable call is reported to Stripe as a meter event.
     #[serde(default)]
     pub metered: bool,
+    /// What a metered plan reports: each call (`calls`, the default) or each call's
+    /// upstream input plus output tokens (`tokens`).
+    #[serde(default)]
+    pub meter: MeterUnit,
+    /// Upstream tokens (input plus output) allowed per UTC day to tools that call out;
+    /// `None`: no limit. A call is let through while any room is left and its tokens are
+    /// counted when it ends, so the last call may go past the limit.
+    #[serde(default)]
+    pub daily_tokens: Option<u64>,
+    /// The same per UTC month.
+    #[serde(default)]
+    pub monthly_tokens: Option<u64>,
+}
+
+/// What a metered plan's meter events count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MeterUnit {
+    #[default]
+    Calls,
+    Tokens,
 }
 
 fn all_tools() -> Vec<String> {
@@ -335,6 +356,7 @@ fn default_plans() -> Vec<Plan> {
         price: None,
         stripe_price: None,
         metered: false,
+        ..Plan::default()
     }]
 }
 
@@ -504,6 +526,7 @@ impl Config {
                 price: None,
                 stripe_price: None,
                 metered: false,
+                ..Plan::default()
             });
         }
         self.plan(plan_id).cloned()
@@ -599,6 +622,39 @@ fn is_loopback_origin(origin: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plans_may_meter_and_limit_tokens_and_ask_caching_is_read() {
+        let c = config(&[
+            (
+                "PLANS",
+                r#"{"free":{"daily":10},"tok":{"price":"$1","metered":true,"meter":"tokens","daily_tokens":30000}}"#,
+            ),
+            ("ASK_CACHE", "public:60"),
+        ]);
+        let tok = c.plan("tok").unwrap();
+        assert_eq!(
+            (tok.meter, tok.daily_tokens, tok.monthly_tokens),
+            (MeterUnit::Tokens, Some(30000), None)
+        );
+        assert_eq!(c.plan("free").unwrap().meter, MeterUnit::Calls);
+        assert_eq!(
+            c.ask_cache,
+            Some(Caching {
+                ttl_s: 60,
+                per_principal: false,
+                hit_costs_quota: false
+            })
+        );
+        assert_eq!(config(&[("ASK_CACHE", "off")]).ask_cache, None);
+        let bad = config(&[("ASK_CACHE", "forever")]);
+        assert_eq!(bad.ask_cache, None);
+        assert!(bad.warnings.iter().any(|w| w.contains("ASK_CACHE")));
+        assert_eq!(
+            config(&[]).ask_cache.map(|c| (c.ttl_s, c.per_principal)),
+            Some((3600, true))
+        );
+    }
 
     fn config(vars: &[(&str, &str)]) -> Config {
         let vars: Vec<(String, String)> = vars

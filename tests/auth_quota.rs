@@ -680,6 +680,7 @@ fn a_refund_applies_to_the_counter_of_a_revoked_key() {
         key_hash: Some(key_hash),
         plan: None,
         refund: true,
+        costs: Vec::new(),
     };
     let answer = futures_executor::block_on(app.backend.consume(&bucket, &named)).unwrap();
     assert_eq!(

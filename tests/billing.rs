@@ -665,6 +665,7 @@ fn meter_events() -> Vec<MeterEvent> {
         customer: "cus_m".into(),
         identifier: "req_1".into(),
         at_s: NOW_S,
+        value: 1,
     }]
 }
 

@@ -121,7 +121,7 @@ impl QuotaCounter {
         let sql = self.sql();
         let answer = quota::admit(&c, counter_state(&sql, &c)?);
         // A zero-cost attempt only reads (the plan in force and the counts).
-        if answer.admitted && c.cost > 0 {
+        if answer.admitted && c.costs_anything() {
             let counts: Vec<(&str, u64)> = c
                 .windows
                 .iter()

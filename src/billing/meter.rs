@@ -16,6 +16,8 @@ pub struct MeterEvent {
     pub identifier: String,
     /// Unix seconds of the call.
     pub at_s: u64,
+    /// What the call counts for: 1, or its tokens on a plan metered by tokens.
+    pub value: u64,
 }
 
 /// Reports the events; returns a description of each one that could not be reported.
@@ -36,7 +38,7 @@ pub async fn report(
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let req = stripe::meter_event(name, &e.customer, &e.identifier, e.at_s);
+            let req = stripe::meter_event(name, &e.customer, &e.identifier, e.at_s, e.value);
             match stripe::send::<serde_json::Value>(config, backend, req, Some(&e.identifier)).await
             {
                 Ok(_) => break,

@@ -110,17 +110,18 @@ pub fn portal_session(customer: &str, base_url: &str) -> RequestBuilder {
         .build()
 }
 
-/// One billable call: value 1 for the customer, identified by the call's request id so
-/// that a retried report is counted once.
+/// One billable call: `value` (1, or the call's tokens) for the customer, identified by
+/// the call's request id so that a retried report is counted once.
 pub fn meter_event(
     event_name: &str,
     customer: &str,
     identifier: &str,
     at_s: u64,
+    value: u64,
 ) -> RequestBuilder {
     let payload: HashMap<String, String> = [
         ("stripe_customer_id".to_owned(), customer.to_owned()),
-        ("value".to_owned(), "1".to_owned()),
+        ("value".to_owned(), value.to_string()),
     ]
     .into();
     CreateBillingMeterEvent::new(event_name, payload)

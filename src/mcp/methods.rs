@@ -22,7 +22,7 @@ use super::{
 use crate::{
     auth::{self, api_key::random_id, principal::Principal},
     billing::meter::MeterEvent,
-    config::{Caching, Config, FALLBACK_PLAN, Plan},
+    config::{Caching, Config, FALLBACK_PLAN, MeterUnit, Plan},
     quota::{self, ConsumeRequest, QuotaStore, policy},
     upstream::{self, cache_key},
     usage::UsageRecord,
@@ -328,20 +328,14 @@ async fn tools_call<B: QuotaStore>(
         .map_or(0, |a| a.to_string().len() as u64);
     let params: CallToolRequestParams = serde_json::from_value(Value::Object(params))
         .map_err(|e| invalid_params(format!("invalid tools/call params: {e}")))?;
-    let tool = tools::registry()
-        .get(&params.name)
-        .filter(|t| t.offered(cx.config))
-        .ok_or_else(|| invalid_params(format!("unknown tool: {}", params.name)))?;
-    if stateless {
-        // Header-mapped parameters must agree with the body (2026-07-28, SEP-2243).
-        mcp_params::check(&tool.input_schema, params.arguments.as_ref(), |n| {
-            headers.param(n)
-        })?;
-    }
+    let tool = tool_for(&params, stateless, headers, cx)?;
     let mut record = usage_record(cx, tool.name, input_bytes);
     let cached = cached(tool, params.arguments.as_ref(), cx).await;
-    let cost = cached.as_ref().map_or(1, Cached::cost);
-    let gate = gate(tool, cx, cost, &mut record, fx).await;
+    let charge = Charge {
+        calls: cached.as_ref().map_or(1, Cached::cost),
+        tokens: tool.outbound,
+    };
+    let gate = gate(tool, cx, charge, &mut record, fx).await;
     // Refusals for scope, plan, quota or sign-in are logged; store failures are not.
     let admitted = match gate {
         Ok(Gate::Admitted(a)) => a,
@@ -385,6 +379,26 @@ fn from_cache<B>(
     record.duration_ms = (cx.clock)().saturating_sub(record.created_at);
     fx.usage.push(record);
     hit
+}
+
+/// The tool a call names, offered here, with its header-mapped parameters agreeing with
+/// the body (2026-07-28, SEP-2243).
+fn tool_for<B>(
+    params: &CallToolRequestParams,
+    stateless: bool,
+    headers: &McpHeaders<'_>,
+    cx: &McpContext<'_, B>,
+) -> Result<&'static tools::ToolDef, ErrorData> {
+    let tool = tools::registry()
+        .get(&params.name)
+        .filter(|t| t.offered(cx.config))
+        .ok_or_else(|| invalid_params(format!("unknown tool: {}", params.name)))?;
+    if stateless {
+        mcp_params::check(&tool.input_schema, params.arguments.as_ref(), |n| {
+            headers.param(n)
+        })?;
+    }
+    Ok(tool)
 }
 
 /// A cacheable call: its policy, key, and the cached result when there is one.
@@ -450,6 +464,8 @@ struct Admitted {
     plan: Plan,
     quota: Vec<Value>,
     customer: Option<String>,
+    /// The token windows the call's tokens are added to once it ends.
+    token_windows: Vec<String>,
 }
 
 /// What the gate decided: run the tool, or answer with a result instead (the plan does
@@ -464,7 +480,7 @@ enum Gate {
 async fn gate<B: QuotaStore>(
     tool: &tools::ToolDef,
     cx: &McpContext<'_, B>,
-    cost: u64,
+    charge: Charge,
     record: &mut UsageRecord,
     fx: &mut Effects,
 ) -> Result<Gate, Refusal> {
@@ -501,16 +517,16 @@ async fn gate<B: QuotaStore>(
                 cx, tool, &plan_id,
             ))?));
         }
-        match count(cx, plan, &plan_id, cost, record, fx).await? {
+        match count(cx, plan, &plan_id, charge, record, fx).await? {
             Counted::Admitted(a) => return Ok(Gate::Admitted(a)),
             Counted::PlanInForce(in_force) => plan_id = in_force,
-            Counted::Full(plan, windows, used) => {
+            Counted::Full(plan, windows, used, unit) => {
                 record.status = "rate_limited";
                 if lazy {
                     return Err(sign_in(record, cx, SignIn::AnonymousLimit));
                 }
                 let now_s = record.created_at / 1000;
-                return Err(rate_limited(cx, &plan, &windows, &used, now_s));
+                return Err(rate_limited(cx, &plan, (&windows, &used, unit), now_s));
             }
         }
     }
@@ -526,8 +542,17 @@ enum Counted {
     Admitted(Admitted),
     /// Another plan is in force for the account: nothing was counted.
     PlanInForce(String),
-    /// A window is full: the plan, its windows and their counts.
-    Full(Plan, Vec<policy::Window>, Vec<u64>),
+    /// A window is full: the plan, its windows, their counts, and what they count
+    /// (`calls` or `tokens`).
+    Full(Plan, Vec<policy::Window>, Vec<u64>, &'static str),
+}
+
+/// What a call is counted for before it runs: `calls` in its call windows and, for tools
+/// that call out, a check that its plan's token windows have room left (`tokens`).
+#[derive(Clone, Copy)]
+struct Charge {
+    calls: u64,
+    tokens: bool,
 }
 
 /// Counts the call in the principal's bucket under `plan`, adding the rate-limit headers.
@@ -535,58 +560,100 @@ async fn count<B: QuotaStore>(
     cx: &McpContext<'_, B>,
     plan: Plan,
     plan_id: &str,
-    cost: u64,
+    charge: Charge,
     record: &UsageRecord,
     fx: &mut Effects,
 ) -> Result<Counted, Refusal> {
     let now_s = record.created_at / 1000;
     let windows = count_windows(cx, &plan, now_s);
-    if windows.is_empty() && cx.principal.account().is_none() {
-        let (quota, customer) = (Vec::new(), None);
+    let tokens = if charge.tokens {
+        policy::token_windows(plan.daily_tokens, plan.monthly_tokens, now_s)
+    } else {
+        Vec::new()
+    };
+    if windows.is_empty() && tokens.is_empty() && cx.principal.account().is_none() {
+        let (quota, customer, token_windows) = (Vec::new(), None, Vec::new());
         return Ok(Counted::Admitted(Admitted {
             plan,
             quota,
             customer,
+            token_windows,
         }));
     }
-    let req = ConsumeRequest {
-        windows: windows.iter().map(|w| (w.key.clone(), w.limit)).collect(),
-        cost,
-        key_hash: record.key_hash.clone(),
-        plan: cx.principal.account().map(|_| plan_id.to_owned()),
-        refund: false,
-    };
+    let req = consume_request(&windows, &tokens, charge.calls, record, cx, plan_id);
     let usage = cx
         .backend
         .consume(&cx.principal.counter(), &req)
         .await
-        .map_err(|e| {
-            // The cause goes to the log line only: it can name internals.
-            fx.error = Some(format!("quota store: {e}"));
-            Refusal {
-                error: ErrorData::internal_error("the quota store is unavailable; try again", None),
-                status: Some(503),
-                headers: vec![("retry-after".to_owned(), "5".to_owned())],
-            }
-        })?;
+        .map_err(|e| unavailable(e, fx))?;
     if usage.revoked {
         return Err(revoked(cx));
     }
     if let Some(in_force) = usage.plan.filter(|p| p != plan_id) {
         return Ok(Counted::PlanInForce(in_force));
     }
+    let (calls_used, tokens_used) = usage.used.split_at(windows.len().min(usage.used.len()));
     fx.headers
-        .extend(policy::rate_limit_headers(&windows, &usage.used, now_s));
+        .extend(policy::rate_limit_headers(&windows, calls_used, now_s));
     if !usage.admitted {
-        return Ok(Counted::Full(plan, windows, usage.used));
+        let calls_fit = windows
+            .iter()
+            .zip(calls_used)
+            .all(|(w, u)| u + charge.calls <= w.limit);
+        return Ok(if calls_fit && !tokens.is_empty() {
+            Counted::Full(plan, tokens, tokens_used.to_vec(), "tokens")
+        } else {
+            Counted::Full(plan, windows, calls_used.to_vec(), "calls")
+        });
     }
-    let quota = policy::quota_report(&windows, &usage.used);
+    let quota = policy::quota_report(&windows, calls_used);
     let customer = usage.customer;
+    let token_windows = tokens.into_iter().map(|w| w.key).collect();
     Ok(Counted::Admitted(Admitted {
         plan,
         quota,
         customer,
+        token_windows,
     }))
+}
+
+/// The counter request for a call: its call windows at `calls` each and its token windows
+/// only checked for room (a count below the limit: cost 0 against `limit - 1`).
+fn consume_request<B>(
+    windows: &[policy::Window],
+    tokens: &[policy::Window],
+    calls: u64,
+    record: &UsageRecord,
+    cx: &McpContext<'_, B>,
+    plan_id: &str,
+) -> ConsumeRequest {
+    let mut pairs: Vec<(String, u64)> = windows.iter().map(|w| (w.key.clone(), w.limit)).collect();
+    let mut costs = vec![calls; pairs.len()];
+    for w in tokens {
+        // A limit of 0 allows nothing: cost 1 against 0 is always refused.
+        let (limit, cost) = w.limit.checked_sub(1).map_or((0, 1), |l| (l, 0));
+        pairs.push((w.key.clone(), limit));
+        costs.push(cost);
+    }
+    ConsumeRequest {
+        windows: pairs,
+        cost: calls,
+        costs: if tokens.is_empty() { Vec::new() } else { costs },
+        key_hash: record.key_hash.clone(),
+        plan: cx.principal.account().map(|_| plan_id.to_owned()),
+        refund: false,
+    }
+}
+
+/// A 503 for a counter that failed; the cause goes to the log line only (it can name
+/// internals).
+fn unavailable(e: crate::store::StoreError, fx: &mut Effects) -> Refusal {
+    fx.error = Some(format!("quota store: {e}"));
+    Refusal {
+        error: ErrorData::internal_error("the quota store is unavailable; try again", None),
+        status: Some(503),
+        headers: vec![("retry-after".to_owned(), "5".to_owned())],
+    }
 }
 
 /// 401 for a key the account's counter holds revoked (authoritative, unlike the KV
@@ -640,7 +707,7 @@ fn count_windows<B>(cx: &McpContext<'_, B>, plan: &Plan, now_s: u64) -> Vec<poli
 async fn run<B: QuotaStore>(
     tool: &tools::ToolDef,
     params: CallToolRequestParams,
-    admitted: Admitted,
+    mut admitted: Admitted,
     mut record: UsageRecord,
     stateless: bool,
     cx: &McpContext<'_, B>,
@@ -650,7 +717,7 @@ async fn run<B: QuotaStore>(
     tcx.config = Some(cx.config);
     tcx.io = cx.io;
     tcx.live = cx.live;
-    tcx.quota = Value::Array(admitted.quota);
+    tcx.quota = Value::Array(std::mem::take(&mut admitted.quota));
     tcx.plan = admitted.plan.id.clone();
     let meta = params.meta.as_ref().map(|m| &m.0);
     tcx.progress_token = meta.and_then(|m| m.get("progressToken")).cloned();
@@ -682,18 +749,43 @@ async fn run<B: QuotaStore>(
             .and_then(|c| c.as_text())
             .map(|t| t.text.chars().take(200).collect());
     }
+    settle(cx, admitted, &record, fx).await;
+    fx.usage.push(record);
+    Ok(value)
+}
+
+/// After a call: its tokens added to the plan's token windows, and its meter event (one
+/// call, or its tokens on a plan metered by tokens) for a successful call of a metered plan.
+async fn settle<B: QuotaStore>(
+    cx: &McpContext<'_, B>,
+    admitted: Admitted,
+    record: &UsageRecord,
+    fx: &mut Effects,
+) {
+    let tokens = record.input_tokens.unwrap_or(0) + record.output_tokens.unwrap_or(0);
+    if tokens > 0 && !admitted.token_windows.is_empty() {
+        let counter = cx.principal.counter();
+        if let Err(e) = quota::charge(cx.backend, &counter, &admitted.token_windows, tokens).await {
+            // The call was served: the tokens go uncounted rather than failing it.
+            fx.error = Some(format!("counting {tokens} tokens: {e}"));
+        }
+    }
+    let value = match admitted.plan.meter {
+        MeterUnit::Calls => 1,
+        MeterUnit::Tokens => tokens,
+    };
     if admitted.plan.metered
         && record.status == "success"
+        && value > 0
         && let Some(customer) = admitted.customer
     {
         fx.meter.push(MeterEvent {
             customer,
             identifier: record.request_id.clone(),
             at_s: record.created_at / 1000,
+            value,
         });
     }
-    fx.usage.push(record);
-    Ok(value)
 }
 
 /// A cancelled call is never billed, and its quota is given back unless the operator
@@ -844,8 +936,7 @@ fn scope_refusal<B>(cx: &McpContext<'_, B>, scope: &str) -> Refusal {
 fn rate_limited<B>(
     cx: &McpContext<'_, B>,
     plan: &policy::Plan,
-    windows: &[policy::Window],
-    used: &[u64],
+    (windows, used, unit): (&[policy::Window], &[u64], &str),
     now_s: u64,
 ) -> Refusal {
     let (w, _) = policy::binding_window(windows, used).unwrap_or((&windows[0], 0));
@@ -861,13 +952,14 @@ fn rate_limited<B>(
         error: ErrorData::new(
             RATE_LIMITED,
             format!(
-                "{} limit of {} calls reached for plan {}",
+                "{} limit of {} {unit} reached for plan {}",
                 period_label(w.period),
                 w.limit,
                 plan.id
             ),
             Some(json!({
                 "plan": plan.id,
+                "unit": unit,
                 "period": w.period,
                 "limit": w.limit,
                 "reset_at": w.reset_at,

@@ -14,6 +14,10 @@ pub struct ConsumeRequest {
     /// `(window key, limit)` pairs; the call is admitted only if every window has room.
     pub windows: Vec<(String, u64)>,
     pub cost: u64,
+    /// Per-window costs, in the order of `windows`, when they differ (a call counted in
+    /// its call windows and only checked in its token windows); empty: `cost` for each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub costs: Vec<u64>,
     /// The API key making the call: refused if the account's object has it revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_hash: Option<String>,
@@ -66,6 +70,18 @@ pub struct CounterState {
 /// else the call is admitted only if every window has room for its cost. When admitted,
 /// `used` holds the counts to store. A refund ([`ConsumeRequest::refund`]) is always
 /// admitted, with every count lowered by its cost (never below zero).
+impl ConsumeRequest {
+    /// The cost in window `i`.
+    pub fn cost_of(&self, i: usize) -> u64 {
+        self.costs.get(i).copied().unwrap_or(self.cost)
+    }
+
+    /// Whether an admitted request changes any count.
+    pub fn costs_anything(&self) -> bool {
+        (0..self.windows.len()).any(|i| self.cost_of(i) > 0)
+    }
+}
+
 pub fn admit(req: &ConsumeRequest, state: CounterState) -> ConsumeResponse {
     if req.refund {
         return give_back(req, state);
@@ -89,9 +105,15 @@ pub fn admit(req: &ConsumeRequest, state: CounterState) -> ConsumeResponse {
         .windows
         .iter()
         .zip(&state.used)
-        .all(|((_, limit), used)| used + req.cost <= *limit);
+        .enumerate()
+        .all(|(i, ((_, limit), used))| used.saturating_add(req.cost_of(i)) <= *limit);
     let used = if admitted {
-        state.used.iter().map(|u| u + req.cost).collect()
+        state
+            .used
+            .iter()
+            .enumerate()
+            .map(|(i, u)| u.saturating_add(req.cost_of(i)))
+            .collect()
     } else {
         state.used
     };
@@ -147,6 +169,7 @@ pub async fn allowance<S: QuotaStore>(
         key_hash: None,
         plan: None,
         refund: false,
+        costs: Vec::new(),
     };
     let usage = store.consume(counter, &req).await?;
     Ok((!usage.admitted).then(|| {
@@ -169,9 +192,29 @@ pub async fn refund<S: QuotaStore>(
     let req = ConsumeRequest {
         windows: windows.to_vec(),
         cost,
+        costs: Vec::new(),
         key_hash: None,
         plan: None,
         refund: true,
+    };
+    Ok(store.consume(bucket, &req).await?.used)
+}
+
+/// Adds `cost` to each of `windows` whatever their limits (what a call used, known only
+/// once it ended: its tokens). Returns the counts after.
+pub async fn charge<S: QuotaStore>(
+    store: &S,
+    bucket: &str,
+    windows: &[String],
+    cost: u64,
+) -> Result<Vec<u64>, StoreError> {
+    let req = ConsumeRequest {
+        windows: windows.iter().map(|k| (k.clone(), u64::MAX)).collect(),
+        cost,
+        costs: Vec::new(),
+        key_hash: None,
+        plan: None,
+        refund: false,
     };
     Ok(store.consume(bucket, &req).await?.used)
 }
@@ -219,6 +262,7 @@ mod tests {
             key_hash: None,
             plan: plan.map(str::to_owned),
             refund: false,
+            costs: Vec::new(),
         }
     }
 
@@ -244,6 +288,45 @@ mod tests {
             (true, vec![10, 50]),
             "a zero-cost look"
         );
+    }
+
+    #[test]
+    fn per_window_costs_count_calls_and_only_check_tokens() {
+        let state = |used: Vec<u64>| CounterState {
+            used,
+            ..CounterState::default()
+        };
+        // A call window (limit 10, cost 1) and a token window checked for room: 30 tokens
+        // allowed, sent as 29 at cost 0.
+        let call = ConsumeRequest {
+            costs: vec![1, 0],
+            ..req(&[10, 29], None)
+        };
+        let ok = admit(&call, state(vec![3, 29]));
+        assert_eq!(
+            (ok.admitted, ok.used),
+            (true, vec![4, 29]),
+            "tokens left: 1"
+        );
+        assert!(call.costs_anything());
+        let spent = admit(&call, state(vec![3, 30]));
+        assert_eq!(
+            (spent.admitted, spent.used),
+            (false, vec![3, 30]),
+            "no tokens left"
+        );
+        let look = ConsumeRequest {
+            cost: 0,
+            costs: vec![0, 0],
+            ..req(&[10, 29], None)
+        };
+        assert!(!look.costs_anything());
+        // Tokens are added when the call ends, whatever the limit.
+        let charge = ConsumeRequest {
+            cost: 20,
+            ..req(&[u64::MAX], None)
+        };
+        assert_eq!(admit(&charge, state(vec![25])).used, [45]);
     }
 
     #[test]
@@ -278,6 +361,7 @@ mod tests {
         let refund = |cost| ConsumeRequest {
             cost,
             refund: true,
+            costs: Vec::new(),
             ..req(&[10, 100], Some("pro"))
         };
         let state = |used: Vec<u64>| CounterState {
@@ -318,6 +402,7 @@ mod tests {
         assert!(!parsed.refund);
         let back = ConsumeRequest {
             refund: true,
+            costs: Vec::new(),
             ..req(&[1], None)
         };
         assert_eq!(serde_json::to_value(back).unwrap()["refund"], true);

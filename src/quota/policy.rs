@@ -56,6 +56,16 @@ fn unix_midnight(d: Date) -> u64 {
 }
 
 /// The windows a plan counts in at `now_s` (unix seconds): the day, the month, or both.
+/// A plan's token windows (`tokens:day:…`, `tokens:month:…`), counted in the same object
+/// as its calls.
+pub fn token_windows(daily: Option<u64>, monthly: Option<u64>, now_s: u64) -> Vec<Window> {
+    let mut out = windows(daily, monthly, now_s);
+    for w in &mut out {
+        w.key = format!("tokens:{}", w.key);
+    }
+    out
+}
+
 pub fn windows(daily: Option<u64>, monthly: Option<u64>, now_s: u64) -> Vec<Window> {
     let today = date_of(now_s);
     let mut out = Vec::with_capacity(2);
@@ -198,6 +208,14 @@ mod tests {
         assert_eq!(w[0].reset_in(NOW), 14 * 3600);
         assert_eq!(w[1].key, "month:2026-11");
         assert_eq!(w[1].reset_at, 1_796_083_200); // 2026-12-01T00:00:00Z
+    }
+
+    #[test]
+    fn token_windows_are_the_call_windows_under_their_own_keys() {
+        let w = token_windows(Some(5000), None, NOW);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].key, "tokens:day:2026-11-22");
+        assert_eq!((w[0].limit, w[0].reset_in(NOW)), (5000, 14 * 3600));
     }
 
     #[test]

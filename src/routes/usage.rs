@@ -69,6 +69,7 @@ async fn plan_and_counts<B: Backend>(
             key_hash: None,
             plan: principal.account().map(|_| plan_id.clone()),
             refund: false,
+            costs: Vec::new(),
         };
         let answer = cx
             .backend

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { startWorker, post, d1Query, eventually } from './harness.mjs';
 import { startStripeStandIn, signHeader } from './stripe_standin.mjs';
+import { startUpstreamStandIn } from './upstream_standin.mjs';
 
 const SECRET = 'whsec_runtime_secret';
 const PLANS = {
@@ -13,12 +14,15 @@ const PLANS = {
   pro: { daily: 4, monthly: 100, price: '$9/month', stripe_price: 'price_pro' },
   team: { daily: 8, monthly: 1000, price: '$49/month', stripe_price: 'price_team' },
   metered: { monthly: 100000, price: '$0.01/call', stripe_price: 'price_metered', metered: true },
+  tokens: { monthly: 100000, price: '$2/M tokens', stripe_price: 'price_tokens', metered: true, meter: 'tokens', daily_tokens: 30 },
 };
 
 let w;
 let stripe;
+let upstream;
 before(async () => {
   stripe = await startStripeStandIn({ secret: SECRET });
+  upstream = await startUpstreamStandIn();
   w = await startWorker({ vars: {
     PLANS: JSON.stringify(PLANS),
     STRIPE_SECRET_KEY: 'sk_test_runtime',
@@ -26,10 +30,11 @@ before(async () => {
     STRIPE_API_BASE: stripe.base,
     STRIPE_METER_EVENT: 'mcp_calls',
     STRIPE_TIMEOUT_MS: '1000',
+    PROVIDERS: JSON.stringify([{ name: 'up', kind: 'openai', base_url: `${upstream.base}/v1`, model: 'm', key_secret: 'UP_KEY' }]),
   } });
   stripe.state.webhook = `${w.origin}/api/stripe/webhook`;
 });
-after(async () => { await w?.stop(); await stripe?.close(); });
+after(async () => { await w?.stop(); await stripe?.close(); await upstream?.close(); });
 
 const d1 = (sql) => d1Query(w.state, sql);
 // d1() blocks the event loop (wrangler d1 execute runs synchronously); a keep-alive socket
@@ -278,6 +283,44 @@ test('metered calls become meter events with distinct identifiers, retried after
   for (const r of sent) assert.equal(r.idempotencyKey, r.form.identifier);
 });
 
+test('a plan metered by tokens reports each call\'s tokens and stops when its token allowance is spent', async () => {
+  const { session, key } = await buy('tokens');
+  const ask = async (question) => {
+    await settle();
+    return post(w.url, { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'ask', arguments: { question } } },
+      { ...H25, authorization: `Bearer ${key}`, accept: 'application/json' });
+  };
+  // Each answer: 12 input + 8 output tokens (the stand-in's default). 30 a day: the first
+  // call leaves 10, the second is let through with room left and ends at 40, the third is
+  // refused before it reaches the upstream.
+  const before = upstream.requests.length;
+  for (const q of ['one?', 'two?']) {
+    const r = await ask(q);
+    assert.equal(r.status, 200);
+    assert.equal(r.body.result.structuredContent.output_tokens, 8);
+  }
+  const third = await ask('three?');
+  assert.equal(third.status, 429);
+  assert.match(third.body.error.message, /daily limit of 30 tokens reached for plan tokens/);
+  assert.equal(third.body.error.data.unit, 'tokens');
+  assert.equal(upstream.requests.length - before, 2, 'the refused call never reached the upstream');
+  // A call without tokens is not limited by them, and a plan metered by tokens does not bill it.
+  assert.equal((await call('hash', key)).status, 200);
+  const events = await eventually(() => {
+    const mine = stripe.meterEvents.filter((e) => e.payload.stripe_customer_id === session.customer);
+    return mine.length === 2 && mine;
+  }, 'two meter events');
+  assert.deepEqual(events.map((e) => e.payload.value), ['20', '20']);
+  const rows = await eventually(() => {
+    const r = d1(`SELECT request_id, input_tokens, output_tokens, provider FROM tool_call_logs WHERE principal = 'acct:${session.client_reference_id}' AND tool = 'ask' AND status = 'success'`);
+    return r.length === 2 && r;
+  }, 'two usage rows');
+  assert.deepEqual(new Set(rows.map((r) => r.request_id)), new Set(events.map((e) => e.identifier)), 'identifier = request id');
+  assert.ok(rows.every((r) => r.input_tokens === 12 && r.output_tokens === 8 && r.provider === 'up'));
+  const usage = await (await fetch(`${w.origin}/api/usage?period=day`, { headers: { authorization: `Bearer ${key}` } })).json();
+  assert.equal(usage.totals.input_tokens + usage.totals.output_tokens, 40);
+});
+
 test('Stripe failing or timing out: checkout is retried with the same Idempotency-Key and makes one session', async () => {
   const attempts = () => stripe.requests.filter((r) => r.path === '/v1/checkout/sessions');
   // A 500, then success.
@@ -332,16 +375,16 @@ test('paid tools name the plans and link to checkout; the landing page sells the
   assert.equal(anon.status, 200);
   const r = anon.body.result;
   assert.equal(r.isError, true);
-  assert.deepEqual(r.structuredContent.plans.map((p) => p.plan), ['pro', 'team', 'metered']);
+  assert.deepEqual(r.structuredContent.plans.map((p) => p.plan), ['pro', 'team', 'metered', 'tokens']);
   assert.match(r.content[0].text, /\$9\/month/);
   const page = await fetch(r.structuredContent.plans[0].checkout_url);
   assert.equal(page.status, 200);
   assert.match(await page.text(), /action="\/api\/stripe\/checkout"/);
   const landing = await (await fetch(`${w.origin}/`)).text();
-  for (const plan of ['pro', 'team', 'metered']) assert.match(landing, new RegExp(`name="plan" value="${plan}"`));
+  for (const plan of ['pro', 'team', 'metered', 'tokens']) assert.match(landing, new RegExp(`name="plan" value="${plan}"`));
   const list = await post(w.url, { jsonrpc: '2.0', id: 1, method: 'tools/list' }, H25);
   // No PUBLIC_URL here: the _meta prefix is local.<SERVER_NAME>.
   const meta = list.body.result.tools.find((t) => t.name === 'hmac')._meta;
   assert.equal(meta['local.paid-mcp-worker/paid'], true);
-  assert.deepEqual(meta['local.paid-mcp-worker/plans'].map((p) => p.plan), ['pro', 'team', 'metered']);
+  assert.deepEqual(meta['local.paid-mcp-worker/plans'].map((p) => p.plan), ['pro', 'team', 'metered', 'tokens']);
 });
