@@ -319,6 +319,7 @@ test('a plan metered by tokens reports each call\'s tokens and stops when its to
   assert.ok(rows.every((r) => r.input_tokens === 12 && r.output_tokens === 8 && r.provider === 'up'));
   const usage = await (await fetch(`${w.origin}/api/usage?period=day`, { headers: { authorization: `Bearer ${key}` } })).json();
   assert.equal(usage.totals.input_tokens + usage.totals.output_tokens, 40);
+  assert.deepEqual(usage.token_quota.map((q) => [q.period, q.limit, q.used, q.remaining]), [['day', 30, 40, 0]]);
 });
 
 test('Stripe failing or timing out: checkout is retried with the same Idempotency-Key and makes one session', async () => {
