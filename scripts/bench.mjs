@@ -30,14 +30,14 @@
 //   size and start-up: wasm raw and gzip -9, `wrangler check startup`
 // Every reply is checked (HTTP 200 and a JSON-RPC result; for tools/call, not a tool error).
 import { execFile, execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import {
   ADMIN_TOKEN, BENCH, JWT_SECRET, ROOT, WRANGLER, WRANGLER_ENV, bundlePeer, cleanup, describeTargets, freePort,
-  startMiniflare, startupConfig, startWranglerDev,
+  prepare, startMiniflare, startupConfig, startWranglerDev,
 } from '../bench/lib/targets.mjs';
 import { analyse, openProfiler, profileWhile, samplingPeriod } from '../bench/lib/profile.mjs';
 import { cpuMs, loadSnapshot, otherLoad } from '../bench/lib/proc.mjs';
@@ -103,20 +103,7 @@ const log = (msg) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed
 
 // ---- set-up: the bench's own packages, the build, a private copy of the bundle ----
 
-if (!existsSync(join(BENCH, 'node_modules', '.package-lock.json'))) {
-  log('npm ci in bench/');
-  execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: BENCH, stdio: ['ignore', 'ignore', 'inherit'] });
-}
-if (!opt['no-build']) {
-  log('scripts/build.sh');
-  try {
-    const out = execFileSync(join(ROOT, 'scripts', 'build.sh'), [], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    log(out.toString().trim().split('\n').at(-1));
-  } catch (e) {
-    process.stderr.write(`${e.stdout}${e.stderr}`);
-    throw new Error('scripts/build.sh failed');
-  }
-}
+prepare(log, { build: !opt['no-build'] });
 const work = mkdtempSync(join(tmpdir(), 'bench-'));
 const bundleDir = join(work, 'bundle');
 cpSync(resolve(ROOT, opt.bundle), bundleDir, { recursive: true });

@@ -12,12 +12,12 @@
 // the heap after GC in the last quarter of the run within 10% (or 2 MiB) of the first
 // quarter's, no failed reply, no usage row other than `success`, one row per call served.
 // Exits non-zero when the verdict fails.
-import { execFile, execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ADMIN_TOKEN, BENCH, JWT_SECRET, ROOT, cleanup, describeTargets, freePort, startMiniflare } from '../bench/lib/targets.mjs';
+import { ADMIN_TOKEN, BENCH, JWT_SECRET, ROOT, cleanup, describeTargets, freePort, prepare, startMiniflare } from '../bench/lib/targets.mjs';
 import { mintKey, signJwt } from '../tests/runtime/harness.mjs';
 
 const { values: opt } = parseArgs({
@@ -37,14 +37,7 @@ if (!(minutes > 0 && minutes <= 60 && rate > 0 && rate <= 2000 && sliceS >= 5)) 
 const t0 = Date.now();
 const log = (msg) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`);
 
-if (!existsSync(join(BENCH, 'node_modules', '.package-lock.json'))) {
-  log('npm ci in bench/');
-  execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: BENCH, stdio: ['ignore', 'ignore', 'inherit'] });
-}
-if (!opt['no-build']) {
-  log('scripts/build.sh');
-  execFileSync(join(ROOT, 'scripts', 'build.sh'), [], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-}
+prepare(log, { build: !opt['no-build'] });
 const work = mkdtempSync(join(tmpdir(), 'soak-'));
 process.on('exit', () => cleanup(work));
 const bundleDir = join(work, 'bundle');

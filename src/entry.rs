@@ -17,6 +17,7 @@ use crate::{
     context::{Context, Handled},
     error::ApiError,
     http::{HttpRequest, HttpResponse},
+    mcp::tools::{Io, Live},
     usage::UsageLog,
 };
 
@@ -60,19 +61,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
         return streamed(http_req, env, config, ctx, started).await;
     }
     let backend = WorkerBackend::new(env, config.object_timeout_ms);
-    let clock = now_ms;
-    let cx = Context {
-        config: &config,
-        client_ip: http_req.header("cf-connecting-ip"),
-        backend: &backend,
-        now_ms: started,
-        clock: &clock,
-        io: None,
-        live: None,
-    };
-    let handled = app::handle(&http_req, &cx).await;
-
-    log_line(&config, &http_req, &handled, started);
+    let handled = handle(&http_req, &config, &backend, started, None, None).await;
     let effects = handled.effects;
     if !effects.usage.is_empty() || !effects.meter.is_empty() {
         // After the response: a slow or failing D1 write or Stripe report never delays or
@@ -123,22 +112,18 @@ async fn streamed(
         let io = WorkerIo {
             responder: Some(&reply),
         };
-        let clock = now_ms;
-        let cx = Context {
-            config: &config,
-            client_ip: http_req.header("cf-connecting-ip"),
-            backend: &backend,
-            now_ms: started,
-            clock: &clock,
-            io: Some(&io),
-            live: live.then_some(&*reply as &dyn crate::mcp::tools::Live),
-        };
-        let handled = app::handle(&http_req, &cx).await;
-        log_line(&config, &http_req, &handled, started);
-        let response = handled.response;
-        match to_worker_response(response.clone()) {
-            Ok(whole) => reply.finish(response, whole),
-            Err(e) => worker::console_error!("{}", json!({ "response_failed": e.to_string() })),
+        let live = live.then_some(&*reply as &dyn Live);
+        let handled = handle(&http_req, &config, &backend, started, Some(&io), live).await;
+        if reply.streaming() {
+            reply.finish_stream(&handled.response);
+        } else {
+            match to_worker_response(handled.response) {
+                Ok(whole) => reply.answer(&whole),
+                Err(e) => {
+                    worker::console_error!("{}", json!({ "response_failed": e.to_string() }));
+                    reply.answer(&wasm_bindgen::JsValue::NULL);
+                }
+            }
         }
         after(&config, &backend, handled.effects).await;
     });
@@ -146,6 +131,30 @@ async fn streamed(
         .head()
         .await
         .map_err(|e| worker::Error::RustError(js::message(&e)))
+}
+
+/// Handles a request and writes its log line.
+async fn handle(
+    http_req: &HttpRequest,
+    config: &Config,
+    backend: &WorkerBackend,
+    started: u64,
+    io: Option<&dyn Io>,
+    live: Option<&dyn Live>,
+) -> Handled {
+    let clock = now_ms;
+    let cx = Context {
+        config,
+        client_ip: http_req.header("cf-connecting-ip"),
+        backend,
+        now_ms: started,
+        clock: &clock,
+        io,
+        live,
+    };
+    let handled = app::handle(http_req, &cx).await;
+    log_line(config, http_req, &handled, started);
+    handled
 }
 
 /// What a request leaves for after its response: usage rows and meter events.
@@ -234,12 +243,7 @@ async fn read_request(
 }
 
 fn to_worker_response(resp: HttpResponse) -> Result<web_sys::Response> {
-    let head = resp
-        .headers
-        .iter()
-        .flat_map(|(name, value)| [name.as_str(), value.as_str()])
-        .collect::<Vec<_>>()
-        .join("\n");
+    let head = js::head_text(&resp.headers);
     js::respond(resp.status, &head, resp.body)
         .map_err(|e| worker::Error::RustError(js::message(&e)))
 }

@@ -1,7 +1,7 @@
 // The three benchmark targets (the server, the TypeScript peer, the hello-world worker):
 // bundling, and starting each under Miniflare's API or under `wrangler dev`, 127.0.0.1 only.
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +37,23 @@ export const WRANGLER_ENV = {
 };
 
 export { freePort } from '../../tests/runtime/harness.mjs';
+
+/** The bench's own packages (`npm ci` in bench/ when missing), then the release build unless `build` is false. */
+export function prepare(log, { build = true } = {}) {
+  if (!existsSync(join(BENCH, 'node_modules', '.package-lock.json'))) {
+    log('npm ci in bench/');
+    execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: BENCH, stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  if (!build) return;
+  log('scripts/build.sh');
+  try {
+    const out = execFileSync(join(ROOT, 'scripts', 'build.sh'), [], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    log(out.toString().trim().split('\n').at(-1));
+  } catch (e) {
+    process.stderr.write(`${e.stdout}${e.stderr}`);
+    throw new Error('scripts/build.sh failed');
+  }
+}
 
 /** A wrangler config in its own temporary directory (so no .wrangler/ lands in the tree). */
 function tempConfig(name, config) {

@@ -103,13 +103,23 @@ impl Responder {
         self.stream.borrow().clone()
     }
 
-    /// Ends the reply: `response` whole when nothing was streamed, else its body as the
-    /// stream's last event(s) (a JSON body framed as one `message` event).
-    pub(crate) fn finish(&self, response: crate::http::HttpResponse, whole: web_sys::Response) {
+    /// Whether the reply is being streamed (its head has gone out).
+    pub(crate) fn streaming(&self) -> bool {
+        self.stream.borrow().is_some()
+    }
+
+    /// Answers with a whole response (when nothing was streamed); `value` should be a
+    /// `Response`: anything else still ends the wait (the runtime then answers 500).
+    pub(crate) fn answer(&self, value: &JsValue) {
+        if !self.answered.replace(true) {
+            resolve_deferred(&self.head, value);
+        }
+    }
+
+    /// Ends a streamed reply with `response`'s body as its last event(s): an event-stream
+    /// body as it is, a JSON body framed as one `message` event.
+    pub(crate) fn finish_stream(&self, response: &crate::http::HttpResponse) {
         let Some(stream) = self.started() else {
-            if !self.answered.replace(true) {
-                resolve_deferred(&self.head, &whole);
-            }
             return;
         };
         let body = String::from_utf8_lossy(&response.body);
@@ -156,12 +166,7 @@ impl Io for WorkerIo<'_> {
         timeout_ms: u64,
     ) -> LocalFuture<'a, Result<Opened<'a>, OpenError>> {
         Box::pin(async move {
-            let head = req
-                .headers
-                .iter()
-                .flat_map(|(n, v)| [n.as_str(), v.as_str()])
-                .collect::<Vec<_>>()
-                .join("\n");
+            let head = js::head_text(&req.headers);
             let stream = self
                 .responder
                 .and_then(Responder::started)

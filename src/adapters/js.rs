@@ -109,6 +109,15 @@ pub(crate) fn answer_object(status: u16, body: &str) -> worker::Result<worker::R
         .map_err(|e| worker::Error::RustError(message(&e)))
 }
 
+/// Headers as the glue takes them: `"name\nvalue\n…"`.
+pub(crate) fn head_text(headers: &[(String, String)]) -> String {
+    headers
+        .iter()
+        .flat_map(|(n, v)| [n.as_str(), v.as_str()])
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// A JavaScript error's message, for a `StoreError` or a log line.
 pub(crate) fn message(e: &JsValue) -> String {
     e.dyn_ref::<js_sys::Error>()

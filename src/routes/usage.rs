@@ -70,7 +70,11 @@ async fn plan_and_counts<B: Backend>(
             .unwrap_or_default();
         let mut windows = policy::windows(plan.daily, plan.monthly, now_s);
         let calls = windows.len();
-        windows.extend(policy::token_windows(plan.daily_tokens, plan.monthly_tokens, now_s));
+        windows.extend(policy::token_windows(
+            plan.daily_tokens,
+            plan.monthly_tokens,
+            now_s,
+        ));
         let look = ConsumeRequest {
             windows: windows.iter().map(|w| (w.key.clone(), w.limit)).collect(),
             cost: 0,
