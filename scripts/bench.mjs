@@ -7,7 +7,8 @@
 //   --bundle DIR        the server bundle (default build/); copied before use
 //   --quick             one round, shorter runs (about two minutes)
 //   --only LIST         targets, comma-separated: server,peer,hello
-//   --scenario LIST     health, tools/list, server/discover, tools/call-jwt, tools/call-key
+//   --scenario LIST     health, tools/list, server/discover, tools/call-jwt, tools/call-key,
+//                       tools/call-ask (the server only: an upstream stand-in on 127.0.0.1 answers)
 //   --profile           only the CPU profiles (no throughput, start-up or wrangler dev runs)
 //   --rounds N  --duration S  --count N  --interval US  --top N   (see DEFAULTS)
 //   --no-wrangler  --no-startup
@@ -42,6 +43,7 @@ import {
 import { analyse, openProfiler, profileWhile, samplingPeriod } from '../bench/lib/profile.mjs';
 import { cpuMs, loadSnapshot, otherLoad } from '../bench/lib/proc.mjs';
 import { mintKey, req2026, signJwt } from '../tests/runtime/harness.mjs';
+import { startUpstreamStandIn } from '../tests/runtime/upstream_standin.mjs';
 
 const DEFAULTS = {
   full: { rounds: 3, duration: 6, count: 3000, wranglerDuration: 4, startupRuns: 3, warmup: 1 },
@@ -54,6 +56,7 @@ const SCENARIOS = [
   { id: 'server/discover', title: 'server/discover (2026-07-28)', targets: ['server'] },
   { id: 'tools/call-jwt', title: 'tools/call hash, JWT', targets: ['server', 'peer'] },
   { id: 'tools/call-key', title: 'tools/call hash, API key', targets: ['server'] },
+  { id: 'tools/call-ask', title: 'tools/call ask, API key, streamed (local upstream stand-in, 8 tokens)', targets: ['server'] },
 ];
 
 const { values: opt } = parseArgs({
@@ -110,7 +113,12 @@ cpSync(resolve(ROOT, opt.bundle), bundleDir, { recursive: true });
 log(`bundling bench/peer (wrangler's bundler)`);
 const peerBundle = bundlePeer();
 process.on('exit', () => { cleanup(peerBundle.dir); cleanup(work); }); // also when a step fails
-const targets = describeTargets({ bundleDir, peerBundle });
+// The upstream stand-in `ask` calls (8 tokens at once), and no result cache: each call asks.
+const upstream = await startUpstreamStandIn();
+const targets = describeTargets({ bundleDir, peerBundle, serverVars: {
+  PROVIDERS: JSON.stringify([{ name: 'local', kind: 'openai', base_url: `${upstream.base}/v1`, model: 'bench', key_secret: 'LOCAL_KEY' }]),
+  ASK_CACHE: 'off',
+} });
 
 // ---- helpers ----
 
@@ -152,6 +160,8 @@ function request(scenario, targetName, origin, cred) {
       return mcp(HASH_CALL, bearer(cred.jwt), 'tool');
     case 'tools/call-key':
       return mcp(HASH_CALL, bearer(cred.key), 'tool');
+    case 'tools/call-ask':
+      return mcp({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'ask', arguments: { question: 'bench?' } } }, bearer(cred.key), 'tool');
     default:
       throw new Error(scenario);
   }
@@ -463,4 +473,5 @@ if (failures.length) {
 p(`run time: ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 console.log(out.join('\n'));
 writeFileSync(join(ARTIFACTS, 'report.txt'), `${out.join('\n')}\n`);
+await upstream.close();
 if (failures.length) process.exitCode = 1;

@@ -24,7 +24,7 @@ export const SERVER_VARS = {
   ANON_DAILY_LIMIT: String(HUGE),
   PLANS: JSON.stringify({
     free: { daily: HUGE, monthly: HUGE, tools: ['*'] },
-    pro: { daily: HUGE, monthly: HUGE, tools: ['*'] },
+    pro: { daily: HUGE, monthly: HUGE, tools: ['*'], price: '$9/month' },
   }),
 };
 export const WRANGLER_ENV = {
@@ -36,7 +36,9 @@ export const WRANGLER_ENV = {
   CI: 'true',
 };
 
-export { freePort } from '../../tests/runtime/harness.mjs';
+import { freePort } from '../../tests/runtime/harness.mjs';
+
+export { freePort };
 
 /** The bench's own packages (`npm ci` in bench/ when missing), then the release build unless `build` is false. */
 export function prepare(log, { build = true } = {}) {
@@ -83,13 +85,14 @@ export function bundlePeer() {
 }
 
 /** Target descriptions: what each one is and how Miniflare and wrangler run it. */
-export function describeTargets({ bundleDir, peerBundle }) {
+export function describeTargets({ bundleDir, peerBundle, serverVars = {} }) {
+  const vars = { ...SERVER_VARS, ...serverVars };
   return {
     server: {
       name: 'server',
-      miniflare: serverWorker(bundleDir, SERVER_VARS),
+      miniflare: serverWorker(bundleDir, vars),
       // wrangler dev: the root wrangler.toml with the bundle as entry, as the runtime tests do.
-      wrangler: { cwd: ROOT, config: join(ROOT, 'wrangler.toml'), entry: join(bundleDir, 'index.js'), vars: SERVER_VARS, d1: true },
+      wrangler: { cwd: ROOT, config: join(ROOT, 'wrangler.toml'), entry: join(bundleDir, 'index.js'), vars, d1: true },
       d1Migrations: join(ROOT, 'migrations'),
     },
     peer: {
