@@ -3,6 +3,7 @@
 //! [`Backend`]; failures become responses in `error.rs`.
 
 use crate::{
+    config::Config,
     context::{Backend, Context, Effects, Handled},
     error::ApiError,
     http::{HttpRequest, HttpResponse},
@@ -26,15 +27,24 @@ pub async fn handle<B: Backend>(req: &HttpRequest, cx: &Context<'_, B>) -> Handl
         }
     };
     Handled {
-        response: hardened(req, cx, cors(req, response)),
+        response: hardened(cx.base_url(req), cors(req, response)),
         effects: fx,
     }
 }
 
+/// The headers of a reply streamed as it is made (`POST /mcp` calling a tool that
+/// streams): an event stream, with the headers every response of that path carries.
+pub fn stream_head(req: &HttpRequest, config: &Config) -> Vec<(String, String)> {
+    let head = HttpResponse::empty(200)
+        .with_header("content-type", "text/event-stream")
+        .with_header("cache-control", "no-cache");
+    hardened(config.base_url(&req.origin), cors(req, head)).headers
+}
+
 /// Headers every response carries: no content sniffing, and on https, HSTS (a year).
-fn hardened<B>(req: &HttpRequest, cx: &Context<'_, B>, resp: HttpResponse) -> HttpResponse {
+fn hardened(base_url: &str, resp: HttpResponse) -> HttpResponse {
     let resp = resp.with_header("x-content-type-options", "nosniff");
-    if cx.base_url(req).starts_with("https://") {
+    if base_url.starts_with("https://") {
         resp.with_header("strict-transport-security", "max-age=31536000")
     } else {
         resp

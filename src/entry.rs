@@ -104,7 +104,8 @@ async fn streamed(
     ctx: worker::Context,
     started: u64,
 ) -> Result<web_sys::Response> {
-    let responder = Rc::new(Responder::new());
+    let head = js::head_text(&app::stream_head(&http_req, &config));
+    let responder = Rc::new(Responder::new(head));
     let reply = responder.clone();
     let live = takes_stream(&http_req);
     ctx.wait_until(async move {

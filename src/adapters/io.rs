@@ -63,14 +63,18 @@ const IDLE_MS: f64 = 10_000.0;
 /// The reply of a request handled in `waitUntil`: its head goes to the fetch handler
 /// once known; a streamed body is written as the tool sends events.
 pub(crate) struct Responder {
+    /// The streamed reply's headers (`"name\nvalue…"`).
+    stream_head: String,
     head: JsValue,
     stream: RefCell<Option<JsValue>>,
     answered: std::cell::Cell<bool>,
 }
 
 impl Responder {
-    pub(crate) fn new() -> Self {
+    /// A reply whose stream, if one is started, carries `stream_head`.
+    pub(crate) fn new(stream_head: String) -> Self {
         Self {
+            stream_head,
             head: deferred(),
             stream: RefCell::new(None),
             answered: std::cell::Cell::new(false),
@@ -88,10 +92,7 @@ impl Responder {
         if let Some(s) = self.stream.borrow().as_ref() {
             return s.clone();
         }
-        let s = open_stream(
-            200,
-            "content-type\ntext/event-stream\ncache-control\nno-cache",
-        );
+        let s = open_stream(200, &self.stream_head);
         resolve_deferred(&self.head, &stream_response(&s));
         self.answered.set(true);
         *self.stream.borrow_mut() = Some(s.clone());

@@ -88,8 +88,11 @@ test('the reply starts before the upstream answers (time to first byte), and JSO
   // The upstream answers its head at once but its first token only after 1.2 s.
   script('/p1', { kind: 'stream', firstDelayMs: 1200, delayMs: 20 });
   const started = Date.now();
-  const res = await fetch(w.url, { method: 'POST', headers: { ...HEADERS(), accept: 'application/json, text/event-stream' }, body: body('slow?') });
+  const origin = 'http://localhost:6274'; // a browser client on loopback (the Inspector's UI)
+  const res = await fetch(w.url, { method: 'POST', headers: { ...HEADERS(), origin, accept: 'application/json, text/event-stream' }, body: body('slow?') });
   const head = Date.now() - started;
+  assert.equal(res.headers.get('access-control-allow-origin'), origin, 'the streamed head carries CORS');
+  assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
   const reader = res.body.getReader();
   await reader.read();
   const firstByte = Date.now() - started;
