@@ -2,7 +2,7 @@
 //! button, claim page). No scripts: every page works without JavaScript.
 
 use crate::{
-    config::{Config, Plan},
+    config::{Config, MeterUnit, Plan},
     http::HttpResponse,
     mcp::tools::Registry,
 };
@@ -125,8 +125,17 @@ fn limits(p: &Plan) -> String {
     if parts.is_empty() {
         parts.push("unlimited calls".to_owned());
     }
+    if let Some(d) = p.daily_tokens {
+        parts.push(format!("{d} tokens/day"));
+    }
+    if let Some(m) = p.monthly_tokens {
+        parts.push(format!("{m} tokens/month"));
+    }
     if p.metered {
-        parts.push("billed per call".to_owned());
+        parts.push(match p.meter {
+            MeterUnit::Calls => "billed per call".to_owned(),
+            MeterUnit::Tokens => "billed per token".to_owned(),
+        });
     }
     parts.join(", ")
 }
@@ -423,6 +432,27 @@ mod tests {
         );
         assert!(csp_forms_to(cursor).contains("form-action 'self' https: http: cursor:;"));
         assert_eq!(csp_forms_to("http://127.0.0.1:3/cb"), CSP_FORMS);
+    }
+
+    #[test]
+    fn plan_limits_name_calls_tokens_and_what_is_billed() {
+        let per_call = Plan {
+            daily: Some(100),
+            metered: true,
+            ..Plan::default()
+        };
+        assert_eq!(limits(&per_call), "100 calls/day, billed per call");
+        let per_token = Plan {
+            monthly: Some(1000),
+            daily_tokens: Some(30000),
+            metered: true,
+            meter: MeterUnit::Tokens,
+            ..Plan::default()
+        };
+        assert_eq!(
+            limits(&per_token),
+            "1000 calls/month, 30000 tokens/day, billed per token"
+        );
     }
 
     #[test]

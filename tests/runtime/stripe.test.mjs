@@ -383,6 +383,8 @@ test('paid tools name the plans and link to checkout; the landing page sells the
   assert.match(await page.text(), /action="\/api\/stripe\/checkout"/);
   const landing = await (await fetch(`${w.origin}/`)).text();
   for (const plan of ['pro', 'team', 'metered', 'tokens']) assert.match(landing, new RegExp(`name="plan" value="${plan}"`));
+  assert.match(landing, /30 tokens\/day, billed per token/, 'a plan metered by tokens says so');
+  assert.match(landing, /100000 calls\/month, billed per call/);
   const list = await post(w.url, { jsonrpc: '2.0', id: 1, method: 'tools/list' }, H25);
   // No PUBLIC_URL here: the _meta prefix is local.<SERVER_NAME>.
   const meta = list.body.result.tools.find((t) => t.name === 'hmac')._meta;
