@@ -219,3 +219,9 @@ export async function cachePut(key, text, ttlS) {
   const headers = { "content-type": "application/json", "cache-control": "max-age=" + ttlS };
   await caches.default.put(CACHE_BASE + key, new Response(text, { headers }));
 }
+
+// Ends a stream at once (its call was cancelled): requests made for it are aborted too.
+export function abortStream(stream) {
+  stream.gone.abort();
+  stream.writer.abort().catch(() => {});
+}

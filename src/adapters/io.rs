@@ -34,6 +34,8 @@ extern "C" {
     fn close_stream(stream: &JsValue);
     #[wasm_bindgen(js_name = streamGone)]
     fn stream_gone(stream: &JsValue) -> bool;
+    #[wasm_bindgen(js_name = abortStream)]
+    fn abort_stream(stream: &JsValue);
     #[wasm_bindgen(js_name = openUpstream, catch)]
     async fn open_upstream(
         url: &str,
@@ -151,6 +153,11 @@ impl Live for Responder {
 
     fn gone(&self) -> bool {
         self.started().is_some_and(|s| stream_gone(&s))
+    }
+
+    fn abort_hook(&self) -> Option<std::rc::Rc<dyn Fn()>> {
+        let stream = self.started()?;
+        Some(std::rc::Rc::new(move || abort_stream(&stream)))
     }
 }
 

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::{
+    cancel,
     jsonrpc::{
         self, Message, RequestId, classify, invalid_params, invalid_request, method_not_found,
     },
@@ -146,8 +147,11 @@ pub async fn serve<B: QuotaStore>(
     let (id, method, params) = match msg {
         Message::Request { id, method, params } => (id, method, params.unwrap_or_default()),
         // Notifications (initialized, cancelled, progress…) need no answer from a stateless
-        // server; responses answer requests this server never sends.
-        Message::Notification { .. } => return Served::accepted(),
+        // server; responses answer requests this server never sends. A 2025 cancellation
+        // reaches the caller's call if it is in flight in this isolate.
+        Message::Notification { method, params } => {
+            return notified(&method, params.as_ref(), version, cx);
+        }
         Message::Response { .. } if version.is_stateless() => {
             let e =
                 jsonrpc::invalid_request("a stateless server does not accept JSON-RPC responses");
@@ -156,7 +160,7 @@ pub async fn serve<B: QuotaStore>(
         Message::Response { .. } => return Served::accepted(),
     };
     let mut fx = Effects::default();
-    let result = call(&method, params, version, headers, cx, &mut fx).await;
+    let result = call((&id, &method), params, version, headers, cx, &mut fx).await;
     let (status, reply, mut extra) = match result {
         Ok(mut result) => {
             shape_result(&mut result, version.is_stateless());
@@ -185,8 +189,25 @@ pub async fn serve<B: QuotaStore>(
     }
 }
 
-async fn call<B: QuotaStore>(
+/// A notification: accepted; a 2025 cancellation reaches the caller's call if it is in
+/// flight in this isolate.
+fn notified<B>(
     method: &str,
+    params: Option<&Map<String, Value>>,
+    version: Version,
+    cx: &McpContext<'_, B>,
+) -> Served {
+    if method == "notifications/cancelled"
+        && !version.is_stateless()
+        && let Some(id) = params.and_then(|p| p.get("requestId"))
+    {
+        cancel::cancel(&cx.principal.bucket(), id);
+    }
+    Served::accepted()
+}
+
+async fn call<B: QuotaStore>(
+    (id, method): (&RequestId, &str),
     params: Map<String, Value>,
     version: Version,
     headers: &McpHeaders<'_>,
@@ -199,7 +220,7 @@ async fn call<B: QuotaStore>(
         "ping" if !stateless => json!({}),
         "server/discover" if stateless => to_value(&discover(cx))?,
         "tools/list" => tools_list(&params, stateless, cx.config)?,
-        "tools/call" => return tools_call(params, stateless, headers, cx, fx).await,
+        "tools/call" => return tools_call(id, params, stateless, headers, cx, fx).await,
         #[cfg(feature = "conformance")]
         m if tools::fixtures::handles(m) => {
             tools::fixtures::call(m, params, stateless, &mut fx.notifications)?
@@ -313,6 +334,7 @@ fn tools_list(
 }
 
 async fn tools_call<B: QuotaStore>(
+    id: &RequestId,
     params: Map<String, Value>,
     stateless: bool,
     headers: &McpHeaders<'_>,
@@ -331,10 +353,7 @@ async fn tools_call<B: QuotaStore>(
     let tool = tool_for(&params, stateless, headers, cx)?;
     let mut record = usage_record(cx, tool.name, input_bytes);
     let cached = cached(tool, params.arguments.as_ref(), cx).await;
-    let charge = Charge {
-        calls: cached.as_ref().map_or(1, Cached::cost),
-        tokens: tool.outbound,
-    };
+    let charge = Charge::of(tool, cached.as_ref());
     let gate = gate(tool, cx, charge, &mut record, fx).await;
     // Refusals for scope, plan, quota or sign-in are logged; store failures are not.
     let admitted = match gate {
@@ -349,6 +368,12 @@ async fn tools_call<B: QuotaStore>(
             }
             return Err(refusal);
         }
+    };
+    let cancellable = cancellable(id, stateless, cx);
+    let live = cancellable.as_ref().map(|c| c as &dyn tools::Live);
+    let cx = &McpContext {
+        live: live.or(cx.live),
+        ..*cx
     };
     let Some(cached) = cached else {
         return run(tool, params, admitted, record, stateless, cx, fx).await;
@@ -399,6 +424,18 @@ fn tool_for<B>(
         })?;
     }
     Ok(tool)
+}
+
+/// A 2025 call that calls out can be cancelled by a later `notifications/cancelled`.
+fn cancellable<'a, B>(
+    id: &RequestId,
+    stateless: bool,
+    cx: &McpContext<'a, B>,
+) -> Option<cancel::Cancellable<'a>> {
+    (!stateless && cx.io.is_some()).then(|| {
+        let id = serde_json::to_value(id).unwrap_or(Value::Null);
+        cancel::Cancellable::register(&cx.principal.bucket(), &id, cx.live)
+    })
 }
 
 /// A cacheable call: its policy, key, and the cached result when there is one.
@@ -553,6 +590,16 @@ enum Counted {
 struct Charge {
     calls: u64,
     tokens: bool,
+}
+
+impl Charge {
+    /// A call of `tool`: one call, none when answered from the cache (unless hits cost).
+    fn of(tool: &tools::ToolDef, cached: Option<&Cached>) -> Self {
+        Self {
+            calls: cached.map_or(1, Cached::cost),
+            tokens: tool.outbound,
+        }
+    }
 }
 
 /// Counts the call in the principal's bucket under `plan`, adding the rate-limit headers.

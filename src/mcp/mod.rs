@@ -9,6 +9,7 @@
 //! The HTTP side (origin, media types, body, replies as JSON or an event stream) is
 //! `routes::mcp`.
 
+pub mod cancel;
 pub mod discovery;
 pub mod jsonrpc;
 pub mod methods;

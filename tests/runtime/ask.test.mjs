@@ -133,6 +133,38 @@ test('a client that leaves aborts the upstream request; the call is cancelled an
   assert.equal(await dailyUsed(), before, 'the cancelled call was refunded');
 });
 
+test('a 2025 notifications/cancelled ends the caller\'s streamed call and aborts its upstream request; another caller\'s does not', async () => {
+  const since = Date.now();
+  script('/p1', { kind: 'stream', delayMs: 400 });
+  const before = await dailyUsed();
+  const res = await fetch(w.url, { method: 'POST', headers: { ...HEADERS(), accept: 'text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 'call-42', method: 'tools/call', params: { name: 'ask', arguments: { question: 'cancel by notification' } } }) });
+  const reader = res.body.getReader();
+  await reader.read(); // the stream has started
+  await eventuallyAsync(() => mine('/p1', since).length, 'the upstream request');
+  const cancel = (authorization) => fetch(w.url, { method: 'POST', headers: { ...HEADERS(), authorization, accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'call-42', reason: 'user stopped it' } }) });
+  const other = await mintKey(w.origin, ADMIN_TOKEN, { plan: 'pro' });
+  assert.equal((await cancel(`Bearer ${other}`)).status, 202);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok(!mine('/p1', since)[0].aborted, 'another caller cannot cancel it');
+  assert.equal((await cancel(`Bearer ${key}`)).status, 202);
+  await eventuallyAsync(() => mine('/p1', since)[0].aborted, 'the upstream request aborted');
+  let rest = '';
+  for (;;) {
+    const { done, value } = await reader.read().catch(() => ({ done: true }));
+    if (done) break;
+    rest += Buffer.from(value).toString();
+  }
+  assert.doesNotMatch(rest, /"result"/, 'no result for a cancelled request');
+  const rows = await eventuallyAsync(() => {
+    const r = d1Query(w.state, `SELECT status FROM tool_call_logs WHERE tool = 'ask' AND created_at >= ${since}`);
+    return r.length && r;
+  }, 'the usage row');
+  assert.deepEqual(rows, [{ status: 'cancelled' }]);
+  assert.equal(await dailyUsed(), before, 'refunded');
+});
+
 test('retryable failures are retried, then the next provider answers; a hang times out; a drop mid-answer is a tool error', async () => {
   let since = Date.now();
   script('/p1', { kind: 'status', status: 500 }, { kind: 'status', status: 429, retryAfter: '1' }, { kind: 'status', status: 503 });

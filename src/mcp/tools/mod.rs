@@ -233,6 +233,10 @@ pub trait Live {
     fn keep_alive(&self);
     /// The client has gone away.
     fn gone(&self) -> bool;
+    /// What ends the stream at once (a cancelled call's), once it has started.
+    fn abort_hook(&self) -> Option<std::rc::Rc<dyn Fn()>> {
+        None
+    }
 }
 
 /// Log levels (RFC 5424 severities, as MCP names them), least severe first.
