@@ -7,7 +7,10 @@ use crate::{
     billing::{meter::MeterEvent, store::BillingStore},
     config::Config,
     http::HttpRequest,
-    mcp::tools::{Io, Live},
+    mcp::{
+        tasks::TaskStore,
+        tools::{Io, Live},
+    },
     oauth::store::OAuthStore,
     quota::{self, QuotaStore},
     store::{Outbound, StoreError},
@@ -16,9 +19,15 @@ use crate::{
 
 /// All the storage a request may need: every domain's port. `adapters::WorkerBackend`
 /// implements it over the worker's bindings, the host tests' `MemoryBackend` in memory.
-pub trait Backend: KeyStore + QuotaStore + UsageLog + BillingStore + OAuthStore + Outbound {}
+pub trait Backend:
+    KeyStore + QuotaStore + TaskStore + UsageLog + BillingStore + OAuthStore + Outbound
+{
+}
 
-impl<T: KeyStore + QuotaStore + UsageLog + BillingStore + OAuthStore + Outbound> Backend for T {}
+impl<T: KeyStore + QuotaStore + TaskStore + UsageLog + BillingStore + OAuthStore + Outbound> Backend
+    for T
+{
+}
 
 /// What a request is handled with besides itself.
 pub struct Context<'a, B> {

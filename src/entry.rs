@@ -1,52 +1,27 @@
 //! Worker glue: the `fetch` event and the conversions between the runtime's request and
 //! response and the plain values in [`crate::http`] (through [`crate::adapters::js`]). Nothing here decides anything.
 
-use std::{cell::OnceCell, rc::Rc};
+use std::rc::Rc;
 
 use serde_json::json;
 use worker::{Date, Env, Result, event, js_sys, web_sys};
 
 use crate::{
     adapters::{
-        WorkerBackend,
+        self, WorkerBackend, config,
         io::{Responder, WorkerIo},
         js,
     },
-    app, billing,
+    app,
     config::Config,
     context::{Context, Handled},
     error::ApiError,
     http::{HttpRequest, HttpResponse},
     mcp::tools::{Io, Live},
-    usage::UsageLog,
 };
 
 fn now_ms() -> u64 {
     Date::now().as_millis()
-}
-
-thread_local! {
-    /// The configuration, read once per isolate: vars and secrets are fixed for the life of
-    /// a deployment's isolate, and parsing `PLANS` on every request would cost CPU.
-    static CONFIG: OnceCell<Rc<Config>> = const { OnceCell::new() };
-}
-
-fn config(env: &Env) -> Rc<Config> {
-    CONFIG.with(|c| {
-        c.get_or_init(|| {
-            let config = Config::from_lookup(|name| {
-                env.var(name)
-                    .ok()
-                    .map(|v| v.to_string())
-                    .or_else(|| env.secret(name).ok().map(|v| v.to_string()))
-            });
-            if !config.warnings.is_empty() {
-                worker::console_warn!("{}", json!({ "config_warnings": config.warnings }));
-            }
-            Rc::new(config)
-        })
-        .clone()
-    })
 }
 
 #[event(fetch)]
@@ -66,7 +41,9 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<
     if !effects.usage.is_empty() || !effects.meter.is_empty() {
         // After the response: a slow or failing D1 write or Stripe report never delays or
         // fails the call.
-        ctx.wait_until(async move { after(&config, &backend, effects).await });
+        ctx.wait_until(async move {
+            adapters::after(&config, &backend, &effects.usage, &effects.meter).await
+        });
     }
     to_worker_response(handled.response)
 }
@@ -112,6 +89,7 @@ async fn streamed(
         let backend = WorkerBackend::new(env, config.object_timeout_ms);
         let io = WorkerIo {
             responder: Some(&reply),
+            cancel: None,
         };
         let live = live.then_some(&*reply as &dyn Live);
         let handled = handle(&http_req, &config, &backend, started, Some(&io), live).await;
@@ -126,7 +104,8 @@ async fn streamed(
                 }
             }
         }
-        after(&config, &backend, handled.effects).await;
+        let fx = handled.effects;
+        adapters::after(&config, &backend, &fx.usage, &fx.meter).await;
     });
     responder
         .head()
@@ -156,22 +135,6 @@ async fn handle(
     let handled = app::handle(http_req, &cx).await;
     log_line(config, http_req, &handled, started);
     handled
-}
-
-/// What a request leaves for after its response: usage rows and meter events.
-async fn after(config: &Config, backend: &WorkerBackend, effects: crate::context::Effects) {
-    let records = effects.usage;
-    if !records.is_empty()
-        && let Err(e) = backend.write_usage(&records).await
-    {
-        worker::console_error!(
-            "{}",
-            json!({ "usage_write_failed": e.to_string(), "records": records.len() })
-        );
-    }
-    for failure in billing::meter::report(config, backend, &effects.meter).await {
-        worker::console_error!("{}", json!({ "meter_event_failed": failure }));
-    }
 }
 
 /// One structured line per failed or refused request (per request with `REQUEST_LOG=all`);

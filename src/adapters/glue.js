@@ -225,3 +225,13 @@ export function abortStream(stream) {
   stream.gone.abort();
   stream.writer.abort().catch(() => {});
 }
+
+// What cancels a task's run: shaped like a stream's `gone`, so that upstream requests made
+// under it are aborted with it.
+export function cancelHandle() {
+  return { gone: new AbortController() };
+}
+
+export function cancelNow(handle) {
+  handle.gone.abort();
+}

@@ -36,6 +36,10 @@ extern "C" {
     fn stream_gone(stream: &JsValue) -> bool;
     #[wasm_bindgen(js_name = abortStream)]
     fn abort_stream(stream: &JsValue);
+    #[wasm_bindgen(js_name = cancelHandle)]
+    fn cancel_handle_js() -> JsValue;
+    #[wasm_bindgen(js_name = cancelNow)]
+    fn cancel_now(handle: &JsValue);
     #[wasm_bindgen(js_name = openUpstream, catch)]
     async fn open_upstream(
         url: &str,
@@ -165,6 +169,8 @@ impl Live for Responder {
 /// reply's client goes away.
 pub(crate) struct WorkerIo<'a> {
     pub(crate) responder: Option<&'a Responder>,
+    /// A task's cancel handle ([`cancel_handle`]), when the call runs as a task.
+    pub(crate) cancel: Option<&'a JsValue>,
 }
 
 impl Io for WorkerIo<'_> {
@@ -178,6 +184,7 @@ impl Io for WorkerIo<'_> {
             let stream = self
                 .responder
                 .and_then(Responder::started)
+                .or_else(|| self.cancel.cloned())
                 .unwrap_or(JsValue::NULL);
             let h = open_upstream(&req.url, &head, &req.body, timeout_ms as f64, &stream)
                 .await
@@ -251,5 +258,43 @@ impl UpstreamBody for WorkerBody {
 
     fn abort(&mut self) {
         abort_upstream(&self.h);
+    }
+}
+
+/// What stops a task's run: upstream requests made under it are aborted when it is
+/// cancelled, and the tool sees its client as gone.
+pub(crate) struct TaskCancel {
+    handle: JsValue,
+}
+
+impl TaskCancel {
+    pub(crate) fn new() -> Self {
+        Self {
+            handle: cancel_handle_js(),
+        }
+    }
+
+    /// The handle [`WorkerIo::cancel`] takes.
+    pub(crate) fn handle(&self) -> &JsValue {
+        &self.handle
+    }
+
+    /// Stops the run at once.
+    pub(crate) fn cancel(&self) {
+        cancel_now(&self.handle);
+    }
+}
+
+/// A task has no client stream: notifications have nowhere to go, and it is gone once
+/// cancelled.
+impl Live for TaskCancel {
+    fn send(&self, _message: &serde_json::Value) -> bool {
+        !self.gone()
+    }
+
+    fn keep_alive(&self) {}
+
+    fn gone(&self) -> bool {
+        stream_gone(&self.handle)
     }
 }

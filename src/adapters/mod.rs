@@ -1,12 +1,12 @@
 //! The storage ports over the worker bindings: KV (`KV`), D1 (`DB`), the Durable Object
-//! namespaces `QUOTA` (`QuotaCounter`) and `USAGE` (`UsageBuffer`), and outbound fetch. The only module besides `entry`
-//! that touches them (wasm32 only).
+//! namespaces `QUOTA` (`QuotaCounter`), `USAGE` (`UsageBuffer`) and `TASKS` (`TaskRunner`),
+//! and outbound fetch. The only module besides `entry` that touches them (wasm32 only).
 //!
 //! One file per port: [`keys`] (`KeyStore`), [`counter`] (`QuotaStore` and every call to
 //! the Durable Object), [`usage`] (`UsageLog`), [`billing`] (`BillingStore`), [`oauth`]
-//! (`OAuthStore`), [`fetch`] (`Outbound`); the Durable Object classes [`durable`]
-//! (`QuotaCounter`) and [`buffer`] (`UsageBuffer`); and [`js`], the hot path's calls into
-//! JavaScript.
+//! (`OAuthStore`), [`fetch`] (`Outbound`), [`tasks`] (`TaskStore` and its class,
+//! `TaskRunner`); the Durable Object classes [`durable`] (`QuotaCounter`) and [`buffer`]
+//! (`UsageBuffer`); and [`js`], the hot path's calls into JavaScript.
 
 mod billing;
 mod buffer;
@@ -17,14 +17,68 @@ pub(crate) mod io;
 pub(crate) mod js;
 mod keys;
 mod oauth;
+mod tasks;
 mod usage;
 
-use std::cell::OnceCell;
+use std::{cell::OnceCell, rc::Rc};
 
+use serde_json::json;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, Env, KvStore, js_sys};
 
-use crate::{auth::api_key::KeyHash, store::StoreError};
+use crate::{
+    auth::api_key::KeyHash,
+    billing::meter::{self, MeterEvent},
+    config::Config,
+    store::StoreError,
+    usage::{UsageLog, UsageRecord},
+};
+
+thread_local! {
+    /// The configuration, read once per isolate: vars and secrets are fixed for the life of
+    /// a deployment's isolate, and parsing `PLANS` on every request would cost CPU.
+    static CONFIG: OnceCell<Rc<Config>> = const { OnceCell::new() };
+}
+
+/// The configuration from the worker's vars and secrets (read once per isolate).
+pub(crate) fn config(env: &Env) -> Rc<Config> {
+    CONFIG.with(|c| {
+        c.get_or_init(|| {
+            let config = Config::from_lookup(|name| {
+                env.var(name)
+                    .ok()
+                    .map(|v| v.to_string())
+                    .or_else(|| env.secret(name).ok().map(|v| v.to_string()))
+            });
+            if !config.warnings.is_empty() {
+                worker::console_warn!("{}", json!({ "config_warnings": config.warnings }));
+            }
+            Rc::new(config)
+        })
+        .clone()
+    })
+}
+
+/// What a call leaves for after its response (or after its task): usage rows and meter
+/// events. Failures are logged, never raised.
+pub(crate) async fn after(
+    config: &Config,
+    backend: &WorkerBackend,
+    usage: &[UsageRecord],
+    events: &[MeterEvent],
+) {
+    if !usage.is_empty()
+        && let Err(e) = backend.write_usage(usage).await
+    {
+        worker::console_error!(
+            "{}",
+            json!({ "usage_write_failed": e.to_string(), "records": usage.len() })
+        );
+    }
+    for failure in meter::report(config, backend, events).await {
+        worker::console_error!("{}", json!({ "meter_event_failed": failure }));
+    }
+}
 
 impl From<worker::Error> for StoreError {
     fn from(e: worker::Error) -> Self {
@@ -47,6 +101,7 @@ pub(crate) struct WorkerBackend {
     db: OnceCell<D1Database>,
     quota: OnceCell<JsValue>,
     usage_buffer: OnceCell<JsValue>,
+    tasks: OnceCell<JsValue>,
     /// How long a Durable Object call may take ([`js::call_object`]).
     object_timeout_ms: u64,
 }
@@ -74,6 +129,7 @@ impl WorkerBackend {
             db: OnceCell::new(),
             quota: OnceCell::new(),
             usage_buffer: OnceCell::new(),
+            tasks: OnceCell::new(),
             object_timeout_ms,
         }
     }
@@ -101,6 +157,11 @@ impl WorkerBackend {
     /// The Durable Object namespace `USAGE` (the [`buffer::UsageBuffer`] objects).
     fn usage_buffer(&self) -> Result<&JsValue, StoreError> {
         lazily(&self.usage_buffer, || self.binding("USAGE"))
+    }
+
+    /// The Durable Object namespace `TASKS` (the [`tasks::TaskRunner`] objects).
+    fn tasks(&self) -> Result<&JsValue, StoreError> {
+        lazily(&self.tasks, || self.binding("TASKS"))
     }
 
     /// A binding as a plain JavaScript value.

@@ -19,7 +19,7 @@ impl std::fmt::Debug for ApiKey {
 }
 
 /// The hex SHA-256 of an API key: what storage holds and logs may show.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct KeyHash(pub String);
 
 impl ApiKey {

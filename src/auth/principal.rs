@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::api_key::KeyHash;
 
 /// The bucket an anonymous caller is counted in, and the network around it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AddressBucket {
     bucket: String,
     network: String,
@@ -71,7 +71,7 @@ pub const ALL_SCOPES: [&str; 3] = [SCOPE_TOOLS, SCOPE_USAGE, SCOPE_BILLING];
 pub const DEFAULT_SCOPES: [&str; 2] = [SCOPE_TOOLS, SCOPE_USAGE];
 
 /// Who a request is from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Principal {
     /// No credentials; counted by address bucket (`None` when the address is unknown).
     /// `shared` marks an address in a configured shared egress range (a hosted client

@@ -8,23 +8,25 @@ use rmcp::model::{
     Implementation, InitializeResult, ListToolsResult, ProtocolVersion, ServerCapabilities,
     ToolsCapability,
 };
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+pub use super::call::{Effects, McpContext, Refusal};
 use super::{
+    call::{Admitted, count_windows, give_back, run, to_value, usage_record},
     cancel,
     jsonrpc::{
         self, Message, RequestId, classify, invalid_params, invalid_request, method_not_found,
     },
     params as mcp_params,
-    tools::{self, ToolContext},
+    tasks::{self, TaskJob, TaskRecord, TaskStore},
+    tools::{self, TaskSupport},
     version::{self, McpHeaders, Version},
 };
 use crate::{
     auth::{self, api_key::random_id, principal::Principal},
     billing::meter::MeterEvent,
-    config::{Caching, Config, FALLBACK_PLAN, MeterUnit, Plan},
-    quota::{self, ConsumeRequest, QuotaStore, policy},
+    config::{Caching, Config, FALLBACK_PLAN, Plan},
+    quota::{ConsumeRequest, QuotaStore, policy},
     upstream::{self, cache_key},
     usage::UsageRecord,
 };
@@ -36,20 +38,6 @@ pub const TOOLS_LIST_TTL_MS: u64 = 300_000;
 pub const MAX_BATCH_MESSAGES: usize = 20;
 
 pub use super::jsonrpc::codes::{INSUFFICIENT_SCOPE, RATE_LIMITED, UNAUTHORIZED};
-
-/// What a method needs from the request beyond the message.
-pub struct McpContext<'a, B> {
-    pub config: &'a Config,
-    pub base_url: &'a str,
-    pub principal: &'a Principal,
-    pub backend: &'a B,
-    /// Unix milliseconds, read when called (for durations).
-    pub clock: &'a dyn Fn() -> u64,
-    /// Outbound requests for tools that call out (none in the host tests unless given).
-    pub io: Option<&'a dyn tools::Io>,
-    /// The client's open event stream, when the reply is streamed as it is made.
-    pub live: Option<&'a dyn tools::Live>,
-}
 
 /// One message's outcome: HTTP status, the JSON-RPC reply (none for notifications and
 /// responses), extra response headers, notifications emitted while serving it, and the
@@ -84,36 +72,6 @@ impl Served {
     }
 }
 
-/// A method's failure: the JSON-RPC error, and the HTTP status and headers when they are
-/// not the protocol generation's default for the code (auth challenges, quota).
-#[derive(Debug)]
-pub struct Refusal {
-    pub error: ErrorData,
-    pub status: Option<u16>,
-    pub headers: Vec<(String, String)>,
-}
-
-impl From<ErrorData> for Refusal {
-    fn from(error: ErrorData) -> Self {
-        Self {
-            error,
-            status: None,
-            headers: Vec::new(),
-        }
-    }
-}
-
-/// What serving a message produced besides its result.
-#[derive(Debug, Default)]
-pub struct Effects {
-    pub headers: Vec<(String, String)>,
-    pub notifications: Vec<Value>,
-    pub usage: Vec<UsageRecord>,
-    pub meter: Vec<MeterEvent>,
-    /// A server-side failure's cause, for the log line only.
-    pub error: Option<String>,
-}
-
 /// The HTTP status of a JSON-RPC error. The stateless generation maps errors to statuses
 /// (unknown method 404, version and header faults 400); the initialize generation answers
 /// method-level errors with 200 and the error in the body.
@@ -129,7 +87,7 @@ fn error_status(version: Version, code: ErrorCode) -> u16 {
 }
 
 /// Serves one classified message.
-pub async fn serve<B: QuotaStore>(
+pub async fn serve<B: QuotaStore + TaskStore>(
     msg: Message,
     headers: &McpHeaders<'_>,
     cx: &McpContext<'_, B>,
@@ -206,7 +164,7 @@ fn notified<B>(
     Served::accepted()
 }
 
-async fn call<B: QuotaStore>(
+async fn call<B: QuotaStore + TaskStore>(
     (id, method): (&RequestId, &str),
     params: Map<String, Value>,
     version: Version,
@@ -221,17 +179,16 @@ async fn call<B: QuotaStore>(
         "server/discover" if stateless => to_value(&discover(cx))?,
         "tools/list" => tools_list(&params, stateless, cx.config)?,
         "tools/call" => return tools_call(id, params, stateless, headers, cx, fx).await,
+        "tasks/get" | "tasks/update" | "tasks/cancel" if stateless => {
+            let now = (cx.clock)();
+            return tasks::method(method, &params, cx.principal, cx.backend, now).await;
+        }
         #[cfg(feature = "conformance")]
         m if tools::fixtures::handles(m) => {
             tools::fixtures::call(m, params, stateless, &mut fx.notifications)?
         }
         _ => return Err(method_not_found(method).into()),
     })
-}
-
-fn to_value(v: &impl Serialize) -> Result<Value, ErrorData> {
-    serde_json::to_value(v)
-        .map_err(|_| ErrorData::internal_error("result serialisation failed", None))
 }
 
 /// Every 2026-07-28 result names its `resultType` (`complete` unless the method said
@@ -256,10 +213,13 @@ fn shape_result(result: &mut Value, stateless: bool) {
 pub fn capabilities(stateless: bool) -> ServerCapabilities {
     let mut caps = ServerCapabilities::default();
     caps.tools = Some(ToolsCapability::default());
+    if stateless {
+        // Tools that may run as tasks are listed with `execution.taskSupport`.
+        let tasks = [(tasks::EXTENSION.to_owned(), Map::new())];
+        caps.extensions = Some(tasks.into_iter().collect());
+    }
     #[cfg(feature = "conformance")]
     tools::fixtures::extend_capabilities(&mut caps, stateless);
-    #[cfg(not(feature = "conformance"))]
-    let _ = stateless;
     caps
 }
 
@@ -318,22 +278,41 @@ fn tools_list(
     if let Some(result) = cached.get() {
         return Ok(result.clone());
     }
-    let tools = tools::registry()
+    let offered: Vec<&tools::ToolDef> = tools::registry()
         .tools()
         .filter(|t| t.offered(config))
-        .map(|t| t.to_mcp(config))
         .collect();
+    let tools = offered.iter().map(|t| t.to_mcp(config)).collect();
     let mut result = ListToolsResult::with_all_items(tools);
     if stateless {
         result = result
             .with_ttl_ms(TOOLS_LIST_TTL_MS)
             .with_cache_scope(CacheScope::Public);
     }
-    let result = to_value(&result)?;
+    let mut result = to_value(&result)?;
+    if stateless {
+        declare_task_support(&mut result, &offered);
+    }
     Ok(cached.get_or_init(|| result).clone())
 }
 
-async fn tools_call<B: QuotaStore>(
+/// Adds `execution.taskSupport` to the listed tools that run as tasks (the tasks
+/// extension exists only for 2026-07-28, so only its list says so).
+fn declare_task_support(result: &mut Value, offered: &[&tools::ToolDef]) {
+    let Some(listed) = result.get_mut("tools").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for (entry, def) in listed.iter_mut().zip(offered) {
+        if def.task != TaskSupport::Forbidden
+            && let Some(entry) = entry.as_object_mut()
+        {
+            let support = json!({ "taskSupport": def.task.as_str() });
+            entry.insert("execution".to_owned(), support);
+        }
+    }
+}
+
+async fn tools_call<B: QuotaStore + TaskStore>(
     id: &RequestId,
     params: Map<String, Value>,
     stateless: bool,
@@ -351,6 +330,7 @@ async fn tools_call<B: QuotaStore>(
     let params: CallToolRequestParams = serde_json::from_value(Value::Object(params))
         .map_err(|e| invalid_params(format!("invalid tools/call params: {e}")))?;
     let tool = tool_for(&params, stateless, headers, cx)?;
+    let as_task = as_task(tool, &params, stateless)?;
     let mut record = usage_record(cx, tool.name, input_bytes);
     let cached = cached(tool, params.arguments.as_ref(), cx).await;
     let charge = Charge::of(tool, cached.as_ref());
@@ -375,20 +355,66 @@ async fn tools_call<B: QuotaStore>(
         live: live.or(cx.live),
         ..*cx
     };
-    let Some(cached) = cached else {
-        return run(tool, params, admitted, record, stateless, cx, fx).await;
-    };
-    if let Some(hit) = cached.hit {
+    if let Some(hit) = cached.as_ref().and_then(|c| c.hit.clone()) {
         return Ok(from_cache(hit, record, cx, fx));
     }
+    if as_task {
+        let cache = cached.map(|c| (c.key, c.policy.ttl_s));
+        return create_task(params, admitted, record, cache, cx).await;
+    }
     let value = run(tool, params, admitted, record, stateless, cx, fx).await?;
-    if value.get("isError") != Some(&Value::Bool(true))
-        && let Some(io) = cx.io
+    if let (Some(cached), Some(io)) = (cached, cx.io)
+        && value.get("isError") != Some(&Value::Bool(true))
     {
         io.cache_put(&cached.key, &value.to_string(), cached.policy.ttl_s)
             .await;
     }
     Ok(value)
+}
+
+/// Whether the call runs as a task: the tool supports tasks and the (2026-07-28) request
+/// declares the extension. A tool that runs only as a task is refused otherwise.
+fn as_task(
+    tool: &tools::ToolDef,
+    params: &CallToolRequestParams,
+    stateless: bool,
+) -> Result<bool, ErrorData> {
+    let meta = params.meta.as_ref().map(|m| &m.0.0);
+    let as_task = stateless && tool.task != TaskSupport::Forbidden && tasks::requested(meta);
+    if tool.task == TaskSupport::Required && !as_task {
+        return Err(tasks::missing_capability(&format!(
+            "the tool {}",
+            tool.name
+        )));
+    }
+    Ok(as_task)
+}
+
+/// Makes an admitted call a task: stored (durably, with its run scheduled) before the
+/// handle is returned. A store that fails gives the call back (refund) and a 503.
+async fn create_task<B: QuotaStore + TaskStore>(
+    params: CallToolRequestParams,
+    admitted: Admitted,
+    record: UsageRecord,
+    cache: Option<(String, u64)>,
+    cx: &McpContext<'_, B>,
+) -> Result<Value, Refusal> {
+    let job = TaskJob {
+        principal: cx.principal.clone(),
+        params: to_value(&params)?,
+        admitted,
+        request_id: record.request_id.clone(),
+        input_bytes: record.input_bytes,
+        cache,
+    };
+    let id = random_id("task_").unwrap_or_else(|_| format!("task_{}", record.request_id));
+    let task = TaskRecord::new(id, cx.principal.bucket(), job, record.created_at);
+    if let Err(e) = cx.backend.create_task(&task).await {
+        // Best effort: the call stays counted if the counter fails too.
+        let _ = give_back(cx, &task.job.admitted.plan, record.created_at).await;
+        return Err(tasks::unavailable(e));
+    }
+    Ok(task.handle())
 }
 
 /// A call answered from the cache: logged like any call, with `cache` as its provider;
@@ -472,37 +498,6 @@ async fn cached<B>(
         .await
         .and_then(|text| serde_json::from_str(&text).ok());
     Some(Cached { policy, key, hit })
-}
-
-/// The usage record of a call, before it runs.
-fn usage_record<B>(cx: &McpContext<'_, B>, tool: &str, input_bytes: u64) -> UsageRecord {
-    let started = (cx.clock)();
-    UsageRecord {
-        request_id: random_id("req_").unwrap_or_else(|_| format!("req_{started}")),
-        principal: cx.principal.bucket(),
-        principal_kind: cx.principal.kind(),
-        method: "tools/call".to_owned(),
-        tool: Some(tool.to_owned()),
-        input_bytes,
-        output_bytes: 0,
-        duration_ms: 0,
-        status: "success",
-        error: None,
-        created_at: started,
-        input_tokens: None,
-        output_tokens: None,
-        provider: None,
-        key_hash: cx.principal.key_hash().map(|h| h.0.clone()),
-    }
-}
-
-/// A call let through: the plan it runs under and what its counter said.
-struct Admitted {
-    plan: Plan,
-    quota: Vec<Value>,
-    customer: Option<String>,
-    /// The token windows the call's tokens are added to once it ends.
-    token_windows: Vec<String>,
 }
 
 /// What the gate decided: run the tool, or answer with a result instead (the plan does
@@ -736,126 +731,6 @@ fn challenged<B>(
     }
 }
 
-/// The windows a call counts in: anonymous callers per address bucket and per network
-/// (in the network's counter), account holders per their plan's day and month.
-fn count_windows<B>(cx: &McpContext<'_, B>, plan: &Plan, now_s: u64) -> Vec<policy::Window> {
-    match cx.principal.address() {
-        Some(a) => policy::address_windows(
-            plan.daily,
-            cx.config.network_limit_factor,
-            a.as_str(),
-            now_s,
-        ),
-        None => policy::windows(plan.daily, plan.monthly, now_s),
-    }
-}
-
-/// Runs an admitted call and completes its usage record (and meter event).
-async fn run<B: QuotaStore>(
-    tool: &tools::ToolDef,
-    params: CallToolRequestParams,
-    mut admitted: Admitted,
-    mut record: UsageRecord,
-    stateless: bool,
-    cx: &McpContext<'_, B>,
-    fx: &mut Effects,
-) -> Result<Value, Refusal> {
-    let mut tcx = ToolContext::new(cx.principal);
-    tcx.config = Some(cx.config);
-    tcx.io = cx.io;
-    tcx.live = cx.live;
-    tcx.quota = Value::Array(std::mem::take(&mut admitted.quota));
-    tcx.plan = admitted.plan.id.clone();
-    let meta = params.meta.as_ref().map(|m| &m.0);
-    tcx.progress_token = meta.and_then(|m| m.get("progressToken")).cloned();
-    if stateless {
-        tcx.log_level = meta
-            .and_then(|m| m.get(version::META_LOG_LEVEL))
-            .and_then(Value::as_str)
-            .and_then(tools::log_rank);
-    }
-    let outcome = (tool.handler)(&tcx, params.arguments.unwrap_or_default()).await;
-    fx.notifications.append(&mut tcx.notifications.borrow_mut());
-    let cancelled = matches!(outcome, tools::ToolOutcome::Cancelled);
-    let result = outcome.into_result();
-    let value = to_value(&result)?;
-    record.duration_ms = (cx.clock)().saturating_sub(record.created_at);
-    let spend = tcx.spend.take();
-    record.input_tokens = spend.input_tokens;
-    record.output_tokens = spend.output_tokens;
-    record.provider = spend.provider;
-    record.output_bytes = value.to_string().len() as u64;
-    if cancelled {
-        record.status = "cancelled";
-        refund_cancelled(cx, &admitted.plan, &record, fx).await;
-    } else if result.is_error == Some(true) {
-        record.status = "error";
-        record.error = result
-            .content
-            .first()
-            .and_then(|c| c.as_text())
-            .map(|t| t.text.chars().take(200).collect());
-    }
-    settle(cx, admitted, &record, fx).await;
-    fx.usage.push(record);
-    Ok(value)
-}
-
-/// After a call: its tokens added to the plan's token windows, and its meter event (one
-/// call, or its tokens on a plan metered by tokens) for a successful call of a metered plan.
-async fn settle<B: QuotaStore>(
-    cx: &McpContext<'_, B>,
-    admitted: Admitted,
-    record: &UsageRecord,
-    fx: &mut Effects,
-) {
-    let tokens = record.input_tokens.unwrap_or(0) + record.output_tokens.unwrap_or(0);
-    if tokens > 0 && !admitted.token_windows.is_empty() {
-        let counter = cx.principal.counter();
-        if let Err(e) = quota::charge(cx.backend, &counter, &admitted.token_windows, tokens).await {
-            // The call was served: the tokens go uncounted rather than failing it.
-            fx.error = Some(format!("counting {tokens} tokens: {e}"));
-        }
-    }
-    let value = match admitted.plan.meter {
-        MeterUnit::Calls => 1,
-        MeterUnit::Tokens => tokens,
-    };
-    if admitted.plan.metered
-        && record.status == "success"
-        && value > 0
-        && let Some(customer) = admitted.customer
-    {
-        fx.meter.push(MeterEvent {
-            customer,
-            identifier: record.request_id.clone(),
-            at_s: record.created_at / 1000,
-            value,
-        });
-    }
-}
-
-/// A cancelled call is never billed, and its quota is given back unless the operator
-/// counts cancelled calls (`CANCELLED_CALLS=count`).
-async fn refund_cancelled<B: QuotaStore>(
-    cx: &McpContext<'_, B>,
-    plan: &Plan,
-    record: &UsageRecord,
-    fx: &mut Effects,
-) {
-    if !cx.config.refund_cancelled {
-        return;
-    }
-    let windows: Vec<(String, u64)> = count_windows(cx, plan, record.created_at / 1000)
-        .into_iter()
-        .map(|w| (w.key, w.limit))
-        .collect();
-    if let Err(e) = quota::refund(cx.backend, &cx.principal.counter(), &windows, 1).await {
-        // The call stays counted: the client is charged one call, never more.
-        fx.error = Some(format!("refund of a cancelled call: {e}"));
-    }
-}
-
 /// The tool result for a tool the caller's plan does not include: which paid plans do,
 /// at what price, and a link that starts Checkout, so an assistant can tell the user how
 /// to unlock it. A result (`isError`), not a protocol error.
@@ -1037,7 +912,7 @@ fn more_generous(p: &policy::Plan, than: &policy::Plan) -> bool {
 
 /// Batches exist only in 2025-03-26 (removed in 2025-06-18); a stateless server knows the
 /// version only from the header, so a batch is served when the header names 2025-03-26.
-pub async fn serve_batch<B: QuotaStore>(
+pub async fn serve_batch<B: QuotaStore + TaskStore>(
     batch: Vec<Value>,
     headers: &McpHeaders<'_>,
     mcx: &McpContext<'_, B>,

@@ -151,7 +151,8 @@ pub fn resolve(msg: &Message, headers: &McpHeaders<'_>) -> Result<Version, Versi
 }
 
 /// `Mcp-Method` must equal the body's method; `Mcp-Name` must equal the tool or prompt
-/// name, or the resource URI, of the methods that have one (2026-07-28 §transports).
+/// name, the resource URI, or the task id, of the methods that have one (2026-07-28
+/// §transports).
 fn check_standard_headers(
     method: &str,
     params: Option<&Map<String, Value>>,
@@ -169,6 +170,8 @@ fn check_standard_headers(
     let name_field = match method {
         "tools/call" | "prompts/get" => "name",
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => "uri",
+        // The tasks extension routes its methods by task (SEP-2663).
+        "tasks/get" | "tasks/update" | "tasks/cancel" => "taskId",
         _ => return Ok(()),
     };
     let Some(body_name) = params

@@ -15,6 +15,7 @@ use paid_mcp_worker::{
     config::Config,
     context::{Context, Handled},
     http::{HttpRequest, HttpResponse, percent_encode},
+    mcp::tasks::{self, TaskRecord, TaskStore},
     oauth::{
         clients::ClientRecord,
         grants::{
@@ -400,6 +401,8 @@ pub(crate) struct MemoryBackend {
     pub(crate) codes: RefCell<HashMap<String, CodeRecord>>,
     pub(crate) refresh: RefCell<HashMap<String, RefreshRecord>>,
     pub(crate) revoked_families: RefCell<Vec<String>>,
+    /// Tasks by id (the task objects' records).
+    pub(crate) tasks: RefCell<HashMap<String, TaskRecord>>,
 }
 
 impl MemoryBackend {
@@ -461,6 +464,36 @@ impl KeyStore for MemoryBackend {
                 expires_at: r.expires_at,
             })
             .collect())
+    }
+}
+
+/// The task objects: one record per task, cancelled by the same rule they use.
+impl TaskStore for MemoryBackend {
+    async fn create_task(&self, record: &TaskRecord) -> Result<(), StoreError> {
+        self.check()?;
+        self.tasks
+            .borrow_mut()
+            .insert(record.task_id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        self.check()?;
+        Ok(self.tasks.borrow().get(task_id).cloned())
+    }
+
+    async fn cancel_task(
+        &self,
+        task_id: &str,
+        owner: &str,
+        now_ms: u64,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        self.check()?;
+        let mut all = self.tasks.borrow_mut();
+        let Some(record) = all.get_mut(task_id) else {
+            return Ok(None);
+        };
+        Ok(tasks::cancel_for(record, owner, now_ms).map(|_| record.clone()))
     }
 }
 

@@ -265,6 +265,109 @@ test('ASK_CACHE=public shares entries between callers; off caches nothing', asyn
   }
 });
 
+// ---- tasks (2026-07-28, io.modelcontextprotocol/tasks) ----
+
+const TASKS = 'io.modelcontextprotocol/tasks';
+/** A 2026-07-28 request (headers mirrored from the body), declaring the tasks extension unless `plain`. */
+async function rpc2026(method, params, { plain = false, auth = key, name } = {}) {
+  const caps = plain ? {} : { extensions: { [TASKS]: {} } };
+  const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': caps };
+  const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', authorization: `Bearer ${auth}`,
+    'mcp-protocol-version': '2026-07-28', 'mcp-method': method };
+  const n = name ?? params.name ?? params.taskId;
+  if (n) headers['mcp-name'] = n;
+  const res = await fetch(w.url, { method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', id: 7, method, params: { ...params, _meta: meta } }) });
+  const text = await res.text();
+  const msg = res.headers.get('content-type')?.startsWith('text/event-stream') ? messages(text).at(-1) : JSON.parse(text);
+  return { status: res.status, ...msg };
+}
+
+const usageRows = (since) => d1Query(w.state, `SELECT status, provider, input_tokens, output_tokens FROM tool_call_logs WHERE tool = 'ask' AND created_at >= ${since}`);
+
+test('an ask task outlives its request: the handle comes at once, tasks/get inlines the answer later, counted once', async (t) => {
+  const since = Date.now();
+  const before = await dailyUsed();
+  script('/p1', { kind: 'stream', tokens: ['slow ', 'and ', 'steady ', 'answer'], firstDelayMs: 1500, delayMs: 300 });
+  const started = Date.now();
+  const created = await rpc2026('tools/call', { name: 'ask', arguments: { question: 'take your time' } });
+  const handedOut = Date.now() - started;
+  assert.equal(created.status, 200, JSON.stringify(created));
+  const task = created.result;
+  assert.equal(task.resultType, 'task');
+  assert.match(task.taskId, /^task_[0-9a-f]{32}$/);
+  assert.equal(task.status, 'working');
+  assert.ok(handedOut < 1500, `the handle came before the upstream's first token (${handedOut} ms)`);
+  assert.equal(await dailyUsed(), before + 1, 'counted when admitted');
+
+  // The request that made it is over; the task goes on.
+  const working = await rpc2026('tasks/get', { taskId: task.taskId });
+  assert.equal(working.result.status, 'working');
+  assert.equal(working.result.resultType, 'complete');
+  assert.equal(working.result.result, undefined);
+
+  // Another account, a request without the extension, an unknown id.
+  const other = await mintKey(w.origin, ADMIN_TOKEN, { plan: 'pro' });
+  const foreign = await rpc2026('tasks/get', { taskId: task.taskId }, { auth: other });
+  assert.deepEqual([foreign.status, foreign.error?.code], [400, -32602], 'another caller cannot see it');
+  const undeclared = await rpc2026('tasks/get', { taskId: task.taskId }, { plain: true });
+  assert.deepEqual([undeclared.status, undeclared.error?.code], [400, -32021]);
+  const unknown = await rpc2026('tasks/get', { taskId: 'task_nope' });
+  assert.equal(unknown.error?.code, -32602);
+  const mismatch = await rpc2026('tasks/get', { taskId: task.taskId }, { name: 'task_other' });
+  assert.deepEqual([mismatch.status, mismatch.error?.code], [400, -32020], 'Mcp-Name must name the task');
+
+  const done = await eventuallyAsync(async () => {
+    const r = await rpc2026('tasks/get', { taskId: task.taskId });
+    return r.result?.status !== 'working' && r.result;
+  }, 'the task to end');
+  t.diagnostic(`handle after ${handedOut} ms; completed after ${Date.now() - started} ms`);
+  assert.equal(done.status, 'completed', JSON.stringify(done));
+  assert.equal(done.result.structuredContent.answer, 'slow and steady answer');
+  assert.equal(done.result.isError, false);
+  const rows = await eventuallyAsync(() => { const r = usageRows(since); return r.length && r; }, 'the usage row');
+  assert.deepEqual(rows, [{ status: 'success', provider: 'p1', input_tokens: 12, output_tokens: 4 }]);
+  assert.equal(await dailyUsed(), before + 1, 'counted once');
+});
+
+test('tasks/cancel stops a running ask task at once: the upstream sees the abort, the task reads cancelled, the call is refunded', async () => {
+  const since = Date.now();
+  const before = await dailyUsed();
+  script('/p1', { kind: 'stream', delayMs: 500 });
+  const { result: task } = await rpc2026('tools/call', { name: 'ask', arguments: { question: 'never mind' } });
+  assert.equal(task.resultType, 'task');
+  await eventuallyAsync(() => mine('/p1', since).length, 'the upstream request');
+  const other = await mintKey(w.origin, ADMIN_TOKEN, { plan: 'pro' });
+  const foreign = await rpc2026('tasks/cancel', { taskId: task.taskId }, { auth: other });
+  assert.equal(foreign.error?.code, -32602, 'another caller cannot cancel it');
+  assert.ok(!mine('/p1', since)[0].aborted);
+
+  const ack = await rpc2026('tasks/cancel', { taskId: task.taskId });
+  assert.deepEqual(ack.result, { resultType: 'complete' });
+  await eventuallyAsync(() => mine('/p1', since)[0].aborted, 'the upstream request aborted');
+  const got = await rpc2026('tasks/get', { taskId: task.taskId });
+  assert.equal(got.result.status, 'cancelled');
+  assert.equal(got.result.result, undefined);
+  const rows = await eventuallyAsync(() => { const r = usageRows(since); return r.length && r; }, 'the usage row');
+  assert.equal(rows[0].status, 'cancelled');
+  assert.equal(await dailyUsed(), before, 'refunded');
+  const again = await rpc2026('tasks/cancel', { taskId: task.taskId });
+  assert.deepEqual(again.result, { resultType: 'complete' }, 'cancelling an ended task is acknowledged');
+});
+
+test('without the extension ask runs in the request, and tools/list says it may run as a task', async () => {
+  script('/p1', { kind: 'stream' });
+  const plain = await rpc2026('tools/call', { name: 'ask', arguments: { question: 'sync please' } }, { plain: true });
+  assert.equal(plain.result.resultType, 'complete');
+  assert.equal(plain.result.taskId, undefined);
+  assert.equal(plain.result.structuredContent.provider, 'p1');
+  const list = await rpc2026('tools/list', {}, { plain: true });
+  const byName = Object.fromEntries(list.result.tools.map((tool) => [tool.name, tool]));
+  assert.deepEqual(byName.ask.execution, { taskSupport: 'optional' });
+  assert.equal(byName.whoami.execution, undefined);
+  const discover = await rpc2026('server/discover', {}, { plain: true });
+  assert.deepEqual(discover.result.capabilities.extensions, { [TASKS]: {} });
+});
+
 async function eventuallyAsync(fn, what) {
   for (let i = 0; i < 50; i++) {
     const v = await fn();

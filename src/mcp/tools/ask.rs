@@ -21,7 +21,8 @@ use crate::{
 };
 
 use super::{
-    Chunk, Hints, Io, OpenError, Spend, ToolContext, ToolDef, ToolFuture, ToolOutcome, parse_args,
+    Chunk, Hints, Io, OpenError, Spend, TaskSupport, ToolContext, ToolDef, ToolFuture, ToolOutcome,
+    parse_args,
 };
 
 /// The longest question, in characters.
@@ -97,6 +98,7 @@ pub(super) fn def() -> ToolDef {
         offered_if: Some(|config: &Config| !config.providers.is_empty()),
         outbound: true,
         cache: Some(|config: &Config| config.ask_cache),
+        task: TaskSupport::Optional,
         handler: |cx, args| -> ToolFuture<'_> { Box::pin(handle(cx, args)) },
     }
 }

@@ -14,7 +14,7 @@ use rmcp::model::{
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
-use super::{Hints, ToolContext, ToolDef, ToolFuture, ToolOutcome};
+use super::{Hints, TaskSupport, ToolContext, ToolDef, ToolFuture, ToolOutcome};
 use crate::mcp::{
     jsonrpc::{invalid_params, method_not_found},
     version::META_CLIENT_CAPABILITIES,
@@ -46,6 +46,7 @@ fn fixture_tool(name: &'static str, description: &'static str, input_schema: Val
         offered_if: None,
         outbound: false,
         cache: None,
+        task: TaskSupport::Forbidden,
         handler: unreachable_handler,
     }
 }

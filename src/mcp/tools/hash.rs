@@ -6,7 +6,9 @@ use sha2::{Digest, Sha256, Sha384, Sha512};
 
 use crate::auth::principal::SCOPE_TOOLS;
 
-use super::{Encoding, Hints, ToolContext, ToolDef, ToolFuture, ToolOutcome, parse_args};
+use super::{
+    Encoding, Hints, TaskSupport, ToolContext, ToolDef, ToolFuture, ToolOutcome, parse_args,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +71,7 @@ pub(super) fn def() -> ToolDef {
         offered_if: None,
         outbound: false,
         cache: None,
+        task: TaskSupport::Forbidden,
         handler: call,
     }
 }

@@ -9,7 +9,9 @@ use sha2::{Sha256, Sha512};
 
 use crate::auth::principal::SCOPE_TOOLS;
 
-use super::{Encoding, Hints, ToolContext, ToolDef, ToolFuture, ToolOutcome, parse_args};
+use super::{
+    Encoding, Hints, TaskSupport, ToolContext, ToolDef, ToolFuture, ToolOutcome, parse_args,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,6 +68,7 @@ pub(super) fn def() -> ToolDef {
         offered_if: None,
         outbound: false,
         cache: None,
+        task: TaskSupport::Forbidden,
         handler: call,
     }
 }

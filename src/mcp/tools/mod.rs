@@ -10,6 +10,8 @@ mod ask;
 pub mod fixtures;
 mod hash;
 mod hmac_sign;
+#[cfg(feature = "conformance")]
+mod task_fixtures;
 mod whoami;
 
 use std::{
@@ -65,7 +67,32 @@ pub struct ToolDef {
     pub outbound: bool,
     /// How its results are cached, as the configuration says; `None`: never.
     pub cache: Option<fn(&Config) -> Option<Caching>>,
+    /// Whether a call may run as a task (2026-07-28 tasks extension).
+    pub task: TaskSupport,
     pub handler: Handler,
+}
+
+/// Whether a tool's calls run as tasks (`execution.taskSupport` in `tools/list`): a call
+/// from a client that declares the tasks extension gets a task handle at once and the
+/// result later; without the extension an optional tool runs in the request and a
+/// required one is refused (`-32021`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TaskSupport {
+    #[default]
+    Forbidden,
+    Optional,
+    Required,
+}
+
+impl TaskSupport {
+    /// The name `tools/list` gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Forbidden => "forbidden",
+            Self::Optional => "optional",
+            Self::Required => "required",
+        }
+    }
 }
 
 impl ToolDef {
@@ -325,6 +352,9 @@ pub enum ToolOutcome {
     Error(String),
     /// The client went away before the result: recorded as `cancelled`, not billed.
     Cancelled,
+    /// The tool could not run to a result (an internal fault, not something the model can
+    /// act on): a JSON-RPC internal error, or a `failed` task.
+    Failed(String),
 }
 
 impl ToolOutcome {
@@ -340,6 +370,7 @@ impl ToolOutcome {
             Self::Content(content) => CallToolResult::success(content),
             Self::Error(message) => CallToolResult::error(vec![Content::text(message)]),
             Self::Cancelled => CallToolResult::error(vec![Content::text("cancelled")]),
+            Self::Failed(why) => CallToolResult::error(vec![Content::text(why)]),
         }
     }
 }
@@ -396,6 +427,8 @@ pub fn registry() -> &'static Registry {
         let mut tools = vec![whoami::def(), hash::def(), hmac_sign::def(), ask::def()];
         #[cfg(feature = "conformance")]
         tools.extend(fixtures::tools());
+        #[cfg(feature = "conformance")]
+        tools.extend(task_fixtures::tools());
         Registry { tools }
     })
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Hints, ToolContext, ToolDef, ToolFuture, ToolOutcome};
+use super::{Hints, TaskSupport, ToolContext, ToolDef, ToolFuture, ToolOutcome};
 use crate::auth::principal::{ALL_SCOPES, Principal};
 
 pub(super) fn def() -> ToolDef {
@@ -41,6 +41,7 @@ pub(super) fn def() -> ToolDef {
         offered_if: None,
         outbound: false,
         cache: None,
+        task: TaskSupport::Forbidden,
         handler: call,
     }
 }

@@ -1,0 +1,246 @@
+//! Tasks on workerd: `TaskStore` over the `TaskRunner` Durable Object class, one object
+//! per task (named by its id).
+//!
+//! `/create` stores the task's record in the object's SQLite and sets its alarm for now;
+//! only then does `tools/call` hand the task to the client, so a `tasks/get` that follows
+//! at once finds it. The alarm runs the call ([`tasks::execute`]) with a cancel handle:
+//! `/cancel` marks the record cancelled and fires the handle, which aborts the call's
+//! upstream requests and makes the tool see its client as gone. When the call ends the
+//! object stores the outcome (a task cancelled meanwhile stays cancelled), writes the
+//! call's usage row and meter event, and sets its alarm again for the end of the task's
+//! time to live, when it deletes everything it holds. An alarm runs for up to 15 minutes,
+//! longer than any client waits on one request; a runtime that restarts mid-run runs the
+//! alarm again, and the call with it.
+//!
+//! Routes (POST): `/create` ([`TaskRecord`] → `{"stored": bool}`), `/get` (→ the record
+//! or `null`), `/cancel` (`{"owner", "now_ms"}` → the record after, or `null` when the
+//! owner has no such task).
+
+use std::{cell::RefCell, rc::Rc, time::Duration};
+
+use serde::Deserialize;
+use serde_json::json;
+use worker::{Date, DurableObject, Env, Request, Response, Result, State, durable_object};
+
+use super::{
+    WorkerBackend, after, config,
+    io::{TaskCancel, WorkerIo},
+    js,
+};
+use crate::{
+    mcp::{
+        call::McpContext,
+        tasks::{self, TaskRecord, TaskStore},
+    },
+    store::StoreError,
+};
+
+fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+impl WorkerBackend {
+    /// POSTs `body` to route `op` of task `task_id`'s object; its answer's text.
+    async fn call_task(&self, task_id: &str, op: &str, body: &str) -> Result<String, StoreError> {
+        js::call_object(self.tasks()?, task_id, op, body, self.object_timeout_ms).await
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError(format!("task answer: {e}")))
+}
+
+impl TaskStore for WorkerBackend {
+    async fn create_task(&self, record: &TaskRecord) -> Result<(), StoreError> {
+        let body = serde_json::to_string(record).map_err(|e| StoreError(e.to_string()))?;
+        let answer: serde_json::Value =
+            parse(&self.call_task(&record.task_id, "create", &body).await?)?;
+        if answer["stored"] != true {
+            return Err(StoreError("a task with that id exists".to_owned()));
+        }
+        Ok(())
+    }
+
+    async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        parse(&self.call_task(task_id, "get", "").await?)
+    }
+
+    async fn cancel_task(
+        &self,
+        task_id: &str,
+        owner: &str,
+        now_ms: u64,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let body = json!({ "owner": owner, "now_ms": now_ms }).to_string();
+        parse(&self.call_task(task_id, "cancel", &body).await?)
+    }
+}
+
+/// One task: its record and, while its call runs, what stops it.
+#[durable_object]
+pub(crate) struct TaskRunner {
+    state: State,
+    env: Env,
+    running: RefCell<Option<Rc<TaskCancel>>>,
+}
+
+impl DurableObject for TaskRunner {
+    fn new(state: State, env: Env) -> Self {
+        if let Err(e) = state.storage().sql().exec(
+            "CREATE TABLE IF NOT EXISTS task (id INTEGER PRIMARY KEY CHECK (id = 1), record TEXT NOT NULL)",
+            None,
+        ) {
+            worker::console_error!("TaskRunner schema: {e}");
+        }
+        Self {
+            state,
+            env,
+            running: RefCell::new(None),
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        let request = js::read_object_request(&req).await?;
+        if request.late {
+            // The caller has answered 503 (and given the call back): nothing is created.
+            return js::answer_object(503, "deadline passed");
+        }
+        let answer = match request.path.as_str() {
+            "create" => self.create(&request.body).await?,
+            "get" => serde_json::to_string(&self.load()?)?,
+            "cancel" => self.cancel(&request.body)?,
+            _ => return js::answer_object(404, "not found"),
+        };
+        js::answer_object(200, &answer)
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let Some(record) = self.load()? else {
+            return Response::ok("no task");
+        };
+        if record.settled {
+            self.expire(&record).await?;
+            return Response::ok("kept");
+        }
+        self.run(record).await?;
+        Response::ok("ran")
+    }
+}
+
+impl TaskRunner {
+    fn load(&self) -> Result<Option<TaskRecord>> {
+        #[derive(Deserialize)]
+        struct Row {
+            record: String,
+        }
+        let rows: Vec<Row> = self
+            .state
+            .storage()
+            .sql()
+            .exec("SELECT record FROM task WHERE id = 1", None)?
+            .to_array()?;
+        Ok(rows
+            .first()
+            .and_then(|r| serde_json::from_str(&r.record).ok()))
+    }
+
+    fn save(&self, record: &TaskRecord) -> Result<()> {
+        self.state.storage().sql().exec(
+            "INSERT INTO task (id, record) VALUES (1, ?) \
+             ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+            vec![serde_json::to_string(record)?.into()],
+        )?;
+        Ok(())
+    }
+
+    /// `/create`: stores a new task and schedules its run; an id already taken is refused.
+    async fn create(&self, body: &str) -> Result<String> {
+        let Ok(record) = serde_json::from_str::<TaskRecord>(body) else {
+            return Ok(json!({ "stored": false, "error": "bad task" }).to_string());
+        };
+        if self.load()?.is_some() {
+            return Ok(json!({ "stored": false }).to_string());
+        }
+        self.save(&record)?;
+        self.state
+            .storage()
+            .set_alarm(Duration::from_millis(0))
+            .await?;
+        Ok(json!({ "stored": true }).to_string())
+    }
+
+    /// `/cancel`: the owner's task marked cancelled (unless it has ended), its run stopped.
+    fn cancel(&self, body: &str) -> Result<String> {
+        #[derive(Deserialize)]
+        struct Cancel {
+            owner: String,
+            now_ms: u64,
+        }
+        let (Ok(c), Some(mut record)) = (serde_json::from_str::<Cancel>(body), self.load()?) else {
+            return Ok("null".to_owned());
+        };
+        match tasks::cancel_for(&mut record, &c.owner, c.now_ms) {
+            None => return Ok("null".to_owned()),
+            Some(true) => {
+                self.save(&record)?;
+                if let Some(running) = self.running.borrow().as_ref() {
+                    running.cancel();
+                }
+            }
+            Some(false) => {}
+        }
+        Ok(serde_json::to_string(&record)?)
+    }
+
+    /// Runs the task's call, stores how it ended and leaves its usage row and meter event.
+    async fn run(&self, record: TaskRecord) -> Result<()> {
+        let cancel = Rc::new(TaskCancel::new());
+        if record.status.is_terminal() {
+            // Cancelled before it ran: it is settled (refunded, logged) without running.
+            cancel.cancel();
+        }
+        *self.running.borrow_mut() = Some(cancel.clone());
+        let config = config(&self.env);
+        let backend = WorkerBackend::new(self.env.clone(), config.object_timeout_ms);
+        let io = WorkerIo {
+            responder: None,
+            cancel: Some(cancel.handle()),
+        };
+        let clock = now_ms;
+        let principal = record.job.principal.clone();
+        let cx = McpContext {
+            config: &config,
+            base_url: config.base_url(""),
+            principal: &principal,
+            backend: &backend,
+            clock: &clock,
+            io: Some(&io),
+            live: Some(&*cancel),
+        };
+        let (outcome, fx) = tasks::execute(&record, &cx).await;
+        *self.running.borrow_mut() = None;
+        // A cancellation that came while the call ran is in storage, not in `record`.
+        let mut latest = self.load()?.unwrap_or(record);
+        latest.finish(outcome, now_ms());
+        latest.settled = true;
+        self.save(&latest)?;
+        after(&config, &backend, &fx.usage, &fx.meter).await;
+        if let Some(e) = fx.error {
+            worker::console_error!("{}", json!({ "task": latest.task_id, "error": e }));
+        }
+        self.expire(&latest).await
+    }
+
+    /// Deletes a settled task once its time to live is over, else wakes then.
+    async fn expire(&self, record: &TaskRecord) -> Result<()> {
+        let now = now_ms();
+        let storage = self.state.storage();
+        if record.expired(now) {
+            storage.delete_all().await?;
+        } else {
+            let wait = record.expires_at().saturating_sub(now);
+            storage.set_alarm(Duration::from_millis(wait)).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,261 @@
+//! One admitted tool call, run: what a method is served with ([`McpContext`]), what it
+//! leaves behind ([`Effects`]), and the run itself with its usage record, token count,
+//! refund and meter event. Shared by `tools/call` ([`super::methods`]) and by tasks
+//! ([`super::tasks`]), which run the same call later, in their own object.
+
+use rmcp::model::{CallToolRequestParams, ErrorData};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{
+    tools::{self, ToolContext},
+    version,
+};
+use crate::{
+    auth::{api_key::random_id, principal::Principal},
+    billing::meter::MeterEvent,
+    config::{Config, MeterUnit, Plan},
+    quota::{self, QuotaStore, policy},
+    usage::UsageRecord,
+};
+
+/// What a method needs from the request beyond the message.
+pub struct McpContext<'a, B> {
+    pub config: &'a Config,
+    pub base_url: &'a str,
+    pub principal: &'a Principal,
+    pub backend: &'a B,
+    /// Unix milliseconds, read when called (for durations).
+    pub clock: &'a dyn Fn() -> u64,
+    /// Outbound requests for tools that call out (none in the host tests unless given).
+    pub io: Option<&'a dyn tools::Io>,
+    /// The client's open event stream, when the reply is streamed as it is made.
+    pub live: Option<&'a dyn tools::Live>,
+}
+
+/// A method's failure: the JSON-RPC error, and the HTTP status and headers when they are
+/// not the protocol generation's default for the code (auth challenges, quota).
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: ErrorData,
+    pub status: Option<u16>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl From<ErrorData> for Refusal {
+    fn from(error: ErrorData) -> Self {
+        Self {
+            error,
+            status: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// What serving a message produced besides its result.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub headers: Vec<(String, String)>,
+    pub notifications: Vec<Value>,
+    pub usage: Vec<UsageRecord>,
+    pub meter: Vec<MeterEvent>,
+    /// A server-side failure's cause, for the log line only.
+    pub error: Option<String>,
+}
+
+pub(super) fn to_value(v: &impl Serialize) -> Result<Value, ErrorData> {
+    serde_json::to_value(v)
+        .map_err(|_| ErrorData::internal_error("result serialisation failed", None))
+}
+
+/// The usage record of a call, before it runs.
+pub(super) fn usage_record<B>(cx: &McpContext<'_, B>, tool: &str, input_bytes: u64) -> UsageRecord {
+    let started = (cx.clock)();
+    UsageRecord {
+        request_id: random_id("req_").unwrap_or_else(|_| format!("req_{started}")),
+        principal: cx.principal.bucket(),
+        principal_kind: cx.principal.kind(),
+        method: "tools/call".to_owned(),
+        tool: Some(tool.to_owned()),
+        input_bytes,
+        output_bytes: 0,
+        duration_ms: 0,
+        status: "success",
+        error: None,
+        created_at: started,
+        input_tokens: None,
+        output_tokens: None,
+        provider: None,
+        key_hash: cx.principal.key_hash().map(|h| h.0.clone()),
+    }
+}
+
+/// A call let through: the plan it runs under and what its counter said.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Admitted {
+    pub(super) plan: Plan,
+    pub(super) quota: Vec<Value>,
+    pub(super) customer: Option<String>,
+    /// The token windows the call's tokens are added to once it ends.
+    pub(super) token_windows: Vec<String>,
+}
+
+/// The windows a call counts in: anonymous callers per address bucket and per network
+/// (in the network's counter), account holders per their plan's day and month.
+pub(super) fn count_windows<B>(
+    cx: &McpContext<'_, B>,
+    plan: &Plan,
+    now_s: u64,
+) -> Vec<policy::Window> {
+    match cx.principal.address() {
+        Some(a) => policy::address_windows(
+            plan.daily,
+            cx.config.network_limit_factor,
+            a.as_str(),
+            now_s,
+        ),
+        None => policy::windows(plan.daily, plan.monthly, now_s),
+    }
+}
+
+/// Runs an admitted call and completes its usage record (and meter event).
+pub(super) async fn run<B: QuotaStore>(
+    tool: &tools::ToolDef,
+    params: CallToolRequestParams,
+    mut admitted: Admitted,
+    mut record: UsageRecord,
+    stateless: bool,
+    cx: &McpContext<'_, B>,
+    fx: &mut Effects,
+) -> Result<Value, Refusal> {
+    let mut tcx = ToolContext::new(cx.principal);
+    tcx.config = Some(cx.config);
+    tcx.io = cx.io;
+    tcx.live = cx.live;
+    tcx.quota = Value::Array(std::mem::take(&mut admitted.quota));
+    tcx.plan = admitted.plan.id.clone();
+    let meta = params.meta.as_ref().map(|m| &m.0);
+    tcx.progress_token = meta.and_then(|m| m.get("progressToken")).cloned();
+    if stateless {
+        tcx.log_level = meta
+            .and_then(|m| m.get(version::META_LOG_LEVEL))
+            .and_then(Value::as_str)
+            .and_then(tools::log_rank);
+    }
+    // A call whose client left (or whose task was cancelled) before it started never runs.
+    let outcome = if cx.live.is_some_and(tools::Live::gone) {
+        tools::ToolOutcome::Cancelled
+    } else {
+        (tool.handler)(&tcx, params.arguments.unwrap_or_default()).await
+    };
+    fx.notifications.append(&mut tcx.notifications.borrow_mut());
+    let cancelled = matches!(outcome, tools::ToolOutcome::Cancelled);
+    if let tools::ToolOutcome::Failed(why) = outcome {
+        return Err(failed(why, admitted, record, cx, fx).await);
+    }
+    let result = outcome.into_result();
+    let value = to_value(&result)?;
+    record.duration_ms = (cx.clock)().saturating_sub(record.created_at);
+    let spend = tcx.spend.take();
+    record.input_tokens = spend.input_tokens;
+    record.output_tokens = spend.output_tokens;
+    record.provider = spend.provider;
+    record.output_bytes = value.to_string().len() as u64;
+    if cancelled {
+        record.status = "cancelled";
+        refund_cancelled(cx, &admitted.plan, &record, fx).await;
+    } else if result.is_error == Some(true) {
+        record.status = "error";
+        record.error = result
+            .content
+            .first()
+            .and_then(|c| c.as_text())
+            .map(|t| t.text.chars().take(200).collect());
+    }
+    settle(cx, admitted, &record, fx).await;
+    fx.usage.push(record);
+    Ok(value)
+}
+
+/// After a call: its tokens added to the plan's token windows, and its meter event (one
+/// call, or its tokens on a plan metered by tokens) for a successful call of a metered plan.
+async fn settle<B: QuotaStore>(
+    cx: &McpContext<'_, B>,
+    admitted: Admitted,
+    record: &UsageRecord,
+    fx: &mut Effects,
+) {
+    let tokens = record.input_tokens.unwrap_or(0) + record.output_tokens.unwrap_or(0);
+    if tokens > 0 && !admitted.token_windows.is_empty() {
+        let counter = cx.principal.counter();
+        if let Err(e) = quota::charge(cx.backend, &counter, &admitted.token_windows, tokens).await {
+            // The call was served: the tokens go uncounted rather than failing it.
+            fx.error = Some(format!("counting {tokens} tokens: {e}"));
+        }
+    }
+    let value = match admitted.plan.meter {
+        MeterUnit::Calls => 1,
+        MeterUnit::Tokens => tokens,
+    };
+    if admitted.plan.metered
+        && record.status == "success"
+        && value > 0
+        && let Some(customer) = admitted.customer
+    {
+        fx.meter.push(MeterEvent {
+            customer,
+            identifier: record.request_id.clone(),
+            at_s: record.created_at / 1000,
+            value,
+        });
+    }
+}
+
+/// A cancelled call is never billed, and its quota is given back unless the operator
+/// counts cancelled calls (`CANCELLED_CALLS=count`).
+async fn refund_cancelled<B: QuotaStore>(
+    cx: &McpContext<'_, B>,
+    plan: &Plan,
+    record: &UsageRecord,
+    fx: &mut Effects,
+) {
+    if !cx.config.refund_cancelled {
+        return;
+    }
+    if let Err(e) = give_back(cx, plan, record.created_at).await {
+        // The call stays counted: the client is charged one call, never more.
+        fx.error = Some(format!("refund of a cancelled call: {e}"));
+    }
+}
+
+/// Gives one call made at `created_at` (unix ms) back to the caller's call windows.
+pub(super) async fn give_back<B: QuotaStore>(
+    cx: &McpContext<'_, B>,
+    plan: &Plan,
+    created_at: u64,
+) -> Result<(), crate::store::StoreError> {
+    let windows: Vec<(String, u64)> = count_windows(cx, plan, created_at / 1000)
+        .into_iter()
+        .map(|w| (w.key, w.limit))
+        .collect();
+    quota::refund(cx.backend, &cx.principal.counter(), &windows, 1)
+        .await
+        .map(drop)
+}
+
+/// A call whose tool failed outside its result (an internal error): logged as an error,
+/// never billed, its tokens still counted; the client gets a JSON-RPC internal error.
+async fn failed<B: QuotaStore>(
+    why: String,
+    admitted: Admitted,
+    mut record: UsageRecord,
+    cx: &McpContext<'_, B>,
+    fx: &mut Effects,
+) -> Refusal {
+    record.status = "error";
+    record.error = Some(why.chars().take(200).collect());
+    record.duration_ms = (cx.clock)().saturating_sub(record.created_at);
+    settle(cx, admitted, &record, fx).await;
+    fx.usage.push(record);
+    ErrorData::internal_error(why, None).into()
+}

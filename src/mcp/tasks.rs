@@ -1,0 +1,430 @@
+//! Tasks: calls that outlive their request (the 2026-07-28 `io.modelcontextprotocol/tasks`
+//! extension, SEP-2663).
+//!
+//! A client that declares the extension in a request's client capabilities and calls a
+//! tool that supports tasks gets a task handle (`resultType: "task"`) instead of waiting:
+//! the call is admitted and counted as usual, then stored durably ([`TaskStore`]) before the
+//! handle is sent, and run apart from the request (on workerd, by the task's own Durable
+//! Object, in its alarm). The client polls `tasks/get`, which inlines the result (or the
+//! JSON-RPC error of a `failed` task) once it is done, and may stop it with `tasks/cancel`:
+//! the cancelled call is recorded `cancelled`, is not billed, and is refunded like a call
+//! whose client left. A task is visible only to the caller that made it (its principal
+//! bucket: every key and token of one account), and is kept for [`TTL_MS`] after creation.
+//!
+//! The 2025 generations have no stateless equivalent: their experimental tasks need the
+//! client to ask for a task per request and to poll in the same session, and a
+//! `notifications/cancelled` may reach another isolate. They get the call in the request.
+
+use rmcp::model::{
+    CallToolRequestParams, CreateTaskResult, DetailedTask, ErrorCode, ErrorData, GetTaskResult,
+    Task, TaskAckResult, TaskPayload, TaskStatus,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use super::{
+    call::{self, Admitted, Effects, McpContext, Refusal},
+    jsonrpc::invalid_params,
+    tools, version,
+};
+use crate::{auth::principal::Principal, quota::QuotaStore, store::StoreError};
+
+/// The extension's identifier, in capabilities.
+pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
+/// How long a task stays readable after it was created.
+pub const TTL_MS: u64 = 3_600_000;
+/// The longest task id a request may name (ids this server makes are 37 characters long).
+const MAX_TASK_ID: usize = 128;
+/// How often a client is asked to poll.
+pub const POLL_INTERVAL_MS: u64 = 1_000;
+
+/// A stored task: its state, and the admitted call it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub task_id: String,
+    /// The principal bucket that made it (`acct:…`, `anon:…`): the only one that sees it.
+    pub owner: String,
+    pub status: TaskStatus,
+    /// Unix milliseconds.
+    pub created_at: u64,
+    pub updated_at: u64,
+    pub ttl_ms: u64,
+    /// The tool result, once `completed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// The JSON-RPC error, once `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+    /// Its call has run (or was cancelled before it ran) and what it leaves behind (usage
+    /// row, refund, meter event) has been produced: a later alarm only discards it.
+    #[serde(default)]
+    pub settled: bool,
+    pub job: TaskJob,
+}
+
+/// The call a task runs, as it was admitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskJob {
+    pub principal: Principal,
+    /// The `tools/call` params as sent.
+    pub params: Value,
+    pub admitted: Admitted,
+    /// The usage row's id (and the meter event's identifier).
+    pub request_id: String,
+    pub input_bytes: u64,
+    /// Where a successful result is cached, and for how many seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<(String, u64)>,
+}
+
+impl TaskRecord {
+    /// A new `working` task for an admitted call.
+    pub fn new(task_id: String, owner: String, job: TaskJob, now_ms: u64) -> Self {
+        Self {
+            task_id,
+            owner,
+            status: TaskStatus::Working,
+            created_at: now_ms,
+            updated_at: now_ms,
+            ttl_ms: TTL_MS,
+            result: None,
+            error: None,
+            settled: false,
+            job,
+        }
+    }
+
+    /// Past its time to live (it may be discarded).
+    pub fn expired(&self, now_ms: u64) -> bool {
+        now_ms >= self.expires_at()
+    }
+
+    /// Unix milliseconds when it may be discarded.
+    pub fn expires_at(&self) -> u64 {
+        self.created_at.saturating_add(self.ttl_ms)
+    }
+
+    /// Marks it cancelled unless it has ended; whether it changed.
+    pub fn cancel(&mut self, now_ms: u64) -> bool {
+        if self.status.is_terminal() {
+            return false;
+        }
+        self.status = TaskStatus::Cancelled;
+        self.updated_at = now_ms;
+        true
+    }
+
+    /// Records how its call ended: the result (`completed`, tool errors included) or the
+    /// JSON-RPC error (`failed`). A task cancelled meanwhile stays cancelled.
+    pub fn finish(&mut self, outcome: Result<Value, ErrorData>, now_ms: u64) {
+        if self.status.is_terminal() {
+            return;
+        }
+        match outcome {
+            Ok(result) => {
+                self.status = TaskStatus::Completed;
+                self.result = Some(result);
+            }
+            Err(e) => {
+                self.status = TaskStatus::Failed;
+                self.error = serde_json::to_value(&e).ok();
+            }
+        }
+        self.updated_at = now_ms;
+    }
+
+    fn task(&self) -> Task {
+        Task::new(
+            self.task_id.clone(),
+            self.status,
+            iso8601(self.created_at),
+            iso8601(self.updated_at),
+        )
+        .with_ttl_ms(self.ttl_ms)
+        .with_poll_interval_ms(POLL_INTERVAL_MS)
+    }
+
+    /// The `tools/call` answer that hands the task to the client (`resultType: "task"`).
+    pub fn handle(&self) -> Value {
+        serde_json::to_value(CreateTaskResult::new(self.task())).unwrap_or_default()
+    }
+
+    /// The `tasks/get` answer: status and metadata, and the result or error once ended.
+    pub fn detailed(&self) -> Value {
+        let object = |v: &Option<Value>| v.as_ref().and_then(Value::as_object).cloned();
+        let payload = match self.status {
+            TaskStatus::Completed => TaskPayload::Completed {
+                result: object(&self.result).unwrap_or_default(),
+            },
+            TaskStatus::Failed => TaskPayload::Failed {
+                error: object(&self.error).unwrap_or_default(),
+            },
+            TaskStatus::Cancelled => TaskPayload::Cancelled,
+            _ => TaskPayload::Working,
+        };
+        let detailed = DetailedTask::new(self.task(), payload);
+        serde_json::to_value(GetTaskResult::new(detailed)).unwrap_or_default()
+    }
+}
+
+/// Unix milliseconds as an ISO 8601 UTC timestamp (`2026-12-04T11:38:47.120Z`).
+fn iso8601(ms: u64) -> String {
+    let t = i64::try_from(ms / 1000)
+        .ok()
+        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        ms % 1000
+    )
+}
+
+/// Where tasks are kept: one record per task, durable once `create_task` returns.
+#[allow(async_fn_in_trait)] // Workers are single-threaded; futures need not be Send.
+pub trait TaskStore {
+    /// Stores a new task and schedules its run.
+    async fn create_task(&self, record: &TaskRecord) -> Result<(), StoreError>;
+    /// A task by id, if it exists.
+    async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError>;
+    /// Cancels `owner`'s task `task_id` (nothing when it has ended) and stops its run;
+    /// the record after, `None` when the owner has no such task.
+    async fn cancel_task(
+        &self,
+        task_id: &str,
+        owner: &str,
+        now_ms: u64,
+    ) -> Result<Option<TaskRecord>, StoreError>;
+}
+
+/// Cancels a record for `owner`, as [`TaskStore::cancel_task`] does: `None` when it is not
+/// theirs or has expired, else whether it changed.
+pub fn cancel_for(record: &mut TaskRecord, owner: &str, now_ms: u64) -> Option<bool> {
+    (record.owner == owner && !record.expired(now_ms)).then(|| record.cancel(now_ms))
+}
+
+/// Whether the request's client capabilities declare the tasks extension (2026-07-28
+/// `_meta`).
+pub fn requested(meta: Option<&Map<String, Value>>) -> bool {
+    meta.and_then(|m| m.get(version::META_CLIENT_CAPABILITIES))
+        .and_then(|c| c.get("extensions"))
+        .and_then(|e| e.get(EXTENSION))
+        .is_some()
+}
+
+/// `-32021`: the request needs the client to declare the tasks extension.
+pub fn missing_capability(what: &str) -> ErrorData {
+    ErrorData::new(
+        ErrorCode::MISSING_REQUIRED_CLIENT_CAPABILITY,
+        format!("{what} needs the {EXTENSION} extension in the request's client capabilities"),
+        Some(json!({ "requiredCapabilities": { "extensions": { EXTENSION: {} } } })),
+    )
+}
+
+/// `tasks/get`, `tasks/update` and `tasks/cancel` for `principal`.
+pub async fn method<S: TaskStore>(
+    method: &str,
+    params: &Map<String, Value>,
+    principal: &Principal,
+    store: &S,
+    now_ms: u64,
+) -> Result<Value, Refusal> {
+    let meta = params.get("_meta").and_then(Value::as_object);
+    if !requested(meta) {
+        return Err(missing_capability(method).into());
+    }
+    let task_id = params
+        .get("taskId")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty() && id.len() <= MAX_TASK_ID)
+        .ok_or_else(|| invalid_params(format!("{method} needs params.taskId (a string)")))?;
+    let owner = principal.bucket();
+    let unknown = || Refusal::from(invalid_params(format!("unknown task: {task_id}")));
+    let ack = || serde_json::to_value(TaskAckResult::new()).unwrap_or_default();
+    match method {
+        "tasks/cancel" => match store.cancel_task(task_id, &owner, now_ms).await {
+            Ok(Some(_)) => Ok(ack()),
+            Ok(None) => Err(unknown()),
+            Err(e) => Err(unavailable(e)),
+        },
+        _ => {
+            let record = store.task(task_id).await.map_err(unavailable)?;
+            let record = record
+                .filter(|r| r.owner == owner && !r.expired(now_ms))
+                .ok_or_else(unknown)?;
+            // `tasks/update` answers input requests; these tasks never make any, so an
+            // update is acknowledged and has nothing to deliver.
+            Ok(if method == "tasks/get" {
+                record.detailed()
+            } else {
+                ack()
+            })
+        }
+    }
+}
+
+/// 503 for a task store that failed.
+pub(super) fn unavailable(e: StoreError) -> Refusal {
+    Refusal {
+        error: ErrorData::internal_error(format!("the task store is unavailable: {e}"), None),
+        status: Some(503),
+        headers: vec![("retry-after".to_owned(), "5".to_owned())],
+    }
+}
+
+/// Runs a task's call, as `tools/call` would have in the request: `cx` carries the task's
+/// principal, and a `live` that reads as gone once the task is cancelled. The outcome and
+/// what the call leaves behind (its usage row, token count, meter event).
+pub async fn execute<B: QuotaStore>(
+    record: &TaskRecord,
+    cx: &McpContext<'_, B>,
+) -> (Result<Value, ErrorData>, Effects) {
+    let mut fx = Effects::default();
+    let job = &record.job;
+    let params = serde_json::from_value::<CallToolRequestParams>(job.params.clone());
+    let tool = params.as_ref().ok().and_then(|p| {
+        tools::registry()
+            .get(&p.name)
+            .filter(|t| t.offered(cx.config))
+    });
+    let (Ok(params), Some(tool)) = (params, tool) else {
+        let e = ErrorData::internal_error("the task's tool is no longer offered", None);
+        return (Err(e), fx);
+    };
+    let mut usage = call::usage_record(cx, tool.name, job.input_bytes);
+    usage.request_id.clone_from(&job.request_id);
+    usage.created_at = record.created_at;
+    let outcome = call::run(tool, params, job.admitted.clone(), usage, true, cx, &mut fx).await;
+    let outcome = outcome.map_err(|r| r.error);
+    if let (Ok(value), Some((key, ttl_s)), Some(io)) = (&outcome, &job.cache, cx.io)
+        && value.get("isError") != Some(&Value::Bool(true))
+    {
+        io.cache_put(key, &value.to_string(), *ttl_s).await;
+    }
+    (outcome, fx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Plan;
+
+    fn record() -> TaskRecord {
+        let job = TaskJob {
+            principal: Principal::OAuth {
+                account: "a1".to_owned(),
+                plan: "pro".to_owned(),
+                scopes: vec!["mcp:tools".to_owned()],
+            },
+            params: json!({ "name": "ask", "arguments": { "question": "q" } }),
+            admitted: Admitted {
+                plan: Plan::default(),
+                quota: Vec::new(),
+                customer: None,
+                token_windows: Vec::new(),
+            },
+            request_id: "req_1".to_owned(),
+            input_bytes: 16,
+            cache: None,
+        };
+        TaskRecord::new(
+            "task_1".to_owned(),
+            "acct:a1".to_owned(),
+            job,
+            1_764_848_327_120,
+        )
+    }
+
+    #[test]
+    fn timestamps_are_iso_8601_utc_with_milliseconds() {
+        assert_eq!(iso8601(1_764_848_327_120), "2025-12-04T11:38:47.120Z");
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn a_new_task_is_handed_out_flat_with_its_ttl_and_poll_interval() {
+        let handle = record().handle();
+        assert_eq!(handle["resultType"], "task");
+        assert_eq!(handle["taskId"], "task_1");
+        assert_eq!(handle["status"], "working");
+        assert_eq!(handle["ttlMs"], TTL_MS);
+        assert_eq!(handle["pollIntervalMs"], POLL_INTERVAL_MS);
+        for absent in [
+            "task",
+            "result",
+            "error",
+            "ttl",
+            "pollInterval",
+            "requestState",
+        ] {
+            assert!(handle.get(absent).is_none(), "{absent} in {handle}");
+        }
+    }
+
+    #[test]
+    fn a_finished_task_inlines_its_result_or_error_and_a_cancelled_one_stays_cancelled() {
+        let mut done = record();
+        done.finish(
+            Ok(json!({ "content": [{ "type": "text", "text": "hi" }] })),
+            2,
+        );
+        let got = done.detailed();
+        assert_eq!(got["status"], "completed");
+        assert_eq!(got["result"]["content"][0]["text"], "hi");
+        assert!(got.get("error").is_none());
+
+        let mut failed = record();
+        failed.finish(Err(ErrorData::internal_error("crashed", None)), 2);
+        let got = failed.detailed();
+        assert_eq!(got["status"], "failed");
+        assert_eq!(got["error"]["code"], -32603);
+        assert!(got.get("result").is_none());
+
+        let mut cancelled = record();
+        assert!(cancelled.cancel(2));
+        assert!(!cancelled.cancel(3), "a second cancel changes nothing");
+        cancelled.finish(Ok(json!({ "content": [] })), 4);
+        assert_eq!(cancelled.status, TaskStatus::Cancelled);
+        assert!(cancelled.result.is_none());
+        assert_eq!(cancelled.updated_at, 2);
+    }
+
+    #[test]
+    fn only_the_owner_cancels_and_only_before_expiry() {
+        let mut r = record();
+        assert_eq!(cancel_for(&mut r, "acct:other", 5), None);
+        assert_eq!(r.status, TaskStatus::Working);
+        let late = r.expires_at();
+        assert_eq!(cancel_for(&mut r, "acct:a1", late), None, "expired");
+        assert_eq!(cancel_for(&mut r, "acct:a1", 5), Some(true));
+        assert_eq!(cancel_for(&mut r, "acct:a1", 6), Some(false));
+    }
+
+    #[test]
+    fn the_extension_is_requested_only_under_client_capabilities_extensions() {
+        let meta = |v: Value| v.as_object().cloned();
+        let yes =
+            meta(json!({ version::META_CLIENT_CAPABILITIES: { "extensions": { EXTENSION: {} } } }));
+        assert!(requested(yes.as_ref()));
+        let no = meta(json!({ version::META_CLIENT_CAPABILITIES: { "extensions": {} } }));
+        assert!(!requested(no.as_ref()));
+        let top = meta(json!({ "extensions": { EXTENSION: {} } }));
+        assert!(!requested(top.as_ref()));
+        assert!(!requested(None));
+    }
+
+    #[test]
+    fn a_record_survives_storage_as_json() {
+        let mut r = record();
+        r.finish(Ok(json!({ "content": [] })), 9);
+        r.settled = true;
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(serde_json::from_str::<TaskRecord>(&text).unwrap(), r);
+    }
+}
