@@ -401,7 +401,13 @@ async fn create_task<B: QuotaStore + TaskStore>(
 ) -> Result<Value, Refusal> {
     let job = TaskJob {
         principal: cx.principal.clone(),
-        params: to_value(&params)?,
+        // The fields a task's run reads, as plain JSON: serialising rmcp's params type
+        // whole would add its serialiser (input responses and all) to the wasm.
+        params: json!({
+            "name": params.name,
+            "arguments": params.arguments,
+            "_meta": params.meta.map(|m| m.0.0),
+        }),
         admitted,
         request_id: record.request_id.clone(),
         input_bytes: record.input_bytes,

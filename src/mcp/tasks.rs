@@ -16,8 +16,7 @@
 //! `notifications/cancelled` may reach another isolate. They get the call in the request.
 
 use rmcp::model::{
-    CallToolRequestParams, CreateTaskResult, DetailedTask, ErrorCode, ErrorData, GetTaskResult,
-    Task, TaskAckResult, TaskPayload, TaskStatus,
+    CallToolRequestParams, CreateTaskResult, ErrorCode, ErrorData, Task, TaskAckResult, TaskStatus,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -150,21 +149,24 @@ impl TaskRecord {
         serde_json::to_value(CreateTaskResult::new(self.task())).unwrap_or_default()
     }
 
-    /// The `tasks/get` answer: status and metadata, and the result or error once ended.
+    /// The `tasks/get` answer (a `DetailedTask`): status and metadata, and the result or
+    /// error once ended, inlined. Built from rmcp's `Task` rather than its `DetailedTask`,
+    /// whose serialiser brings the input-request types (elicitation and sampling schemas)
+    /// into the wasm, about 20 KB, for a payload these tasks never carry.
     pub fn detailed(&self) -> Value {
-        let object = |v: &Option<Value>| v.as_ref().and_then(Value::as_object).cloned();
-        let payload = match self.status {
-            TaskStatus::Completed => TaskPayload::Completed {
-                result: object(&self.result).unwrap_or_default(),
-            },
-            TaskStatus::Failed => TaskPayload::Failed {
-                error: object(&self.error).unwrap_or_default(),
-            },
-            TaskStatus::Cancelled => TaskPayload::Cancelled,
-            _ => TaskPayload::Working,
-        };
-        let detailed = DetailedTask::new(self.task(), payload);
-        serde_json::to_value(GetTaskResult::new(detailed)).unwrap_or_default()
+        let mut detailed = serde_json::to_value(self.task()).unwrap_or_default();
+        if let Some(fields) = detailed.as_object_mut() {
+            let payload = match self.status {
+                TaskStatus::Completed => self.result.as_ref().map(|r| ("result", r)),
+                TaskStatus::Failed => self.error.as_ref().map(|e| ("error", e)),
+                _ => None,
+            };
+            if let Some((name, value)) = payload {
+                fields.insert(name.to_owned(), value.clone());
+            }
+            fields.insert("resultType".to_owned(), Value::from("complete"));
+        }
+        detailed
     }
 }
 
