@@ -16,7 +16,12 @@
 //! Besides the MCP headers, `x-fuzz-*` lines choose the caller and the counter's state
 //! (see [`Input`]).
 
-use std::{cell::Cell, sync::OnceLock};
+use std::{
+    cell::{Cell, RefCell},
+    sync::OnceLock,
+};
+
+use serde_json::{Map, Value};
 
 use paid_mcp_worker::{
     auth::{
@@ -24,7 +29,10 @@ use paid_mcp_worker::{
         principal::{AddressBucket, Principal},
     },
     config::Config,
-    mcp::version::McpHeaders,
+    mcp::{
+        tasks::{self, TaskRecord, TaskStore},
+        version::McpHeaders,
+    },
     quota::{self, ConsumeRequest, ConsumeResponse, CounterState, QuotaStore},
     store::StoreError,
 };
@@ -137,6 +145,7 @@ impl<'a> Input<'a> {
             revoked: counter == "revoked",
             down: counter == "down",
             plan_in_force: self.header("x-fuzz-plan-in-force").map(str::to_owned),
+            task: RefCell::new(None),
             consumed: Cell::new(0),
         }
     }
@@ -213,6 +222,8 @@ pub struct Store {
     pub plan_in_force: Option<String>,
     /// How many consume requests reached the store.
     pub consumed: Cell<u32>,
+    /// The task a call made, if any.
+    pub task: RefCell<Option<TaskRecord>>,
 }
 
 impl QuotaStore for Store {
@@ -237,6 +248,49 @@ impl QuotaStore for Store {
             used,
         };
         Ok(quota::admit(req, state))
+    }
+}
+
+/// Tasks: the one task a run may have made, cancelled and answered by the same rules the
+/// task objects use.
+impl TaskStore for Store {
+    async fn create_task(&self, record: &TaskRecord) -> Result<(), StoreError> {
+        if self.down {
+            return Err(StoreError("down".to_owned()));
+        }
+        *self.task.borrow_mut() = Some(record.clone());
+        Ok(())
+    }
+
+    async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        Ok(self.task.borrow().clone().filter(|t| t.task_id == task_id))
+    }
+
+    async fn cancel_task(
+        &self,
+        task_id: &str,
+        owner: &str,
+        now_ms: u64,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let mut task = self.task.borrow_mut();
+        let Some(record) = task.as_mut().filter(|t| t.task_id == task_id) else {
+            return Ok(None);
+        };
+        Ok(tasks::cancel_for(record, owner, now_ms).map(|_| record.clone()))
+    }
+
+    async fn update_task(
+        &self,
+        task_id: &str,
+        owner: &str,
+        responses: &Map<String, Value>,
+        now_ms: u64,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let mut task = self.task.borrow_mut();
+        let Some(record) = task.as_mut().filter(|t| t.task_id == task_id) else {
+            return Ok(None);
+        };
+        Ok(tasks::update_for(record, owner, responses, now_ms).map(|_| record.clone()))
     }
 }
 

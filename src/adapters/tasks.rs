@@ -19,7 +19,7 @@
 use std::{cell::RefCell, rc::Rc, time::Duration};
 
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use worker::{Date, DurableObject, Env, Request, Response, Result, State, durable_object};
 
 use super::{
@@ -30,7 +30,7 @@ use super::{
 use crate::{
     mcp::{
         call::McpContext,
-        tasks::{self, TaskRecord, TaskStore},
+        tasks::{self, TaskRecord, TaskStatus, TaskStore},
     },
     store::StoreError,
 };
@@ -74,6 +74,17 @@ impl TaskStore for WorkerBackend {
         let body = json!({ "owner": owner, "now_ms": now_ms }).to_string();
         parse(&self.call_task(task_id, "cancel", &body).await?)
     }
+
+    async fn update_task(
+        &self,
+        task_id: &str,
+        owner: &str,
+        responses: &Map<String, Value>,
+        now_ms: u64,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let body = json!({ "owner": owner, "now_ms": now_ms, "responses": responses });
+        parse(&self.call_task(task_id, "update", &body.to_string()).await?)
+    }
 }
 
 /// One task: its record and, while its call runs, what stops it.
@@ -108,7 +119,8 @@ impl DurableObject for TaskRunner {
         let answer = match request.path.as_str() {
             "create" => self.create(&request.body).await?,
             "get" => serde_json::to_string(&self.load()?)?,
-            "cancel" => self.cancel(&request.body)?,
+            "cancel" => self.cancel(&request.body).await?,
+            "update" => self.update(&request.body).await?,
             _ => return js::answer_object(404, "not found"),
         };
         js::answer_object(200, &answer)
@@ -121,6 +133,16 @@ impl DurableObject for TaskRunner {
         if record.settled {
             self.expire(&record).await?;
             return Response::ok("kept");
+        }
+        let mut record = record;
+        if record.status == TaskStatus::InputRequired {
+            // Waiting for answers: at the end of its time it ends, cancelled (and settled).
+            if !record.expired(now_ms()) {
+                self.wake_at(record.expires_at()).await?;
+                return Response::ok("waiting");
+            }
+            record.cancel(now_ms());
+            self.save(&record)?;
         }
         self.run(record).await?;
         Response::ok("ran")
@@ -169,8 +191,10 @@ impl TaskRunner {
         Ok(json!({ "stored": true }).to_string())
     }
 
-    /// `/cancel`: the owner's task marked cancelled (unless it has ended), its run stopped.
-    fn cancel(&self, body: &str) -> Result<String> {
+    /// `/cancel`: the owner's task marked cancelled (unless it has ended) and its run
+    /// stopped; a task not running (waiting for input, or not started) is settled by an
+    /// alarm now.
+    async fn cancel(&self, body: &str) -> Result<String> {
         #[derive(Deserialize)]
         struct Cancel {
             owner: String,
@@ -183,13 +207,46 @@ impl TaskRunner {
             None => return Ok("null".to_owned()),
             Some(true) => {
                 self.save(&record)?;
-                if let Some(running) = self.running.borrow().as_ref() {
-                    running.cancel();
+                let running = self.running.borrow().clone();
+                match running {
+                    Some(running) => running.cancel(),
+                    None => self.wake_at(0).await?,
                 }
             }
             Some(false) => {}
         }
         Ok(serde_json::to_string(&record)?)
+    }
+
+    /// `/update`: the owner's answers to the task's input requests; once all are in, the
+    /// call runs again (an alarm now).
+    async fn update(&self, body: &str) -> Result<String> {
+        #[derive(Deserialize)]
+        struct Update {
+            owner: String,
+            now_ms: u64,
+            responses: Map<String, Value>,
+        }
+        let (Ok(u), Some(mut record)) = (serde_json::from_str::<Update>(body), self.load()?) else {
+            return Ok("null".to_owned());
+        };
+        let Some(resume) = tasks::update_for(&mut record, &u.owner, &u.responses, u.now_ms) else {
+            return Ok("null".to_owned());
+        };
+        self.save(&record)?;
+        if resume {
+            self.wake_at(0).await?;
+        }
+        Ok(serde_json::to_string(&record)?)
+    }
+
+    /// Sets the alarm for unix milliseconds `at` (now, when past).
+    async fn wake_at(&self, at: u64) -> Result<()> {
+        let wait = at.saturating_sub(now_ms());
+        self.state
+            .storage()
+            .set_alarm(Duration::from_millis(wait))
+            .await
     }
 
     /// Runs the task's call, stores how it ended and leaves its usage row and meter event.
@@ -222,6 +279,11 @@ impl TaskRunner {
         // A cancellation that came while the call ran is in storage, not in `record`.
         let mut latest = self.load()?.unwrap_or(record);
         latest.finish(outcome, now_ms());
+        if latest.status == TaskStatus::InputRequired {
+            // Not an end: it waits for tasks/update (or for its time to end).
+            self.save(&latest)?;
+            return self.wake_at(latest.expires_at()).await;
+        }
         latest.settled = true;
         self.save(&latest)?;
         after(&config, &backend, &fx.usage, &fx.meter).await;
@@ -233,14 +295,10 @@ impl TaskRunner {
 
     /// Deletes a settled task once its time to live is over, else wakes then.
     async fn expire(&self, record: &TaskRecord) -> Result<()> {
-        let now = now_ms();
-        let storage = self.state.storage();
-        if record.expired(now) {
-            storage.delete_all().await?;
+        if record.expired(now_ms()) {
+            self.state.storage().delete_all().await
         } else {
-            let wait = record.expires_at().saturating_sub(now);
-            storage.set_alarm(Duration::from_millis(wait)).await?;
+            self.wake_at(record.expires_at()).await
         }
-        Ok(())
     }
 }

@@ -5,7 +5,7 @@
 
 use rmcp::model::{CallToolRequestParams, ErrorData};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
 use super::{
     tools::{self, ToolContext},
@@ -118,23 +118,28 @@ pub(super) fn count_windows<B>(
     }
 }
 
-/// Runs an admitted call and completes its usage record (and meter event).
-pub(super) async fn run<B: QuotaStore>(
-    tool: &tools::ToolDef,
-    params: CallToolRequestParams,
-    mut admitted: Admitted,
-    mut record: UsageRecord,
+/// A `tools/call` to run: its params, and the answers to the input the tool asked for in
+/// an earlier round (`inputResponses`, kept as JSON: the tool reads what it asked for).
+pub struct ToolCall {
+    pub params: CallToolRequestParams,
+    pub input_responses: Option<Map<String, Value>>,
+}
+
+/// What the tool sees of an admitted call.
+fn tool_context<'a, B>(
+    call: &ToolCall,
+    admitted: &mut Admitted,
     stateless: bool,
-    cx: &McpContext<'_, B>,
-    fx: &mut Effects,
-) -> Result<Value, Refusal> {
+    cx: &McpContext<'a, B>,
+) -> ToolContext<'a> {
     let mut tcx = ToolContext::new(cx.principal);
     tcx.config = Some(cx.config);
     tcx.io = cx.io;
     tcx.live = cx.live;
     tcx.quota = Value::Array(std::mem::take(&mut admitted.quota));
     tcx.plan = admitted.plan.id.clone();
-    let meta = params.meta.as_ref().map(|m| &m.0);
+    tcx.input_responses = call.input_responses.clone();
+    let meta = call.params.meta.as_ref().map(|m| &m.0);
     tcx.progress_token = meta.and_then(|m| m.get("progressToken")).cloned();
     if stateless {
         tcx.log_level = meta
@@ -142,17 +147,43 @@ pub(super) async fn run<B: QuotaStore>(
             .and_then(Value::as_str)
             .and_then(tools::log_rank);
     }
+    tcx
+}
+
+/// Whether a result asks the client for input (`resultType: "input_required"`).
+pub fn asks_for_input(result: &Value) -> bool {
+    result.get("resultType").and_then(Value::as_str) == Some("input_required")
+}
+
+/// Runs an admitted call and completes its usage record (and meter event). A tool that
+/// asks for input gets, under 2026-07-28, an `input_required` result, which ends nothing:
+/// no usage row, no meter event (the caller decides what the round costs); under the 2025
+/// generations, which cannot ask, a tool error.
+pub(super) async fn run<B: QuotaStore>(
+    tool: &tools::ToolDef,
+    call: ToolCall,
+    mut admitted: Admitted,
+    mut record: UsageRecord,
+    stateless: bool,
+    cx: &McpContext<'_, B>,
+    fx: &mut Effects,
+) -> Result<Value, Refusal> {
+    let tcx = tool_context(&call, &mut admitted, stateless, cx);
     // A call whose client left (or whose task was cancelled) before it started never runs.
     let outcome = if cx.live.is_some_and(tools::Live::gone) {
         tools::ToolOutcome::Cancelled
     } else {
-        (tool.handler)(&tcx, params.arguments.unwrap_or_default()).await
+        (tool.handler)(&tcx, call.params.arguments.unwrap_or_default()).await
     };
     fx.notifications.append(&mut tcx.notifications.borrow_mut());
     let cancelled = matches!(outcome, tools::ToolOutcome::Cancelled);
-    if let tools::ToolOutcome::Failed(why) = outcome {
-        return Err(failed(why, admitted, record, cx, fx).await);
-    }
+    let outcome = match outcome {
+        tools::ToolOutcome::Failed(why) => return Err(failed(why, admitted, record, cx, fx).await),
+        tools::ToolOutcome::InputRequired(requests) if stateless => {
+            return Ok(json!({ "resultType": "input_required", "inputRequests": requests }));
+        }
+        other => other,
+    };
     let result = outcome.into_result();
     let value = to_value(&result)?;
     record.duration_ms = (cx.clock)().saturating_sub(record.created_at);

@@ -12,7 +12,9 @@ use serde_json::{Map, Value, json};
 
 pub use super::call::{Effects, McpContext, Refusal};
 use super::{
-    call::{Admitted, count_windows, give_back, run, to_value, usage_record},
+    call::{
+        Admitted, ToolCall, asks_for_input, count_windows, give_back, run, to_value, usage_record,
+    },
     cancel,
     jsonrpc::{
         self, Message, RequestId, classify, invalid_params, invalid_request, method_not_found,
@@ -324,15 +326,14 @@ async fn tools_call<B: QuotaStore + TaskStore>(
     if let Some(result) = tools::fixtures::call_tool(&params, stateless, &mut fx.notifications) {
         return result.map_err(Refusal::from);
     }
-    let input_bytes = params
-        .get("arguments")
-        .map_or(0, |a| a.to_string().len() as u64);
-    let params: CallToolRequestParams = serde_json::from_value(Value::Object(params))
-        .map_err(|e| invalid_params(format!("invalid tools/call params: {e}")))?;
-    let tool = tool_for(&params, stateless, headers, cx)?;
-    let as_task = as_task(tool, &params, stateless)?;
+    let (call, input_bytes) = parse_call(params)?;
+    let tool = tool_for(&call.params, stateless, headers, cx)?;
+    let as_task = match mode(tool, &call, stateless)? {
+        Mode::AsksFirst(result) => return Ok(result),
+        mode => matches!(mode, Mode::Task),
+    };
     let mut record = usage_record(cx, tool.name, input_bytes);
-    let cached = cached(tool, params.arguments.as_ref(), cx).await;
+    let cached = cached(tool, call.params.arguments.as_ref(), cx).await;
     let charge = Charge::of(tool, cached.as_ref());
     let gate = gate(tool, cx, charge, &mut record, fx).await;
     // Refusals for scope, plan, quota or sign-in are logged; store failures are not.
@@ -360,40 +361,94 @@ async fn tools_call<B: QuotaStore + TaskStore>(
     }
     if as_task {
         let cache = cached.map(|c| (c.key, c.policy.ttl_s));
-        return create_task(params, admitted, record, cache, cx).await;
+        return create_task(call, admitted, record, cache, cx).await;
     }
-    let value = run(tool, params, admitted, record, stateless, cx, fx).await?;
-    if let (Some(cached), Some(io)) = (cached, cx.io)
+    let (plan, created_at) = (admitted.plan.clone(), record.created_at);
+    let value = run(tool, call, admitted, record, stateless, cx, fx).await?;
+    after_run(&value, cached, (&plan, created_at), cx, fx).await;
+    Ok(value)
+}
+
+/// After a call that ran in the request: a round that asked for input gives its count
+/// back (it ends nothing: the call that answers is counted); a result is cached when the
+/// tool's results are.
+async fn after_run<B: QuotaStore>(
+    value: &Value,
+    cached: Option<Cached>,
+    (plan, created_at): (&Plan, u64),
+    cx: &McpContext<'_, B>,
+    fx: &mut Effects,
+) {
+    if asks_for_input(value) {
+        if let Err(e) = give_back(cx, plan, created_at).await {
+            fx.error = Some(format!("refund of an input round: {e}"));
+        }
+    } else if let (Some(cached), Some(io)) = (cached, cx.io)
         && value.get("isError") != Some(&Value::Bool(true))
     {
         io.cache_put(&cached.key, &value.to_string(), cached.policy.ttl_s)
             .await;
     }
-    Ok(value)
 }
 
-/// Whether the call runs as a task: the tool supports tasks and the (2026-07-28) request
-/// declares the extension. A tool that runs only as a task is refused otherwise.
-fn as_task(
-    tool: &tools::ToolDef,
-    params: &CallToolRequestParams,
-    stateless: bool,
-) -> Result<bool, ErrorData> {
-    let meta = params.meta.as_ref().map(|m| &m.0.0);
+/// A `tools/call`'s params and the size of its arguments. `inputResponses` is kept as the
+/// JSON it came as (an object, or absent): the tool reads the answers it asked for.
+fn parse_call(mut params: Map<String, Value>) -> Result<(ToolCall, u64), ErrorData> {
+    let input_bytes = params
+        .get("arguments")
+        .map_or(0, |a| a.to_string().len() as u64);
+    let input_responses = match params.remove("inputResponses") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(answers)) => Some(answers),
+        Some(_) => return Err(invalid_params("inputResponses must be an object")),
+    };
+    let params: CallToolRequestParams = serde_json::from_value(Value::Object(params))
+        .map_err(|e| invalid_params(format!("invalid tools/call params: {e}")))?;
+    let call = ToolCall {
+        params,
+        input_responses,
+    };
+    Ok((call, input_bytes))
+}
+
+/// How a call is served.
+enum Mode {
+    InRequest,
+    Task,
+    /// Not yet: the tool first asks the user for input (`input_required`), before anything
+    /// is counted; the call that answers is.
+    AsksFirst(Value),
+}
+
+/// A call runs as a task when the tool supports tasks and the (2026-07-28) request
+/// declares the extension, once the tool has the input it asks for first. A tool that
+/// runs only as a task is refused otherwise.
+fn mode(tool: &tools::ToolDef, call: &ToolCall, stateless: bool) -> Result<Mode, ErrorData> {
+    let meta = call.params.meta.as_ref().map(|m| &m.0.0);
     let as_task = stateless && tool.task != TaskSupport::Forbidden && tasks::requested(meta);
     if tool.task == TaskSupport::Required && !as_task {
-        return Err(tasks::missing_capability(&format!(
-            "the tool {}",
-            tool.name
-        )));
+        let what = format!("the tool {}", tool.name);
+        return Err(tasks::missing_capability(&what));
     }
-    Ok(as_task)
+    if !as_task {
+        return Ok(Mode::InRequest);
+    }
+    let args = call.params.arguments.clone().unwrap_or_default();
+    let asks = tool
+        .asks_first
+        .and_then(|f| f(&args, call.input_responses.as_ref()));
+    Ok(match asks {
+        Some(requests) => {
+            Mode::AsksFirst(json!({ "resultType": "input_required", "inputRequests": requests }))
+        }
+        None => Mode::Task,
+    })
 }
 
 /// Makes an admitted call a task: stored (durably, with its run scheduled) before the
 /// handle is returned. A store that fails gives the call back (refund) and a 503.
 async fn create_task<B: QuotaStore + TaskStore>(
-    params: CallToolRequestParams,
+    call: ToolCall,
     admitted: Admitted,
     record: UsageRecord,
     cache: Option<(String, u64)>,
@@ -404,9 +459,9 @@ async fn create_task<B: QuotaStore + TaskStore>(
         // The fields a task's run reads, as plain JSON: serialising rmcp's params type
         // whole would add its serialiser (input responses and all) to the wasm.
         params: json!({
-            "name": params.name,
-            "arguments": params.arguments,
-            "_meta": params.meta.map(|m| m.0.0),
+            "name": call.params.name,
+            "arguments": call.params.arguments,
+            "_meta": call.params.meta.map(|m| m.0.0),
         }),
         admitted,
         request_id: record.request_id.clone(),
@@ -414,7 +469,8 @@ async fn create_task<B: QuotaStore + TaskStore>(
         cache,
     };
     let id = random_id("task_").unwrap_or_else(|_| format!("task_{}", record.request_id));
-    let task = TaskRecord::new(id, cx.principal.bucket(), job, record.created_at);
+    let mut task = TaskRecord::new(id, cx.principal.bucket(), job, record.created_at);
+    task.input_responses = call.input_responses.unwrap_or_default();
     if let Err(e) = cx.backend.create_task(&task).await {
         // Best effort: the call stays counted if the counter fails too.
         let _ = give_back(cx, &task.job.admitted.plan, record.created_at).await;

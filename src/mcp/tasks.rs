@@ -15,8 +15,9 @@
 //! client to ask for a task per request and to poll in the same session, and a
 //! `notifications/cancelled` may reach another isolate. They get the call in the request.
 
+pub use rmcp::model::TaskStatus;
 use rmcp::model::{
-    CallToolRequestParams, CreateTaskResult, ErrorCode, ErrorData, Task, TaskAckResult, TaskStatus,
+    CallToolRequestParams, CreateTaskResult, ErrorCode, ErrorData, Task, TaskAckResult,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -55,6 +56,14 @@ pub struct TaskRecord {
     /// The JSON-RPC error, once `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
+    /// What the tool asked the client for and is still waiting on, by key (while
+    /// `input_required`).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub input_requests: Map<String, Value>,
+    /// The client's answers so far, by key; the call runs again with them once every
+    /// request is answered.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub input_responses: Map<String, Value>,
     /// Its call has run (or was cancelled before it ran) and what it leaves behind (usage
     /// row, refund, meter event) has been produced: a later alarm only discards it.
     #[serde(default)]
@@ -89,6 +98,8 @@ impl TaskRecord {
             ttl_ms: TTL_MS,
             result: None,
             error: None,
+            input_requests: Map::new(),
+            input_responses: Map::new(),
             settled: false,
             job,
         }
@@ -114,13 +125,22 @@ impl TaskRecord {
         true
     }
 
-    /// Records how its call ended: the result (`completed`, tool errors included) or the
-    /// JSON-RPC error (`failed`). A task cancelled meanwhile stays cancelled.
+    /// Records how its call's run ended: the result (`completed`, tool errors included),
+    /// the JSON-RPC error (`failed`), or the input the tool asked for (`input_required`,
+    /// not an end). A task cancelled meanwhile stays cancelled.
     pub fn finish(&mut self, outcome: Result<Value, ErrorData>, now_ms: u64) {
         if self.status.is_terminal() {
             return;
         }
         match outcome {
+            Ok(result) if call::asks_for_input(&result) => {
+                self.status = TaskStatus::InputRequired;
+                self.input_requests = result
+                    .get("inputRequests")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+            }
             Ok(result) => {
                 self.status = TaskStatus::Completed;
                 self.result = Some(result);
@@ -131,6 +151,25 @@ impl TaskRecord {
             }
         }
         self.updated_at = now_ms;
+    }
+
+    /// Takes the client's answers to pending input requests (others are ignored); whether
+    /// every request is now answered, so the call runs again.
+    pub fn answer(&mut self, responses: &Map<String, Value>, now_ms: u64) -> bool {
+        if self.status != TaskStatus::InputRequired {
+            return false;
+        }
+        for (key, response) in responses {
+            if self.input_requests.remove(key).is_some() {
+                self.input_responses.insert(key.clone(), response.clone());
+                self.updated_at = now_ms;
+            }
+        }
+        if !self.input_requests.is_empty() {
+            return false;
+        }
+        self.status = TaskStatus::Working;
+        true
     }
 
     fn task(&self) -> Task {
@@ -157,12 +196,15 @@ impl TaskRecord {
         let mut detailed = serde_json::to_value(self.task()).unwrap_or_default();
         if let Some(fields) = detailed.as_object_mut() {
             let payload = match self.status {
-                TaskStatus::Completed => self.result.as_ref().map(|r| ("result", r)),
-                TaskStatus::Failed => self.error.as_ref().map(|e| ("error", e)),
+                TaskStatus::Completed => self.result.clone().map(|r| ("result", r)),
+                TaskStatus::Failed => self.error.clone().map(|e| ("error", e)),
+                TaskStatus::InputRequired => {
+                    Some(("inputRequests", Value::Object(self.input_requests.clone())))
+                }
                 _ => None,
             };
             if let Some((name, value)) = payload {
-                fields.insert(name.to_owned(), value.clone());
+                fields.insert(name.to_owned(), value);
             }
             fields.insert("resultType".to_owned(), Value::from("complete"));
         }
@@ -203,12 +245,33 @@ pub trait TaskStore {
         owner: &str,
         now_ms: u64,
     ) -> Result<Option<TaskRecord>, StoreError>;
+    /// Gives `owner`'s task `task_id` the client's answers ([`TaskRecord::answer`]) and
+    /// runs its call again once all are in; the record after, `None` when the owner has
+    /// no such task.
+    async fn update_task(
+        &self,
+        task_id: &str,
+        owner: &str,
+        responses: &Map<String, Value>,
+        now_ms: u64,
+    ) -> Result<Option<TaskRecord>, StoreError>;
 }
 
 /// Cancels a record for `owner`, as [`TaskStore::cancel_task`] does: `None` when it is not
 /// theirs or has expired, else whether it changed.
 pub fn cancel_for(record: &mut TaskRecord, owner: &str, now_ms: u64) -> Option<bool> {
     (record.owner == owner && !record.expired(now_ms)).then(|| record.cancel(now_ms))
+}
+
+/// Answers a record's input requests for `owner`, as [`TaskStore::update_task`] does:
+/// `None` when it is not theirs or has expired, else whether its call runs again.
+pub fn update_for(
+    record: &mut TaskRecord,
+    owner: &str,
+    responses: &Map<String, Value>,
+    now_ms: u64,
+) -> Option<bool> {
+    (record.owner == owner && !record.expired(now_ms)).then(|| record.answer(responses, now_ms))
 }
 
 /// Whether the request's client capabilities declare the tasks extension (2026-07-28
@@ -249,25 +312,27 @@ pub async fn method<S: TaskStore>(
     let owner = principal.bucket();
     let unknown = || Refusal::from(invalid_params(format!("unknown task: {task_id}")));
     let ack = || serde_json::to_value(TaskAckResult::new()).unwrap_or_default();
-    match method {
-        "tasks/cancel" => match store.cancel_task(task_id, &owner, now_ms).await {
-            Ok(Some(_)) => Ok(ack()),
-            Ok(None) => Err(unknown()),
-            Err(e) => Err(unavailable(e)),
-        },
+    let changed = match method {
+        "tasks/cancel" => store.cancel_task(task_id, &owner, now_ms).await,
+        "tasks/update" => {
+            let Some(Value::Object(responses)) = params.get("inputResponses") else {
+                let why = "tasks/update needs params.inputResponses (an object)";
+                return Err(invalid_params(why).into());
+            };
+            store.update_task(task_id, &owner, responses, now_ms).await
+        }
         _ => {
             let record = store.task(task_id).await.map_err(unavailable)?;
             let record = record
                 .filter(|r| r.owner == owner && !r.expired(now_ms))
                 .ok_or_else(unknown)?;
-            // `tasks/update` answers input requests; these tasks never make any, so an
-            // update is acknowledged and has nothing to deliver.
-            Ok(if method == "tasks/get" {
-                record.detailed()
-            } else {
-                ack()
-            })
+            return Ok(record.detailed());
         }
+    };
+    // The ack carries nothing of the task: its state is read with tasks/get.
+    match changed.map_err(unavailable)? {
+        Some(_) => Ok(ack()),
+        None => Err(unknown()),
     }
 }
 
@@ -302,10 +367,16 @@ pub async fn execute<B: QuotaStore>(
     let mut usage = call::usage_record(cx, tool.name, job.input_bytes);
     usage.request_id.clone_from(&job.request_id);
     usage.created_at = record.created_at;
-    let outcome = call::run(tool, params, job.admitted.clone(), usage, true, cx, &mut fx).await;
+    let responses = &record.input_responses;
+    let call = call::ToolCall {
+        params,
+        input_responses: (!responses.is_empty()).then(|| responses.clone()),
+    };
+    let outcome = call::run(tool, call, job.admitted.clone(), usage, true, cx, &mut fx).await;
     let outcome = outcome.map_err(|r| r.error);
     if let (Ok(value), Some((key, ttl_s)), Some(io)) = (&outcome, &job.cache, cx.io)
         && value.get("isError") != Some(&Value::Bool(true))
+        && !call::asks_for_input(value)
     {
         io.cache_put(key, &value.to_string(), *ttl_s).await;
     }
@@ -419,6 +490,39 @@ mod tests {
         let top = meta(json!({ "extensions": { EXTENSION: {} } }));
         assert!(!requested(top.as_ref()));
         assert!(!requested(None));
+    }
+
+    #[test]
+    fn a_task_waits_for_every_answer_then_runs_again_with_them() {
+        let mut r = record();
+        let asks = json!({ "resultType": "input_required", "inputRequests": {
+            "name": { "method": "elicitation/create", "params": {} },
+            "confirm": { "method": "elicitation/create", "params": {} } } });
+        r.finish(Ok(asks), 2);
+        assert_eq!(r.status, TaskStatus::InputRequired);
+        assert_eq!(r.detailed()["inputRequests"].as_object().unwrap().len(), 2);
+        let answer = |k: &str| json!({ k: { "action": "accept", "content": {} } });
+        let one = answer("name").as_object().cloned().unwrap();
+        assert_eq!(update_for(&mut r, "acct:other", &one, 3), None);
+        assert_eq!(update_for(&mut r, "acct:a1", &one, 3), Some(false));
+        let pending: Vec<&String> = r.input_requests.keys().collect();
+        assert_eq!(pending, ["confirm"], "only the unanswered request stays");
+        let stray = answer("other").as_object().cloned().unwrap();
+        assert_eq!(update_for(&mut r, "acct:a1", &stray, 4), Some(false));
+        assert!(
+            !r.input_responses.contains_key("other"),
+            "answers to nothing asked are dropped"
+        );
+        let two = answer("confirm").as_object().cloned().unwrap();
+        assert_eq!(update_for(&mut r, "acct:a1", &two, 5), Some(true));
+        assert_eq!(r.status, TaskStatus::Working);
+        assert_eq!(r.input_responses.len(), 2);
+        assert!(r.detailed().get("inputRequests").is_none());
+        assert_eq!(
+            update_for(&mut r, "acct:a1", &two, 6),
+            Some(false),
+            "not waiting now"
+        );
     }
 
     #[test]

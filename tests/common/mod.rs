@@ -495,6 +495,21 @@ impl TaskStore for MemoryBackend {
         };
         Ok(tasks::cancel_for(record, owner, now_ms).map(|_| record.clone()))
     }
+
+    async fn update_task(
+        &self,
+        task_id: &str,
+        owner: &str,
+        responses: &serde_json::Map<String, Value>,
+        now_ms: u64,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        self.check()?;
+        let mut all = self.tasks.borrow_mut();
+        let Some(record) = all.get_mut(task_id) else {
+            return Ok(None);
+        };
+        Ok(tasks::update_for(record, owner, responses, now_ms).map(|_| record.clone()))
+    }
 }
 
 /// The counter: what the Durable Object reads from its storage, decided by the same

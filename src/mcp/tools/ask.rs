@@ -99,6 +99,7 @@ pub(super) fn def() -> ToolDef {
         outbound: true,
         cache: Some(|config: &Config| config.ask_cache),
         task: TaskSupport::Optional,
+        asks_first: None,
         handler: |cx, args| -> ToolFuture<'_> { Box::pin(handle(cx, args)) },
     }
 }

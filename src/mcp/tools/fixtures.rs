@@ -47,6 +47,7 @@ fn fixture_tool(name: &'static str, description: &'static str, input_schema: Val
         outbound: false,
         cache: None,
         task: TaskSupport::Forbidden,
+        asks_first: None,
         handler: unreachable_handler,
     }
 }

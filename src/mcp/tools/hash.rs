@@ -72,6 +72,7 @@ pub(super) fn def() -> ToolDef {
         outbound: false,
         cache: None,
         task: TaskSupport::Forbidden,
+        asks_first: None,
         handler: call,
     }
 }

@@ -69,8 +69,17 @@ pub struct ToolDef {
     pub cache: Option<fn(&Config) -> Option<Caching>>,
     /// Whether a call may run as a task (2026-07-28 tasks extension).
     pub task: TaskSupport,
+    /// For a call that will run as a task: the input to ask the user for before it starts,
+    /// given the arguments and the answers so far (`None`: nothing more). The client gets
+    /// an `input_required` result, answers, and calls again; the task then starts, and its
+    /// run finds the answers in [`ToolContext::input_responses`].
+    pub asks_first: Option<InputCheck>,
     pub handler: Handler,
 }
+
+/// What a tool asks the user for before its task starts ([`ToolDef::asks_first`]).
+pub type InputCheck =
+    fn(&Map<String, Value>, Option<&Map<String, Value>>) -> Option<Map<String, Value>>;
 
 /// Whether a tool's calls run as tasks (`execution.taskSupport` in `tools/list`): a call
 /// from a client that declares the tasks extension gets a task handle at once and the
@@ -182,6 +191,9 @@ pub struct ToolContext<'a> {
     pub spend: RefCell<Spend>,
     /// The tool stopped because the client went away.
     pub cancelled: Cell<bool>,
+    /// The client's answers to the input the tool asked for in an earlier round
+    /// ([`ToolOutcome::InputRequired`]), by the keys it used.
+    pub input_responses: Option<Map<String, Value>>,
 }
 
 /// What a call cost upstream: tokens and the provider that served them.
@@ -298,6 +310,7 @@ impl<'a> ToolContext<'a> {
             live: None,
             spend: RefCell::new(Spend::default()),
             cancelled: Cell::new(false),
+            input_responses: None,
         }
     }
 
@@ -355,6 +368,12 @@ pub enum ToolOutcome {
     /// The tool could not run to a result (an internal fault, not something the model can
     /// act on): a JSON-RPC internal error, or a `failed` task.
     Failed(String),
+    /// The tool needs input from the user first: requests to the client by key (for
+    /// example `{"confirm": {"method": "elicitation/create", "params": {…}}}`). Under
+    /// 2026-07-28 the client answers and calls again with `inputResponses` (a task waits
+    /// in `input_required` for `tasks/update`); the tool then finds the answers in
+    /// [`ToolContext::input_responses`]. Under the 2025 generations it is a tool error.
+    InputRequired(Map<String, Value>),
 }
 
 impl ToolOutcome {
@@ -371,6 +390,9 @@ impl ToolOutcome {
             Self::Error(message) => CallToolResult::error(vec![Content::text(message)]),
             Self::Cancelled => CallToolResult::error(vec![Content::text("cancelled")]),
             Self::Failed(why) => CallToolResult::error(vec![Content::text(why)]),
+            Self::InputRequired(_) => CallToolResult::error(vec![Content::text(
+                "this tool needs input from the user, which needs protocol version 2026-07-28",
+            )]),
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The conformance suite's fixtures for the tasks extension: `greet` (never a task),
 //! `slow_compute` (a task when the client takes one), `failing_job` (a task that ends in
-//! a tool error) and `protocol_error_job` (a task that fails). They run through the same
-//! gate, counter and task machinery as any tool. Built only with the `conformance` feature.
+//! a tool error), `protocol_error_job` (a task that fails), and `confirm_delete` and
+//! `multi_input` (which ask the user first: one question, or two at once). They run
+//! through the same gate, counter and task machinery as any tool. Built only with the
+//! `conformance` feature.
 
 use rmcp::model::ContentBlock as Content;
 use serde_json::{Map, Value, json};
@@ -29,6 +31,7 @@ fn fixture(
         outbound: task != TaskSupport::Forbidden,
         cache: None,
         task,
+        asks_first: None,
         handler,
     }
 }
@@ -67,7 +70,109 @@ pub(super) fn tools() -> Vec<ToolDef> {
             TaskSupport::Optional,
             protocol_error_job,
         ),
+        fixture(
+            "confirm_delete",
+            "Asks the user to confirm, then deletes (pretends to)",
+            json!({ "type": "object", "properties": { "filename": { "type": "string" } } }),
+            TaskSupport::Optional,
+            confirm_delete,
+        ),
+        fixture(
+            "multi_input",
+            "Asks the user two things at once",
+            empty(),
+            TaskSupport::Optional,
+            multi_input,
+        ),
+        ToolDef {
+            asks_first: Some(name_first),
+            ..fixture(
+                "test_tool_with_task",
+                "Asks for a name, then greets as a task",
+                empty(),
+                TaskSupport::Required,
+                greet_asked,
+            )
+        },
     ]
+}
+
+/// `test_tool_with_task` asks for `user_name` before its task starts.
+fn name_first(
+    _args: &Map<String, Value>,
+    answers: Option<&Map<String, Value>>,
+) -> Option<Map<String, Value>> {
+    let named = answers.and_then(|a| a.get("user_name")).is_some();
+    (!named).then(|| {
+        let ask = ask_user("What is your name?", "name", "string");
+        Map::from_iter([("user_name".to_owned(), ask)])
+    })
+}
+
+fn greet_asked<'a>(cx: &'a ToolContext<'a>, _args: Map<String, Value>) -> ToolFuture<'a> {
+    Box::pin(async move {
+        let name = answer(cx, "user_name", "name")
+            .and_then(Value::as_str)
+            .unwrap_or("stranger");
+        ToolOutcome::Content(vec![Content::text(format!("Hello, {name}!"))])
+    })
+}
+
+/// An elicitation request for one field of `ty`.
+fn ask_user(message: &str, field: &str, ty: &str) -> Value {
+    json!({ "method": "elicitation/create", "params": { "mode": "form", "message": message,
+        "requestedSchema": { "type": "object", "properties": { field: { "type": ty } }, "required": [field] } } })
+}
+
+/// The accepted answer's `field`, from the response under `key`.
+fn answer<'a>(cx: &'a ToolContext<'_>, key: &str, field: &str) -> Option<&'a Value> {
+    let response = cx.input_responses.as_ref()?.get(key)?;
+    (response.get("action")? == "accept")
+        .then(|| response.get("content")?.get(field))
+        .flatten()
+}
+
+fn confirm_delete<'a>(cx: &'a ToolContext<'a>, args: Map<String, Value>) -> ToolFuture<'a> {
+    let file = args
+        .get("filename")
+        .and_then(Value::as_str)
+        .unwrap_or("the file")
+        .to_owned();
+    Box::pin(async move {
+        match answer(cx, "confirm", "confirm") {
+            Some(Value::Bool(true)) => {
+                ToolOutcome::Content(vec![Content::text(format!("Deleted {file}"))])
+            }
+            Some(_) => ToolOutcome::Content(vec![Content::text(format!("Kept {file}"))]),
+            None => ToolOutcome::InputRequired(Map::from_iter([(
+                "confirm".to_owned(),
+                ask_user(&format!("Delete {file}?"), "confirm", "boolean"),
+            )])),
+        }
+    })
+}
+
+fn multi_input<'a>(cx: &'a ToolContext<'a>, _args: Map<String, Value>) -> ToolFuture<'a> {
+    Box::pin(async move {
+        let name = answer(cx, "name", "name").and_then(Value::as_str);
+        let confirmed = answer(cx, "confirm", "confirm");
+        if let (Some(name), Some(confirmed)) = (name, confirmed) {
+            return ToolOutcome::Content(vec![Content::text(format!(
+                "Hello {name}; confirmed: {confirmed}"
+            ))]);
+        }
+        let mut asks = Map::new();
+        if name.is_none() {
+            asks.insert("name".to_owned(), ask_user("Your name?", "name", "string"));
+        }
+        if confirmed.is_none() {
+            asks.insert(
+                "confirm".to_owned(),
+                ask_user("Go ahead?", "confirm", "boolean"),
+            );
+        }
+        ToolOutcome::InputRequired(asks)
+    })
 }
 
 fn greet<'a>(_cx: &'a ToolContext<'a>, args: Map<String, Value>) -> ToolFuture<'a> {
