@@ -403,6 +403,8 @@ pub(crate) struct MemoryBackend {
     pub(crate) revoked_families: RefCell<Vec<String>>,
     /// Tasks by id (the task objects' records).
     pub(crate) tasks: RefCell<HashMap<String, TaskRecord>>,
+    /// When set, storing a task fails (the task objects are down; the counter is not).
+    pub(crate) tasks_down: bool,
 }
 
 impl MemoryBackend {
@@ -471,6 +473,9 @@ impl KeyStore for MemoryBackend {
 impl TaskStore for MemoryBackend {
     async fn create_task(&self, record: &TaskRecord) -> Result<(), StoreError> {
         self.check()?;
+        if self.tasks_down {
+            return Err(StoreError("task object down".into()));
+        }
         self.tasks
             .borrow_mut()
             .insert(record.task_id.clone(), record.clone());
