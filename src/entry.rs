@@ -171,9 +171,11 @@ async fn read_request(
 ) -> std::result::Result<HttpRequest, ApiError> {
     let head = js::request_head(req);
     let mut lines = head.split('\n');
-    let method = lines.next().unwrap_or_default().to_owned();
-    let url = worker::Url::parse(lines.next().unwrap_or_default())
-        .map_err(|_| ApiError::BadRequest("unparsable request URL".to_owned()))?;
+    let mut next = || lines.next().unwrap_or_default().to_owned();
+    let (method, origin, path, query) = (next(), next(), next(), next());
+    if origin.is_empty() {
+        return Err(ApiError::BadRequest("unparsable request URL".to_owned()));
+    }
     let mut headers = Vec::new();
     while let (Some(name), Some(value)) = (lines.next(), lines.next()) {
         headers.push((name.to_owned(), value.to_owned()));
@@ -198,9 +200,9 @@ async fn read_request(
     };
     Ok(HttpRequest {
         method,
-        origin: url.origin().ascii_serialization(),
-        path: url.path().to_owned(),
-        query: url.query().unwrap_or_default().to_owned(),
+        origin,
+        path,
+        query,
         headers,
         body,
     })

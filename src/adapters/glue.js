@@ -5,9 +5,18 @@
 // offers them batched. Strings cross as UTF-8 once; header names and values never contain
 // a newline, so newline-separated pairs are unambiguous.
 
-// "METHOD\nURL\nname\nvalue\n…"
+// "METHOD\nORIGIN\nPATH\nQUERY\nname\nvalue\n…" (the URL parsed by the runtime's own URL,
+// percent-encoded as it was: parsing it in the wasm took a URL crate and its IDNA tables);
+// the query without its "?". An unparsable URL (the runtime never passes one) gives an empty
+// origin, which the wasm refuses.
 export function requestHead(request) {
-  let head = request.method + "\n" + request.url;
+  let url;
+  try {
+    url = new URL(request.url);
+  } catch {
+    url = { origin: "", pathname: "", search: "" };
+  }
+  let head = request.method + "\n" + url.origin + "\n" + url.pathname + "\n" + url.search.slice(1);
   for (const [name, value] of request.headers) head += "\n" + name + "\n" + value;
   return head;
 }

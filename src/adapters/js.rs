@@ -8,7 +8,7 @@ use crate::store::StoreError;
 
 #[wasm_bindgen(module = "/src/adapters/glue.js")]
 extern "C" {
-    /// `"METHOD\nURL\nname\nvalue…"` of a request.
+    /// `"METHOD\nORIGIN\nPATH\nQUERY\nname\nvalue…"` of a request.
     #[wasm_bindgen(js_name = requestHead)]
     pub(crate) fn request_head(request: &web_sys::Request) -> String;
 
