@@ -1,7 +1,8 @@
 // A crash in the middle of a load run: the local server (wrangler dev, workerd, local KV,
 // D1 and Durable Objects) is killed outright while clients are calling, then started again
 // on the same state. Keys, OAuth grants, counters and usage rows must come back intact, and
-// the quota must stay exact: no more calls admitted in the day than the plan allows.
+// the quota must stay exact: no more calls admitted in the day than the plan allows. A task
+// cut off by the crash runs again from its stored record and completes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -123,6 +124,50 @@ test('killed mid-load and restarted: keys, grants, counters and usage rows intac
     assert.equal(rows.ids, rows.n, 'no row twice');
   } finally {
     await w.stop();
+    rmSync(state, { recursive: true, force: true });
+  }
+});
+
+test('killed while a task runs and restarted: the task runs again from its stored record and completes', { timeout: 120_000 }, async (t) => {
+  const { startUpstreamStandIn } = await import('./upstream_standin.mjs');
+  const up = await startUpstreamStandIn();
+  const state = mkdtempSync(join(tmpdir(), 'mcp-worker-restart-task-'));
+  const vars = { ...VARS, PROVIDERS: JSON.stringify([{ name: 'p1', kind: 'openai', base_url: `${up.base}/p1/v1`, model: 'm', key_secret: 'P1_KEY' }]),
+    P1_KEY: 'sk-restart', ASK_CACHE: 'off', PLANS: JSON.stringify({ free: { daily: 100 }, pro: { daily: DAILY, price: '$9/month' } }) };
+  let w = await startWorker({ vars, persistTo: state });
+  try {
+    const { key, account } = (await admin(w.origin, ADMIN_TOKEN, '/admin/keys', { plan: 'pro', label: 'restart-task' })).body;
+    // The first attempt hangs in the middle of its answer; the one after the restart answers.
+    up.state.behave['/p1'] = [{ kind: 'stream', tokens: ['never ', 'finished'], delayMs: 60_000 }, { kind: 'stream', tokens: ['after ', 'the ', 'crash'] }];
+    const call = (method, params) => {
+      const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+        'io.modelcontextprotocol/clientCapabilities': { extensions: { 'io.modelcontextprotocol/tasks': {} } } };
+      return fetch(w.url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json',
+        'mcp-protocol-version': '2026-07-28', 'mcp-method': method, 'mcp-name': params.name ?? params.taskId, authorization: `Bearer ${key}` },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: { ...params, _meta: meta } }) }).then((r) => r.json());
+    };
+    const created = await call('tools/call', { name: 'ask', arguments: { question: 'will you survive?' } });
+    const taskId = created.result.taskId;
+    assert.equal(created.result.resultType, 'task');
+    await eventually(() => up.requests.filter((r) => r.prefix === '/p1').length === 1, 'the first upstream request');
+    await w.kill();
+
+    w = await startWorker({ vars, persistTo: state, port: w.port });
+    const done = await eventually(async () => {
+      const got = await call('tasks/get', { taskId });
+      return got.result?.status === 'completed' && got.result;
+    }, 'the task to complete after the restart');
+    assert.equal(done.result.structuredContent.answer, 'after the crash');
+    t.diagnostic(`upstream requests: ${up.requests.filter((r) => r.prefix === '/p1').length}`);
+    const rows = await eventually(() => {
+      const r = d1Query(state, `SELECT status FROM tool_call_logs WHERE principal = 'acct:${account}' AND tool = 'ask'`);
+      return r.length && r;
+    }, 'the usage row');
+    assert.deepEqual(rows, [{ status: 'success' }], 'one row for the one task');
+    assert.equal(await dailyUsed(w.origin, key), 1, 'counted once');
+  } finally {
+    await w.stop();
+    await up.close();
     rmSync(state, { recursive: true, force: true });
   }
 });
