@@ -254,6 +254,10 @@ impl QuotaStore for Store {
 /// Tasks: the one task a run may have made, cancelled and answered by the same rules the
 /// task objects use.
 impl TaskStore for Store {
+    fn new_task_id(&self) -> Result<String, StoreError> {
+        Ok("task_fuzz".to_owned())
+    }
+
     async fn create_task(&self, record: &TaskRecord) -> Result<(), StoreError> {
         if self.down {
             return Err(StoreError("down".to_owned()));

@@ -72,6 +72,28 @@ function headersOf(head) {
 // request carries its deadline, so that the object can refuse what reaches it too late.
 export async function callObject(namespace, name, path, body, timeoutMs) {
   const stub = namespace.getByName ? namespace.getByName(name) : namespace.get(namespace.idFromName(name));
+  return callStub(stub, path, body, timeoutMs);
+}
+
+// As callObject, for the object whose id `idHex` is (one made by newObjectId); null, without
+// reaching any object, when it is not an id of this namespace (ids carry a check of their
+// namespace, so a made-up one is refused here).
+export async function callObjectById(namespace, idHex, path, body, timeoutMs) {
+  let id;
+  try {
+    id = namespace.idFromString(idHex);
+  } catch {
+    return null;
+  }
+  return callStub(namespace.get(id), path, body, timeoutMs);
+}
+
+// A new object id of the namespace, as 64 hex digits.
+export function newObjectId(namespace) {
+  return namespace.newUniqueId().toString();
+}
+
+async function callStub(stub, path, body, timeoutMs) {
   const call = async () => {
     const answer = await stub.fetch("https://object.internal/" + path, {
       method: "POST",

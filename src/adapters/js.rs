@@ -36,6 +36,18 @@ extern "C" {
         timeout_ms: f64,
     ) -> Result<JsValue, JsValue>;
 
+    #[wasm_bindgen(js_name = callObjectById, catch)]
+    async fn call_object_by_id_js(
+        namespace: &JsValue,
+        id: &str,
+        path: &str,
+        body: &str,
+        timeout_ms: f64,
+    ) -> Result<JsValue, JsValue>;
+
+    #[wasm_bindgen(js_name = newObjectId, catch)]
+    fn new_object_id_js(namespace: &JsValue) -> Result<String, JsValue>;
+
     #[wasm_bindgen(js_name = kvText, catch)]
     async fn kv_text_js(namespace: &JsValue, key: &str) -> Result<JsValue, JsValue>;
 
@@ -63,6 +75,31 @@ pub(crate) async fn call_object(
         .map_err(|e| StoreError(message(&e)))?
         .as_string()
         .ok_or_else(|| StoreError(format!("object {path} answered no text")))
+}
+
+/// As [`call_object`], for the object with id `id` (one [`new_object_id`] made); `None`,
+/// reaching no object, when `id` is not an id of `namespace`.
+pub(crate) async fn call_object_by_id(
+    namespace: &JsValue,
+    id: &str,
+    path: &str,
+    body: &str,
+    timeout_ms: u64,
+) -> Result<Option<String>, StoreError> {
+    let answer = call_object_by_id_js(namespace, id, path, body, timeout_ms as f64)
+        .await
+        .map_err(|e| StoreError(message(&e)))?;
+    if answer.is_null() {
+        return Ok(None);
+    }
+    let text = answer.as_string();
+    text.map(Some)
+        .ok_or_else(|| StoreError(format!("object {path} answered no text")))
+}
+
+/// A new unique object id of `namespace` (64 hex digits).
+pub(crate) fn new_object_id(namespace: &JsValue) -> Result<String, StoreError> {
+    new_object_id_js(namespace).map_err(|e| StoreError(message(&e)))
 }
 
 /// A KV value as text (`None` when absent).

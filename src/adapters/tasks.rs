@@ -1,5 +1,5 @@
 //! Tasks on workerd: `TaskStore` over the `TaskRunner` Durable Object class, one object
-//! per task (named by its id).
+//! per task; a task's id is its object's id.
 //!
 //! `/create` stores the task's record in the object's SQLite and sets its alarm for now;
 //! only then does `tools/call` hand the task to the client, so a `tasks/get` that follows
@@ -40,9 +40,16 @@ fn now_ms() -> u64 {
 }
 
 impl WorkerBackend {
-    /// POSTs `body` to route `op` of task `task_id`'s object; its answer's text.
-    async fn call_task(&self, task_id: &str, op: &str, body: &str) -> Result<String, StoreError> {
-        js::call_object(self.tasks()?, task_id, op, body, self.object_timeout_ms).await
+    /// POSTs `body` to route `op` of task `task_id`'s object; its answer's text, `None` when
+    /// `task_id` is no id of the namespace (no object is reached).
+    async fn call_task(
+        &self,
+        task_id: &str,
+        op: &str,
+        body: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let timeout = self.object_timeout_ms;
+        js::call_object_by_id(self.tasks()?, task_id, op, body, timeout).await
     }
 }
 
@@ -50,19 +57,32 @@ fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError(format!("task answer: {e}")))
 }
 
+/// An object's JSON answer; `null` for an id that names no object.
+fn parse_or_none<T: serde::de::DeserializeOwned>(
+    text: Option<String>,
+) -> Result<Option<T>, StoreError> {
+    text.map_or(Ok(None), |t| parse(&t))
+}
+
+/// Task ids are the ids of their objects: made by the namespace (`newUniqueId`) and
+/// checked by it, so a made-up id reaches no object at all.
 impl TaskStore for WorkerBackend {
+    fn new_task_id(&self) -> Result<String, StoreError> {
+        js::new_object_id(self.tasks()?)
+    }
+
     async fn create_task(&self, record: &TaskRecord) -> Result<(), StoreError> {
         let body = serde_json::to_string(record).map_err(|e| StoreError(e.to_string()))?;
-        let answer: serde_json::Value =
-            parse(&self.call_task(&record.task_id, "create", &body).await?)?;
-        if answer["stored"] != true {
-            return Err(StoreError("a task with that id exists".to_owned()));
+        let answer: Option<serde_json::Value> =
+            parse_or_none(self.call_task(&record.task_id, "create", &body).await?)?;
+        if answer.is_none_or(|a| a["stored"] != true) {
+            return Err(StoreError("the task was not stored".to_owned()));
         }
         Ok(())
     }
 
     async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
-        parse(&self.call_task(task_id, "get", "").await?)
+        Ok(parse_or_none(self.call_task(task_id, "get", "").await?)?.flatten())
     }
 
     async fn cancel_task(
@@ -72,7 +92,7 @@ impl TaskStore for WorkerBackend {
         now_ms: u64,
     ) -> Result<Option<TaskRecord>, StoreError> {
         let body = json!({ "owner": owner, "now_ms": now_ms }).to_string();
-        parse(&self.call_task(task_id, "cancel", &body).await?)
+        Ok(parse_or_none(self.call_task(task_id, "cancel", &body).await?)?.flatten())
     }
 
     async fn update_task(
@@ -83,7 +103,8 @@ impl TaskStore for WorkerBackend {
         now_ms: u64,
     ) -> Result<Option<TaskRecord>, StoreError> {
         let body = json!({ "owner": owner, "now_ms": now_ms, "responses": responses });
-        parse(&self.call_task(task_id, "update", &body.to_string()).await?)
+        let answer = self.call_task(task_id, "update", &body.to_string()).await?;
+        Ok(parse_or_none(answer)?.flatten())
     }
 }
 

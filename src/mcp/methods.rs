@@ -25,7 +25,7 @@ use super::{
     version::{self, McpHeaders, Version},
 };
 use crate::{
-    auth::{self, api_key::random_id, principal::Principal},
+    auth::{self, principal::Principal},
     billing::meter::MeterEvent,
     config::{Caching, Config, FALLBACK_PLAN, Plan},
     quota::{ConsumeRequest, QuotaStore, policy},
@@ -468,7 +468,7 @@ async fn create_task<B: QuotaStore + TaskStore>(
         input_bytes: record.input_bytes,
         cache,
     };
-    let id = random_id("task_").unwrap_or_else(|_| format!("task_{}", record.request_id));
+    let id = cx.backend.new_task_id().map_err(tasks::unavailable)?;
     let mut task = TaskRecord::new(id, cx.principal.bucket(), job, record.created_at);
     task.input_responses = call.input_responses.unwrap_or_default();
     if let Err(e) = cx.backend.create_task(&task).await {

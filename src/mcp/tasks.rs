@@ -34,7 +34,7 @@ use crate::{auth::principal::Principal, quota::QuotaStore, store::StoreError};
 pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
 /// How long a task stays readable after it was created.
 pub const TTL_MS: u64 = 3_600_000;
-/// The longest task id a request may name (ids this server makes are 37 characters long).
+/// The longest task id a request may name (ids this server makes are 64 characters long).
 const MAX_TASK_ID: usize = 128;
 /// How often a client is asked to poll.
 pub const POLL_INTERVAL_MS: u64 = 1_000;
@@ -233,6 +233,8 @@ fn iso8601(ms: u64) -> String {
 /// Where tasks are kept: one record per task, durable once `create_task` returns.
 #[allow(async_fn_in_trait)] // Workers are single-threaded; futures need not be Send.
 pub trait TaskStore {
+    /// An id for a new task: unguessable, and recognisable by the store as one it made.
+    fn new_task_id(&self) -> Result<String, StoreError>;
     /// Stores a new task and schedules its run.
     async fn create_task(&self, record: &TaskRecord) -> Result<(), StoreError>;
     /// A task by id, if it exists.

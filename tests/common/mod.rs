@@ -471,6 +471,11 @@ impl KeyStore for MemoryBackend {
 
 /// The task objects: one record per task, cancelled by the same rule they use.
 impl TaskStore for MemoryBackend {
+    fn new_task_id(&self) -> Result<String, StoreError> {
+        self.check()?;
+        Ok(paid_mcp_worker::auth::api_key::random_id("task_").expect("randomness"))
+    }
+
     async fn create_task(&self, record: &TaskRecord) -> Result<(), StoreError> {
         self.check()?;
         if self.tasks_down {

@@ -294,7 +294,7 @@ test('an ask task outlives its request: the handle comes at once, tasks/get inli
   assert.equal(created.status, 200, JSON.stringify(created));
   const task = created.result;
   assert.equal(task.resultType, 'task');
-  assert.match(task.taskId, /^task_[0-9a-f]{32}$/);
+  assert.match(task.taskId, /^[0-9a-f]{64}$/, 'a task id is its object\'s id');
   assert.equal(task.status, 'working');
   assert.ok(handedOut < 1500, `the handle came before the upstream's first token (${handedOut} ms)`);
   assert.equal(await dailyUsed(), before + 1, 'counted when admitted');
@@ -313,6 +313,9 @@ test('an ask task outlives its request: the handle comes at once, tasks/get inli
   assert.deepEqual([undeclared.status, undeclared.error?.code], [400, -32021]);
   const unknown = await rpc2026('tasks/get', { taskId: 'task_nope' });
   assert.equal(unknown.error?.code, -32602);
+  // Well-formed but not made by this namespace: refused before reaching any object.
+  const forged = await rpc2026('tasks/get', { taskId: 'ab'.repeat(32) });
+  assert.deepEqual([forged.status, forged.error?.code], [400, -32602]);
   const mismatch = await rpc2026('tasks/get', { taskId: task.taskId }, { name: 'task_other' });
   assert.deepEqual([mismatch.status, mismatch.error?.code], [400, -32020], 'Mcp-Name must name the task');
 
