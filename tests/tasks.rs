@@ -133,6 +133,40 @@ fn a_task_that_cannot_be_stored_gives_the_call_back() {
 }
 
 #[test]
+fn a_task_stored_too_late_is_cancelled_so_that_its_own_run_settles_it() {
+    let mut app = app();
+    app.backend.tasks_late = true;
+    let token = app.access_token("acct_1", "mcp:tools");
+    let resp = app.send(&ask(&token, false));
+    assert_eq!(resp.status, 503);
+    let tasks = app.backend.tasks.borrow();
+    let stored = tasks.values().next().expect("stored after all");
+    assert_eq!(stored.status, TaskStatus::Cancelled);
+    assert_eq!(
+        counted(&app),
+        1,
+        "not given back twice: the cancelled run gives it back"
+    );
+}
+
+#[test]
+fn task_methods_need_the_tools_scope() {
+    let app = app();
+    let usage_only = app.access_token("acct_1", "mcp:usage");
+    let resp = app.send(&req(
+        "tasks/get",
+        json!({ "taskId": "t" }),
+        &usage_only,
+        false,
+    ));
+    assert_eq!(resp.status, 403);
+    assert!(
+        resp.header("www-authenticate")
+            .is_some_and(|c| c.contains("insufficient_scope"))
+    );
+}
+
+#[test]
 fn task_methods_refuse_bad_params_before_touching_storage() {
     let app = app();
     let token = app.access_token("acct_1", "mcp:tools");
@@ -148,6 +182,20 @@ fn task_methods_refuse_bad_params_before_touching_storage() {
         false,
     ));
     assert_eq!(json_body(&resp)["error"]["code"], -32602);
+    let huge = json!({ "confirm": "x".repeat(300 * 1024) });
+    let params = json!({ "taskId": "task_x", "inputResponses": huge });
+    let resp = app.send(&req("tasks/update", params, &token, false));
+    assert_eq!(
+        json_body(&resp)["error"]["code"],
+        -32602,
+        "answers over the cap"
+    );
+    let mut call = ask(&token, false);
+    let mut body: Value = serde_json::from_slice(&call.body).unwrap();
+    body["params"]["inputResponses"] = huge;
+    call.body = body.to_string().into_bytes();
+    assert_eq!(json_body(&app.send(&call))["error"]["code"], -32602);
+    assert!(app.backend.tasks.borrow().is_empty());
     for removed in ["tasks/result", "tasks/list"] {
         let resp = app.send(&req(removed, json!({ "taskId": "task_x" }), &token, false));
         assert_eq!(resp.status, 404, "{removed}");

@@ -176,12 +176,18 @@ impl TaskRunner {
         struct Row {
             record: String,
         }
-        let rows: Vec<Row> = self
+        let rows = self
             .state
             .storage()
             .sql()
-            .exec("SELECT record FROM task WHERE id = 1", None)?
-            .to_array()?;
+            .exec("SELECT record FROM task WHERE id = 1", None);
+        let rows: Vec<Row> = match rows {
+            Ok(cursor) => cursor.to_array()?,
+            // A task past its time has had its storage deleted, table and all, until the
+            // object is next constructed: it is gone.
+            Err(e) if e.to_string().contains("no such table") => return Ok(None),
+            Err(e) => return Err(e),
+        };
         Ok(rows
             .first()
             .and_then(|r| serde_json::from_str(&r.record).ok()))
@@ -295,11 +301,17 @@ impl TaskRunner {
             io: Some(&io),
             live: Some(&*cancel),
         };
-        let (outcome, fx) = tasks::execute(&record, &cx).await;
+        let (outcome, mut fx) = tasks::execute(&record, &cx).await;
         *self.running.borrow_mut() = None;
         // A cancellation that came while the call ran is in storage, not in `record`.
         let mut latest = self.load()?.unwrap_or(record);
-        latest.finish(outcome, now_ms());
+        latest.finish(outcome, tasks::run_cancelled(&fx), now_ms());
+        if tasks::unsettled_cancel(&latest, &fx) {
+            // Cancelled while its tool was only asking for input: settled as a cancelled
+            // call (with the handle fired, the tool does not run again).
+            cancel.cancel();
+            fx = tasks::execute(&latest, &cx).await.1;
+        }
         if latest.status == TaskStatus::InputRequired {
             // Not an end: it waits for tasks/update (or for its time to end).
             self.save(&latest)?;

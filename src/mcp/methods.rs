@@ -25,7 +25,10 @@ use super::{
     version::{self, McpHeaders, Version},
 };
 use crate::{
-    auth::{self, principal::Principal},
+    auth::{
+        self,
+        principal::{Principal, SCOPE_TOOLS},
+    },
     billing::meter::MeterEvent,
     config::{Caching, Config, FALLBACK_PLAN, Plan},
     quota::{ConsumeRequest, QuotaStore, policy},
@@ -182,8 +185,12 @@ async fn call<B: QuotaStore + TaskStore>(
         "tools/list" => tools_list(&params, stateless, cx.config)?,
         "tools/call" => return tools_call(id, params, stateless, headers, cx, fx).await,
         "tasks/get" | "tasks/update" | "tasks/cancel" if stateless => {
-            let now = (cx.clock)();
-            return tasks::method(method, &params, cx.principal, cx.backend, now).await;
+            // A task holds a tool's result: reading or steering it takes the tools scope.
+            if !cx.principal.has_scope(SCOPE_TOOLS) {
+                return Err(scope_refusal(cx, SCOPE_TOOLS));
+            }
+            let (who, now) = ((cx.principal, cx.backend), (cx.clock)());
+            return tasks::method(method, &params, who, now, fx).await;
         }
         #[cfg(feature = "conformance")]
         m if tools::fixtures::handles(m) => {
@@ -361,7 +368,7 @@ async fn tools_call<B: QuotaStore + TaskStore>(
     }
     if as_task {
         let cache = cached.map(|c| (c.key, c.policy.ttl_s));
-        return create_task(call, admitted, record, cache, cx).await;
+        return create_task(call, admitted, (record, cache), cx, fx).await;
     }
     let (plan, created_at) = (admitted.plan.clone(), record.created_at);
     let value = run(tool, call, admitted, record, stateless, cx, fx).await?;
@@ -399,7 +406,10 @@ fn parse_call(mut params: Map<String, Value>) -> Result<(ToolCall, u64), ErrorDa
         .map_or(0, |a| a.to_string().len() as u64);
     let input_responses = match params.remove("inputResponses") {
         None | Some(Value::Null) => None,
-        Some(Value::Object(answers)) => Some(answers),
+        Some(Value::Object(answers)) => {
+            tasks::check_answers_size(&answers)?;
+            Some(answers)
+        }
         Some(_) => return Err(invalid_params("inputResponses must be an object")),
     };
     let params: CallToolRequestParams = serde_json::from_value(Value::Object(params))
@@ -450,9 +460,9 @@ fn mode(tool: &tools::ToolDef, call: &ToolCall, stateless: bool) -> Result<Mode,
 async fn create_task<B: QuotaStore + TaskStore>(
     call: ToolCall,
     admitted: Admitted,
-    record: UsageRecord,
-    cache: Option<(String, u64)>,
+    (record, cache): (UsageRecord, Option<(String, u64)>),
     cx: &McpContext<'_, B>,
+    fx: &mut Effects,
 ) -> Result<Value, Refusal> {
     let job = TaskJob {
         principal: cx.principal.clone(),
@@ -468,13 +478,26 @@ async fn create_task<B: QuotaStore + TaskStore>(
         input_bytes: record.input_bytes,
         cache,
     };
-    let id = cx.backend.new_task_id().map_err(tasks::unavailable)?;
-    let mut task = TaskRecord::new(id, cx.principal.bucket(), job, record.created_at);
+    let id = match cx.backend.new_task_id() {
+        Ok(id) => id,
+        Err(e) => {
+            let _ = give_back(cx, &job.admitted.plan, record.created_at).await;
+            return Err(tasks::unavailable(e, fx));
+        }
+    };
+    let owner = cx.principal.bucket();
+    let mut task = TaskRecord::new(id, owner.clone(), job, record.created_at);
     task.input_responses = call.input_responses.unwrap_or_default();
     if let Err(e) = cx.backend.create_task(&task).await {
-        // Best effort: the call stays counted if the counter fails too.
-        let _ = give_back(cx, &task.job.admitted.plan, record.created_at).await;
-        return Err(tasks::unavailable(e));
+        // A store that timed out may have stored it after all: cancelled then, its own run
+        // settles it (given back, not billed). Otherwise the call is given back here (best
+        // effort: it stays counted if the counter fails too).
+        let now = (cx.clock)();
+        let stored = cx.backend.cancel_task(&task.task_id, &owner, now).await;
+        if !matches!(stored, Ok(Some(_))) {
+            let _ = give_back(cx, &task.job.admitted.plan, record.created_at).await;
+        }
+        return Err(tasks::unavailable(e, fx));
     }
     Ok(task.handle())
 }

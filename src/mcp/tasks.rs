@@ -34,6 +34,9 @@ use crate::{auth::principal::Principal, quota::QuotaStore, store::StoreError};
 pub const EXTENSION: &str = "io.modelcontextprotocol/tasks";
 /// How long a task stays readable after it was created.
 pub const TTL_MS: u64 = 3_600_000;
+/// The most JSON a task keeps of the client's answers (a request is at most 1 MiB; a
+/// stored record must stay well inside the object's 2 MB row).
+pub const MAX_ANSWERS_BYTES: usize = 256 * 1024;
 /// The longest task id a request may name (ids this server makes are 64 characters long).
 const MAX_TASK_ID: usize = 128;
 /// How often a client is asked to poll.
@@ -127,8 +130,19 @@ impl TaskRecord {
 
     /// Records how its call's run ended: the result (`completed`, tool errors included),
     /// the JSON-RPC error (`failed`), or the input the tool asked for (`input_required`,
-    /// not an end). A task cancelled meanwhile stays cancelled.
-    pub fn finish(&mut self, outcome: Result<Value, ErrorData>, now_ms: u64) {
+    /// not an end). A run that stopped for a cancellation leaves the task cancelled; one
+    /// that ran to its end although a cancellation came meanwhile (too late to stop it: it
+    /// was counted and billed as run) records its outcome, as SEP-2663 allows.
+    pub fn finish(&mut self, outcome: Result<Value, ErrorData>, run_cancelled: bool, now_ms: u64) {
+        if run_cancelled {
+            self.cancel(now_ms);
+            return;
+        }
+        // A round that only asked for input is no result: a cancelled task stays cancelled.
+        let asks = matches!(&outcome, Ok(result) if call::asks_for_input(result));
+        if self.status == TaskStatus::Cancelled && !asks {
+            self.status = TaskStatus::Working;
+        }
         if self.status.is_terminal() {
             return;
         }
@@ -159,7 +173,19 @@ impl TaskRecord {
         if self.status != TaskStatus::InputRequired {
             return false;
         }
+        let kept: usize = self
+            .input_responses
+            .iter()
+            .map(|(k, v)| k.len() + v.to_string().len())
+            .sum();
+        let mut room = MAX_ANSWERS_BYTES.saturating_sub(kept);
         for (key, response) in responses {
+            let size = key.len() + response.to_string().len();
+            if size > room || !self.input_requests.contains_key(key) {
+                // Not asked for, or over what a task keeps: the request stays pending.
+                continue;
+            }
+            room -= size;
             if self.input_requests.remove(key).is_some() {
                 self.input_responses.insert(key.clone(), response.clone());
                 self.updated_at = now_ms;
@@ -265,6 +291,19 @@ pub fn cancel_for(record: &mut TaskRecord, owner: &str, now_ms: u64) -> Option<b
     (record.owner == owner && !record.expired(now_ms)).then(|| record.cancel(now_ms))
 }
 
+/// `-32602` for answers larger than a task keeps.
+pub fn check_answers_size(answers: &Map<String, Value>) -> Result<(), ErrorData> {
+    let size: usize = answers
+        .iter()
+        .map(|(k, v)| k.len() + v.to_string().len())
+        .sum();
+    if size > MAX_ANSWERS_BYTES {
+        let why = format!("inputResponses are larger than {MAX_ANSWERS_BYTES} bytes");
+        return Err(invalid_params(why));
+    }
+    Ok(())
+}
+
 /// Answers a record's input requests for `owner`, as [`TaskStore::update_task`] does:
 /// `None` when it is not theirs or has expired, else whether its call runs again.
 pub fn update_for(
@@ -298,9 +337,9 @@ pub fn missing_capability(what: &str) -> ErrorData {
 pub async fn method<S: TaskStore>(
     method: &str,
     params: &Map<String, Value>,
-    principal: &Principal,
-    store: &S,
+    (principal, store): (&Principal, &S),
     now_ms: u64,
+    fx: &mut Effects,
 ) -> Result<Value, Refusal> {
     let meta = params.get("_meta").and_then(Value::as_object);
     if !requested(meta) {
@@ -321,10 +360,11 @@ pub async fn method<S: TaskStore>(
                 let why = "tasks/update needs params.inputResponses (an object)";
                 return Err(invalid_params(why).into());
             };
+            check_answers_size(responses)?;
             store.update_task(task_id, &owner, responses, now_ms).await
         }
         _ => {
-            let record = store.task(task_id).await.map_err(unavailable)?;
+            let record = store.task(task_id).await.map_err(|e| unavailable(e, fx))?;
             let record = record
                 .filter(|r| r.owner == owner && !r.expired(now_ms))
                 .ok_or_else(unknown)?;
@@ -332,19 +372,32 @@ pub async fn method<S: TaskStore>(
         }
     };
     // The ack carries nothing of the task: its state is read with tasks/get.
-    match changed.map_err(unavailable)? {
+    match changed.map_err(|e| unavailable(e, fx))? {
         Some(_) => Ok(ack()),
         None => Err(unknown()),
     }
 }
 
-/// 503 for a task store that failed.
-pub(super) fn unavailable(e: StoreError) -> Refusal {
+/// 503 for a task store that failed; the cause goes to the log line only (it can name
+/// internals).
+pub(super) fn unavailable(e: StoreError, fx: &mut Effects) -> Refusal {
+    fx.error = Some(format!("task store: {e}"));
     Refusal {
-        error: ErrorData::internal_error(format!("the task store is unavailable: {e}"), None),
+        error: ErrorData::internal_error("the task store is unavailable; try again", None),
         status: Some(503),
         headers: vec![("retry-after".to_owned(), "5".to_owned())],
     }
+}
+
+/// Whether a run stopped because its task was cancelled (its usage row says so).
+pub fn run_cancelled(fx: &Effects) -> bool {
+    fx.usage.iter().any(|u| u.status == "cancelled")
+}
+
+/// Whether a task ended cancelled by a run that settled nothing (it only asked for
+/// input): its call is still to be settled as cancelled (given back, logged).
+pub fn unsettled_cancel(record: &TaskRecord, fx: &Effects) -> bool {
+    record.status == TaskStatus::Cancelled && fx.usage.is_empty()
 }
 
 /// Runs a task's call, as `tools/call` would have in the request: `cx` carries the task's
@@ -363,8 +416,21 @@ pub async fn execute<B: QuotaStore>(
             .filter(|t| t.offered(cx.config))
     });
     let (Ok(params), Some(tool)) = (params, tool) else {
-        let e = ErrorData::internal_error("the task's tool is no longer offered", None);
-        return (Err(e), fx);
+        // Nothing ran: the call is given back, and logged as an error.
+        if let Err(e) = call::give_back(cx, &job.admitted.plan, record.created_at).await {
+            fx.error = Some(format!("refund of a task whose tool is gone: {e}"));
+        }
+        let why = "the task's tool is no longer offered";
+        let name = job
+            .params
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let mut usage = call::usage_record(cx, name, job.input_bytes);
+        usage.request_id.clone_from(&job.request_id);
+        (usage.status, usage.error) = ("error", Some(why.to_owned()));
+        fx.usage.push(usage);
+        return (Err(ErrorData::internal_error(why, None)), fx);
     };
     let mut usage = call::usage_record(cx, tool.name, job.input_bytes);
     usage.request_id.clone_from(&job.request_id);
@@ -447,6 +513,7 @@ mod tests {
         let mut done = record();
         done.finish(
             Ok(json!({ "content": [{ "type": "text", "text": "hi" }] })),
+            false,
             2,
         );
         let got = done.detailed();
@@ -455,7 +522,7 @@ mod tests {
         assert!(got.get("error").is_none());
 
         let mut failed = record();
-        failed.finish(Err(ErrorData::internal_error("crashed", None)), 2);
+        failed.finish(Err(ErrorData::internal_error("crashed", None)), false, 2);
         let got = failed.detailed();
         assert_eq!(got["status"], "failed");
         assert_eq!(got["error"]["code"], -32603);
@@ -464,10 +531,25 @@ mod tests {
         let mut cancelled = record();
         assert!(cancelled.cancel(2));
         assert!(!cancelled.cancel(3), "a second cancel changes nothing");
-        cancelled.finish(Ok(json!({ "content": [] })), 4);
+        cancelled.finish(Ok(json!({ "content": [] })), true, 4);
         assert_eq!(cancelled.status, TaskStatus::Cancelled);
         assert!(cancelled.result.is_none());
         assert_eq!(cancelled.updated_at, 2);
+
+        // A cancellation that came too late to stop the run: the result stands.
+        let mut raced = record();
+        assert!(raced.cancel(2));
+        raced.finish(Ok(json!({ "content": [] })), false, 3);
+        assert_eq!(raced.status, TaskStatus::Completed);
+        assert!(raced.result.is_some());
+
+        // Cancelled while the tool only asked for input: still cancelled, to be settled.
+        let mut asked = record();
+        assert!(asked.cancel(2));
+        let asks = json!({ "resultType": "input_required", "inputRequests": { "k": {} } });
+        asked.finish(Ok(asks), false, 3);
+        assert_eq!(asked.status, TaskStatus::Cancelled);
+        assert!(unsettled_cancel(&asked, &Effects::default()));
     }
 
     #[test]
@@ -500,7 +582,7 @@ mod tests {
         let asks = json!({ "resultType": "input_required", "inputRequests": {
             "name": { "method": "elicitation/create", "params": {} },
             "confirm": { "method": "elicitation/create", "params": {} } } });
-        r.finish(Ok(asks), 2);
+        r.finish(Ok(asks), false, 2);
         assert_eq!(r.status, TaskStatus::InputRequired);
         assert_eq!(r.detailed()["inputRequests"].as_object().unwrap().len(), 2);
         let answer = |k: &str| json!({ k: { "action": "accept", "content": {} } });
@@ -509,6 +591,17 @@ mod tests {
         assert_eq!(update_for(&mut r, "acct:a1", &one, 3), Some(false));
         let pending: Vec<&String> = r.input_requests.keys().collect();
         assert_eq!(pending, ["confirm"], "only the unanswered request stays");
+        let mut huge = Map::new();
+        huge.insert(
+            "confirm".to_owned(),
+            Value::from("x".repeat(MAX_ANSWERS_BYTES)),
+        );
+        assert_eq!(update_for(&mut r, "acct:a1", &huge, 3), Some(false));
+        assert!(
+            r.input_requests.contains_key("confirm"),
+            "an oversized answer is not taken"
+        );
+        assert!(check_answers_size(&huge).is_err());
         let stray = answer("other").as_object().cloned().unwrap();
         assert_eq!(update_for(&mut r, "acct:a1", &stray, 4), Some(false));
         assert!(
@@ -530,7 +623,7 @@ mod tests {
     #[test]
     fn a_record_survives_storage_as_json() {
         let mut r = record();
-        r.finish(Ok(json!({ "content": [] })), 9);
+        r.finish(Ok(json!({ "content": [] })), false, 9);
         r.settled = true;
         let text = serde_json::to_string(&r).unwrap();
         assert_eq!(serde_json::from_str::<TaskRecord>(&text).unwrap(), r);

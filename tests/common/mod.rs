@@ -405,6 +405,8 @@ pub(crate) struct MemoryBackend {
     pub(crate) tasks: RefCell<HashMap<String, TaskRecord>>,
     /// When set, storing a task fails (the task objects are down; the counter is not).
     pub(crate) tasks_down: bool,
+    /// When set, storing a task stores it but answers too late (the caller sees a failure).
+    pub(crate) tasks_late: bool,
 }
 
 impl MemoryBackend {
@@ -480,6 +482,12 @@ impl TaskStore for MemoryBackend {
         self.check()?;
         if self.tasks_down {
             return Err(StoreError("task object down".into()));
+        }
+        if self.tasks_late {
+            self.tasks
+                .borrow_mut()
+                .insert(record.task_id.clone(), record.clone());
+            return Err(StoreError("object create did not answer in time".into()));
         }
         self.tasks
             .borrow_mut()
