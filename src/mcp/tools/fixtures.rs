@@ -30,7 +30,11 @@ fn empty_schema() -> Value {
     json!({ "type": "object", "properties": {} })
 }
 
-fn fixture_tool(name: &'static str, description: &'static str, input_schema: Value) -> ToolDef {
+pub(super) fn fixture_tool(
+    name: &'static str,
+    description: &'static str,
+    input_schema: Value,
+) -> ToolDef {
     ToolDef {
         name,
         title: name,

@@ -18,21 +18,12 @@ fn fixture(
     handler: super::Handler,
 ) -> ToolDef {
     ToolDef {
-        name,
-        title: name,
-        description,
-        input_schema,
-        output_schema: None,
         hints: Hints::default(),
-        scope: None,
-        paid: false,
-        offered_if: None,
         // Waiting needs the runtime's timers.
         outbound: task != TaskSupport::Forbidden,
-        cache: None,
         task,
-        asks_first: None,
         handler,
+        ..super::fixtures::fixture_tool(name, description, input_schema)
     }
 }
 
