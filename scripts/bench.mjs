@@ -326,7 +326,11 @@ for (const name of activeTargets) {
   const port = await freePort();
   const i = await startMiniflare(targets[name], { inspectorPort: port });
   const cred = await credentials(name, i.origin);
-  const profiler = await openProfiler(port, [`core:user:${name}`], { intervalUs: INTERVAL });
+  // The server's Durable Objects run in an isolate of their own (as in production): profiled
+  // apart, and reported next to the worker's.
+  const objects = targets[name].objects;
+  const services = [`core:user:${name}`, ...(objects ? [`core:user:${objects}`] : [])];
+  const profiler = await openProfiler(port, services, { intervalUs: INTERVAL });
   try {
     for (const s of scenarios.filter((x) => x.targets.includes(name))) {
       const req = request(s.id, name, i.origin, cred);
@@ -341,7 +345,9 @@ for (const name of activeTargets) {
       const file = join(ARTIFACTS, `${name}-${s.id.replace(/\//g, '_')}.cpuprofile`);
       writeFileSync(file, JSON.stringify(profiles[`core:user:${name}`]));
       const a = analyse(profiles[`core:user:${name}`], { periodUs: period, requests: result.requests, top: TOP });
-      cpu[`${s.id}|${name}`] = { ...a, requests: result.requests, procUs, other, file };
+      const o = objects && analyse(profiles[`core:user:${objects}`], { periodUs: period, requests: result.requests, top: TOP });
+      if (o) writeFileSync(file.replace('.cpuprofile', '-objects.cpuprofile'), JSON.stringify(profiles[`core:user:${objects}`]));
+      cpu[`${s.id}|${name}`] = { ...a, requests: result.requests, procUs, other, file, objectsUs: o?.isolateUs, objectsTop: o?.top };
       log(`cpu ${s.id} ${name}: isolate ${a.isolateUs.toFixed(0)} µs/req (${a.samples} samples${a.burst ? `, ${a.burst} in bursts` : ''}), other processes ${(100 * other).toFixed(0)}% of a core`);
     }
   } finally {
@@ -397,7 +403,7 @@ if (Object.keys(startup).length) {
 }
 p();
 if (!opt.profile) {
-  p(`Miniflare, no inspector: ${D.rounds} round(s) of ${D.duration} s per run, 2 connections; medians over rounds. CPU: isolate = the worker's own isolate (V8 profile, 1 connection, ${D.count} requests); workerd = the whole process (storage simulation, Miniflare's entry worker, HTTP) during the throughput runs.`);
+  p(`Miniflare, no inspector: ${D.rounds} round(s) of ${D.duration} s per run, 2 connections; medians over rounds. CPU: isolate = the worker's own isolate (V8 profile, 1 connection, ${D.count} requests); objects = the server's Durable Objects' isolate (as in production, apart from the worker's); workerd = the whole process (storage simulation, Miniflare's entry worker, HTTP) during the throughput runs.`);
 }
 const rows = [];
 for (const s of scenarios) {
@@ -414,12 +420,12 @@ for (const s of scenarios) {
       name === 'hello' ? 'GET / (hello world)' : s.title, name,
       runs.length ? `${f(rps)}${runs.length > 1 ? ` (${f(Math.min(...runs.map((r) => r.rps)))}–${f(Math.max(...runs.map((r) => r.rps)))})` : ''}` : '–',
       f(median(runs.map((r) => r.p50)), 2), f(median(runs.map((r) => r.p99)), 2),
-      f(cpu[k]?.isolateUs), f(cpu[k]?.consoleUs), f(median(runs.map((r) => r.procUs))),
+      f(cpu[k]?.isolateUs), f(cpu[k]?.objectsUs), f(cpu[k]?.consoleUs), f(median(runs.map((r) => r.procUs))),
       cmp ? `${cmp} vs ${base}` : '', `${f(100 * Math.max(...runs.map((r) => r.other), cpu[k]?.other ?? 0))}%`, fails ? `${fails} runs` : '0',
     ]);
   }
 }
-table(['scenario', 'target', 'req/s (min–max)', 'p50 ms', 'p99 ms', 'isolate µs/req', 'of it console', 'workerd µs/req', 'req/s / isolate CPU ratio', 'other load', 'failures'], rows);
+table(['scenario', 'target', 'req/s (min–max)', 'p50 ms', 'p99 ms', 'isolate µs/req', 'objects µs/req', 'of it console', 'workerd µs/req', 'req/s / isolate CPU ratio', 'other load', 'failures'], rows);
 p();
 if (Object.keys(wr).length) {
   p(`wrangler dev (one pass, ${D.wranglerDuration} s per run, 2 connections):`);
@@ -458,6 +464,10 @@ for (const s of scenarios) {
     p(`profile ${s.id} · ${name}: isolate ${f(a.isolateUs, 1)} µs/req (${a.samples} samples over ${a.requests} requests) = wasm ${pc(a.byKind.wasm)} · JS ${pc(a.byKind.js)} · built-ins ${pc(a.byKind.builtin)} · runtime ${pc(a.byKind.runtime)} · GC ${pc(a.byKind.gc)}; console.* calls ${f(a.consoleUs, 1)} µs/req;${a.burst ? ` ${a.burst} sample(s) in bursts left out${a.burst > 0.02 * a.samples ? ' (UNRELIABLE)' : ''};` : ''} other processes ${f(100 * a.other)}% of a core; ${a.file.slice(ROOT.length + 1)}`);
     p('   µs/req     %  kind     function  (script:line:column)');
     for (const e of a.top) p(`  ${f(e.us, 1).padStart(7)}  ${pc(e.us).padStart(4)}  ${e.kind.padEnd(7)}  ${e.name}${e.where ? `  ${e.where}` : ''}`);
+    if (a.objectsTop?.length) {
+      p(`  the Durable Objects' isolate: ${f(a.objectsUs, 1)} µs/req; its top entries:`);
+      for (const e of a.objectsTop.slice(0, 6)) p(`  ${f(e.us, 1).padStart(7)}           ${e.kind.padEnd(7)}  ${e.name}${e.where ? `  ${e.where}` : ''}`);
+    }
     p();
   }
 }

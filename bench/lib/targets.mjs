@@ -84,13 +84,29 @@ export function bundlePeer() {
   return { dir: cfg.dir, file, bytes: readFileSync(file) };
 }
 
+/**
+ * The server under Miniflare as in production: the worker, and its Durable Objects in an
+ * isolate of their own (`server-objects`, the same bundle), so that the worker's isolate
+ * profile holds the worker's work alone (on `wrangler dev` the objects share its isolate).
+ */
+function serverWorkers(bundleDir, vars) {
+  const front = serverWorker(bundleDir, vars);
+  const remote = Object.fromEntries(Object.entries(front.durableObjects)
+    .map(([binding, def]) => [binding, { ...def, scriptName: OBJECTS }]));
+  return [{ ...front, durableObjects: remote }, { ...serverWorker(bundleDir, vars), name: OBJECTS }];
+}
+
+/** The worker that holds the server's Durable Objects under Miniflare. */
+export const OBJECTS = 'server-objects';
+
 /** Target descriptions: what each one is and how Miniflare and wrangler run it. */
 export function describeTargets({ bundleDir, peerBundle, serverVars = {} }) {
   const vars = { ...SERVER_VARS, ...serverVars };
   return {
     server: {
       name: 'server',
-      miniflare: serverWorker(bundleDir, vars),
+      miniflare: serverWorkers(bundleDir, vars),
+      objects: OBJECTS,
       // wrangler dev: the root wrangler.toml with the bundle as entry, as the runtime tests do.
       wrangler: { cwd: ROOT, config: join(ROOT, 'wrangler.toml'), entry: join(bundleDir, 'index.js'), vars, d1: true },
       d1Migrations: join(ROOT, 'migrations'),
@@ -139,7 +155,7 @@ export async function startMiniflare(target, { inspectorPort } = {}) {
   const state = mkdtempSync(join(tmpdir(), `bench-state-${target.name}-`));
   const before = new Set(workerdPids());
   const mf = new Miniflare(convertV4MiniflareOptions({
-    workers: [target.miniflare],
+    workers: [target.miniflare].flat(),
     host: '127.0.0.1',
     port: 0,
     inspectorPort,
