@@ -4,7 +4,8 @@
 //   node_modules/.bin/node scripts/soak.mjs [--minutes 10] [--rate 100] [--slice 30] [--no-build]
 //
 // The server runs under Miniflare's API with workerd's inspector open (local KV, D1 and
-// Durable Objects; locally the objects share the worker's isolate). The load is counted
+// Durable Objects; the objects run in an isolate of their own, as in production, so the heap
+// watched is the worker's). The load is counted
 // `tools/call hash` calls at `--rate` requests/s on 4 connections, alternating an API key and
 // an access token slice by slice. After each slice the isolate is garbage-collected through
 // the inspector (a heap snapshot) and its V8 heap read (Runtime.getHeapUsage), with workerd's resident memory
