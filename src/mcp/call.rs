@@ -16,6 +16,7 @@ use crate::{
     billing::meter::MeterEvent,
     config::{Config, MeterUnit, Plan},
     quota::{self, QuotaStore, policy},
+    store::StoreError,
     usage::UsageRecord,
 };
 
@@ -150,6 +151,33 @@ fn tool_context<'a, B>(
     tcx
 }
 
+/// The result that asks the client for input (2026-07-28 `InputRequiredResult`).
+pub fn input_required(requests: Map<String, Value>) -> Value {
+    json!({ "resultType": "input_required", "inputRequests": requests })
+}
+
+/// A 503 for a store that failed (`store` names it in the log); the cause goes to the log
+/// line only (it can name internals).
+pub(super) fn store_unavailable(store: &str, e: StoreError, fx: &mut Effects) -> Refusal {
+    fx.error = Some(format!("{store} store: {e}"));
+    Refusal {
+        error: ErrorData::internal_error(
+            format!("the {store} store is unavailable; try again"),
+            None,
+        ),
+        status: Some(503),
+        headers: vec![("retry-after".to_owned(), "5".to_owned())],
+    }
+}
+
+/// Keeps a call's result in the cache under `key` for `ttl_s` seconds, unless it is a
+/// tool error or only asks for input.
+pub(super) async fn cache_result(io: &dyn tools::Io, (key, ttl_s): (&str, u64), value: &Value) {
+    if value.get("isError") != Some(&Value::Bool(true)) && !asks_for_input(value) {
+        io.cache_put(key, &value.to_string(), ttl_s).await;
+    }
+}
+
 /// Whether a result asks the client for input (`resultType: "input_required"`).
 pub fn asks_for_input(result: &Value) -> bool {
     result.get("resultType").and_then(Value::as_str) == Some("input_required")
@@ -180,7 +208,7 @@ pub(super) async fn run<B: QuotaStore>(
     let outcome = match outcome {
         tools::ToolOutcome::Failed(why) => return Err(failed(why, admitted, record, cx, fx).await),
         tools::ToolOutcome::InputRequired(requests) if stateless => {
-            return Ok(json!({ "resultType": "input_required", "inputRequests": requests }));
+            return Ok(input_required(requests));
         }
         other => other,
     };
@@ -264,7 +292,7 @@ pub(super) async fn give_back<B: QuotaStore>(
     cx: &McpContext<'_, B>,
     plan: &Plan,
     created_at: u64,
-) -> Result<(), crate::store::StoreError> {
+) -> Result<(), StoreError> {
     let windows: Vec<(String, u64)> = count_windows(cx, plan, created_at / 1000)
         .into_iter()
         .map(|w| (w.key, w.limit))

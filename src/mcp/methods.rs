@@ -13,7 +13,8 @@ use serde_json::{Map, Value, json};
 pub use super::call::{Effects, McpContext, Refusal};
 use super::{
     call::{
-        Admitted, ToolCall, asks_for_input, count_windows, give_back, run, to_value, usage_record,
+        Admitted, ToolCall, asks_for_input, cache_result, count_windows, give_back, input_required,
+        run, store_unavailable, to_value, usage_record,
     },
     cancel,
     jsonrpc::{
@@ -390,11 +391,8 @@ async fn after_run<B: QuotaStore>(
         if let Err(e) = give_back(cx, plan, created_at).await {
             fx.error = Some(format!("refund of an input round: {e}"));
         }
-    } else if let (Some(cached), Some(io)) = (cached, cx.io)
-        && value.get("isError") != Some(&Value::Bool(true))
-    {
-        io.cache_put(&cached.key, &value.to_string(), cached.policy.ttl_s)
-            .await;
+    } else if let (Some(cached), Some(io)) = (cached, cx.io) {
+        cache_result(io, (&cached.key, cached.policy.ttl_s), value).await;
     }
 }
 
@@ -448,9 +446,7 @@ fn mode(tool: &tools::ToolDef, call: &ToolCall, stateless: bool) -> Result<Mode,
         .asks_first
         .and_then(|f| f(&args, call.input_responses.as_ref()));
     Ok(match asks {
-        Some(requests) => {
-            Mode::AsksFirst(json!({ "resultType": "input_required", "inputRequests": requests }))
-        }
+        Some(requests) => Mode::AsksFirst(input_required(requests)),
         None => Mode::Task,
     })
 }
@@ -482,7 +478,7 @@ async fn create_task<B: QuotaStore + TaskStore>(
         Ok(id) => id,
         Err(e) => {
             let _ = give_back(cx, &job.admitted.plan, record.created_at).await;
-            return Err(tasks::unavailable(e, fx));
+            return Err(store_unavailable("task", e, fx));
         }
     };
     let owner = cx.principal.bucket();
@@ -497,7 +493,7 @@ async fn create_task<B: QuotaStore + TaskStore>(
         if !matches!(stored, Ok(Some(_))) {
             let _ = give_back(cx, &task.job.admitted.plan, record.created_at).await;
         }
-        return Err(tasks::unavailable(e, fx));
+        return Err(store_unavailable("task", e, fx));
     }
     Ok(task.handle())
 }
@@ -712,7 +708,7 @@ async fn count<B: QuotaStore>(
         .backend
         .consume(&cx.principal.counter(), &req)
         .await
-        .map_err(|e| unavailable(e, fx))?;
+        .map_err(|e| store_unavailable("quota", e, fx))?;
     if usage.revoked {
         return Err(revoked(cx));
     }
@@ -769,17 +765,6 @@ fn consume_request<B>(
         key_hash: record.key_hash.clone(),
         plan: cx.principal.account().map(|_| plan_id.to_owned()),
         refund: false,
-    }
-}
-
-/// A 503 for a counter that failed; the cause goes to the log line only (it can name
-/// internals).
-fn unavailable(e: crate::store::StoreError, fx: &mut Effects) -> Refusal {
-    fx.error = Some(format!("quota store: {e}"));
-    Refusal {
-        error: ErrorData::internal_error("the quota store is unavailable; try again", None),
-        status: Some(503),
-        headers: vec![("retry-after".to_owned(), "5".to_owned())],
     }
 }
 

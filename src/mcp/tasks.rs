@@ -118,6 +118,11 @@ impl TaskRecord {
         self.created_at.saturating_add(self.ttl_ms)
     }
 
+    /// Whether `owner` may see it now: theirs, and not past its time.
+    pub fn visible_to(&self, owner: &str, now_ms: u64) -> bool {
+        self.owner == owner && !self.expired(now_ms)
+    }
+
     /// Marks it cancelled unless it has ended; whether it changed.
     pub fn cancel(&mut self, now_ms: u64) -> bool {
         if self.status.is_terminal() {
@@ -173,14 +178,9 @@ impl TaskRecord {
         if self.status != TaskStatus::InputRequired {
             return false;
         }
-        let kept: usize = self
-            .input_responses
-            .iter()
-            .map(|(k, v)| k.len() + v.to_string().len())
-            .sum();
-        let mut room = MAX_ANSWERS_BYTES.saturating_sub(kept);
+        let mut room = MAX_ANSWERS_BYTES.saturating_sub(answers_size(&self.input_responses));
         for (key, response) in responses {
-            let size = key.len() + response.to_string().len();
+            let size = answer_size(key, response);
             if size > room || !self.input_requests.contains_key(key) {
                 // Not asked for, or over what a task keeps: the request stays pending.
                 continue;
@@ -288,16 +288,23 @@ pub trait TaskStore {
 /// Cancels a record for `owner`, as [`TaskStore::cancel_task`] does: `None` when it is not
 /// theirs or has expired, else whether it changed.
 pub fn cancel_for(record: &mut TaskRecord, owner: &str, now_ms: u64) -> Option<bool> {
-    (record.owner == owner && !record.expired(now_ms)).then(|| record.cancel(now_ms))
+    record
+        .visible_to(owner, now_ms)
+        .then(|| record.cancel(now_ms))
+}
+
+/// The JSON size of answers (keys and values), as a task counts it.
+fn answers_size(answers: &Map<String, Value>) -> usize {
+    answers.iter().map(|(k, v)| answer_size(k, v)).sum()
+}
+
+fn answer_size(key: &str, answer: &Value) -> usize {
+    key.len() + answer.to_string().len()
 }
 
 /// `-32602` for answers larger than a task keeps.
 pub fn check_answers_size(answers: &Map<String, Value>) -> Result<(), ErrorData> {
-    let size: usize = answers
-        .iter()
-        .map(|(k, v)| k.len() + v.to_string().len())
-        .sum();
-    if size > MAX_ANSWERS_BYTES {
+    if answers_size(answers) > MAX_ANSWERS_BYTES {
         let why = format!("inputResponses are larger than {MAX_ANSWERS_BYTES} bytes");
         return Err(invalid_params(why));
     }
@@ -312,7 +319,9 @@ pub fn update_for(
     responses: &Map<String, Value>,
     now_ms: u64,
 ) -> Option<bool> {
-    (record.owner == owner && !record.expired(now_ms)).then(|| record.answer(responses, now_ms))
+    record
+        .visible_to(owner, now_ms)
+        .then(|| record.answer(responses, now_ms))
 }
 
 /// Whether the request's client capabilities declare the tasks extension (2026-07-28
@@ -366,7 +375,7 @@ pub async fn method<S: TaskStore>(
         _ => {
             let record = store.task(task_id).await.map_err(|e| unavailable(e, fx))?;
             let record = record
-                .filter(|r| r.owner == owner && !r.expired(now_ms))
+                .filter(|r| r.visible_to(&owner, now_ms))
                 .ok_or_else(unknown)?;
             return Ok(record.detailed());
         }
@@ -378,15 +387,9 @@ pub async fn method<S: TaskStore>(
     }
 }
 
-/// 503 for a task store that failed; the cause goes to the log line only (it can name
-/// internals).
-pub(super) fn unavailable(e: StoreError, fx: &mut Effects) -> Refusal {
-    fx.error = Some(format!("task store: {e}"));
-    Refusal {
-        error: ErrorData::internal_error("the task store is unavailable; try again", None),
-        status: Some(503),
-        headers: vec![("retry-after".to_owned(), "5".to_owned())],
-    }
+/// 503 for a task store that failed.
+fn unavailable(e: StoreError, fx: &mut Effects) -> Refusal {
+    call::store_unavailable("task", e, fx)
 }
 
 /// Whether a run stopped because its task was cancelled (its usage row says so).
@@ -415,26 +418,20 @@ pub async fn execute<B: QuotaStore>(
             .get(&p.name)
             .filter(|t| t.offered(cx.config))
     });
+    let name = job.params.get("name").and_then(Value::as_str);
+    let mut usage = call::usage_record(cx, name.unwrap_or_default(), job.input_bytes);
+    usage.request_id.clone_from(&job.request_id);
+    usage.created_at = record.created_at;
     let (Ok(params), Some(tool)) = (params, tool) else {
         // Nothing ran: the call is given back, and logged as an error.
         if let Err(e) = call::give_back(cx, &job.admitted.plan, record.created_at).await {
             fx.error = Some(format!("refund of a task whose tool is gone: {e}"));
         }
         let why = "the task's tool is no longer offered";
-        let name = job
-            .params
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let mut usage = call::usage_record(cx, name, job.input_bytes);
-        usage.request_id.clone_from(&job.request_id);
         (usage.status, usage.error) = ("error", Some(why.to_owned()));
         fx.usage.push(usage);
         return (Err(ErrorData::internal_error(why, None)), fx);
     };
-    let mut usage = call::usage_record(cx, tool.name, job.input_bytes);
-    usage.request_id.clone_from(&job.request_id);
-    usage.created_at = record.created_at;
     let responses = &record.input_responses;
     let call = call::ToolCall {
         params,
@@ -442,11 +439,8 @@ pub async fn execute<B: QuotaStore>(
     };
     let outcome = call::run(tool, call, job.admitted.clone(), usage, true, cx, &mut fx).await;
     let outcome = outcome.map_err(|r| r.error);
-    if let (Ok(value), Some((key, ttl_s)), Some(io)) = (&outcome, &job.cache, cx.io)
-        && value.get("isError") != Some(&Value::Bool(true))
-        && !call::asks_for_input(value)
-    {
-        io.cache_put(key, &value.to_string(), *ttl_s).await;
+    if let (Ok(value), Some((key, ttl_s)), Some(io)) = (&outcome, &job.cache, cx.io) {
+        call::cache_result(io, (key, *ttl_s), value).await;
     }
     (outcome, fx)
 }
