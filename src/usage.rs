@@ -6,13 +6,16 @@ use serde_json::{Value, json};
 
 use crate::store::StoreError;
 
-/// One counted call, written to D1 `tool_call_logs` after the response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One counted call, written to D1 `tool_call_logs` after the response. As JSON (with the
+/// key hash) it is the row the usage buffers hold; a row read back must name a known
+/// status and principal kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageRecord {
     pub request_id: String,
     /// `anon:<bucket>` or `acct:<account>`.
     pub principal: String,
-    pub principal_kind: &'static str,
+    #[serde(deserialize_with = "principal_kind")]
+    pub principal_kind: Name,
     pub method: String,
     pub tool: Option<String>,
     pub input_bytes: u64,
@@ -20,7 +23,8 @@ pub struct UsageRecord {
     pub duration_ms: u64,
     /// `success`, `error`, `rate_limited`, `unauthorized` or `cancelled` (the client
     /// cancelled the call while it ran: not billed, and not an error).
-    pub status: &'static str,
+    #[serde(deserialize_with = "status")]
+    pub status: Name,
     pub error: Option<String>,
     pub created_at: u64,
     /// Tokens the call sent to an upstream model, for tools that call one.
@@ -33,8 +37,45 @@ pub struct UsageRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
     /// The API key used, so its `last_used_at` can be updated with the same write.
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_hash: Option<String>,
+}
+
+/// A name from a fixed list (a status, a principal kind). Named so that serde reads it
+/// through the field's `deserialize_with` (it would otherwise borrow a `&str` field from
+/// the input).
+pub type Name = &'static str;
+
+/// The statuses a usage row may have.
+pub const STATUSES: [&str; 5] = [
+    "success",
+    "error",
+    "rate_limited",
+    "unauthorized",
+    "cancelled",
+];
+/// The principal kinds a usage row may name.
+pub const PRINCIPAL_KINDS: [&str; 3] = ["anonymous", "api_key", "oauth"];
+
+/// One of `known`, read as the `&'static str` the record holds.
+fn one_of<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    known: &'static [&'static str],
+) -> Result<&'static str, D::Error> {
+    let text = String::deserialize(d)?;
+    known
+        .iter()
+        .find(|k| **k == text)
+        .copied()
+        .ok_or_else(|| serde::de::Error::custom(format!("unknown value {text:?}")))
+}
+
+fn status<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    one_of(d, &STATUSES)
+}
+
+fn principal_kind<'de, D: serde::Deserializer<'de>>(d: D) -> Result<&'static str, D::Error> {
+    one_of(d, &PRINCIPAL_KINDS)
 }
 
 /// Per-tool, per-status counts over a period.

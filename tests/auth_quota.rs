@@ -5,7 +5,7 @@ mod common;
 
 use common::{
     JWT_SECRET, MemoryBackend, NOW_MS, TestApp, admin_post, bearer, config_with, get, json_body,
-    mcp_post, mcp_post_2026, request, sign,
+    mcp_post, mcp_post_2026, request, sign, tool_call,
 };
 use paid_mcp_worker::{
     auth::jwt::{Audience, Claims},
@@ -212,6 +212,81 @@ fn anonymous_calls_are_counted_per_bucket_and_refused_over_the_limit() {
         statuses,
         ["success", "success", "success", "rate_limited", "success"]
     );
+    // `hash` is pure: it ran before it was counted, and each admitted call's row went to
+    // the counter with its count; the refused call's result was dropped.
+    assert_eq!(app.backend.kept_rows.get(), 4);
+    assert!(json_body(&refused).get("result").is_none());
+}
+
+#[test]
+fn a_pure_tools_finished_row_goes_to_the_counter_with_its_count() {
+    let app = TestApp::new();
+    let minted = app.mint(json!({ "plan": "pro" }));
+    let auth = bearer(minted["key"].as_str().unwrap());
+    let handled = app.handle(&tool_call("hash", json!({ "text": "abc" }), Some(&auth)));
+    assert_eq!(handled.response.status, 200);
+    assert!(handled.effects.usage.is_empty(), "no row left to write");
+    assert_eq!(app.backend.kept_rows.get(), 1);
+    let row = app.backend.usage.borrow().last().cloned().unwrap();
+    assert_eq!((row.status, row.tool.as_deref()), ("success", Some("hash")));
+    assert_eq!(row.key_hash.as_deref(), minted["key_hash"].as_str());
+    assert!(
+        row.output_bytes > 100,
+        "the result's size: {}",
+        row.output_bytes
+    );
+    let counted = |app: &TestApp| {
+        let c = app.backend.counters.borrow();
+        c.iter()
+            .filter(|((b, _), _)| *b == row.principal)
+            .map(|(_, n)| *n)
+            .max()
+    };
+    assert_eq!(counted(&app), Some(1));
+
+    // A tool error is counted and kept too, with its message.
+    let bad = app.handle(&tool_call(
+        "hash",
+        json!({ "text": "abc", "algorithm": "md5" }),
+        Some(&auth),
+    ));
+    assert_eq!(json_body(&bad.response)["result"]["isError"], true);
+    let row = app.backend.usage.borrow().last().cloned().unwrap();
+    assert_eq!(row.status, "error");
+    assert!(row.error.is_some_and(|e| !e.is_empty()));
+    assert_eq!(app.backend.kept_rows.get(), 2);
+
+    // A tool that reads the caller's quota runs after its count; its row is written apart.
+    let who = app.handle(&tool_call("whoami", json!({}), Some(&auth)));
+    assert_eq!(
+        json_body(&who.response)["result"]["structuredContent"]["quota"][0]["used"],
+        3
+    );
+    assert_eq!(who.effects.usage.len(), 1);
+    assert_eq!(app.backend.kept_rows.get(), 2);
+}
+
+#[test]
+fn usage_rows_read_back_only_with_a_known_status_and_kind() {
+    let row = ask_row("acct_r", "req_r", "success", Some((3, 4)));
+    let text = serde_json::to_string(&UsageRecord {
+        key_hash: Some("kh".to_owned()),
+        ..row.clone()
+    })
+    .unwrap();
+    let back: UsageRecord = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.key_hash.as_deref(), Some("kh"));
+    assert_eq!(
+        back,
+        UsageRecord {
+            key_hash: Some("kh".to_owned()),
+            ..row
+        }
+    );
+    let forged = text.replace("\"success\"", "\"free\"");
+    assert!(serde_json::from_str::<UsageRecord>(&forged).is_err());
+    let kind = text.replace("\"api_key\"", "\"admin\"");
+    assert!(serde_json::from_str::<UsageRecord>(&kind).is_err());
 }
 
 #[test]
@@ -680,6 +755,7 @@ fn a_refund_applies_to_the_counter_of_a_revoked_key() {
         key_hash: Some(key_hash),
         plan: None,
         refund: true,
+        keep: None,
         costs: Vec::new(),
     };
     let answer = futures_executor::block_on(app.backend.consume(&bucket, &named)).unwrap();

@@ -49,13 +49,13 @@ fuzz_target!(|data: &[u8]| {
         Value::Array(batch) => {
             let len = batch.len();
             let served = block_on(serve_batch(batch, &headers, &mcx));
-            check_batch(&served, len, &headers);
+            check_batch(&served, store.kept.get(), len, &headers);
         }
         single => match classify(single) {
             Ok(msg) => {
                 let resolved = version::resolve(&msg, &headers);
                 let served = block_on(serve(msg.clone(), &headers, &mcx));
-                check_served(&msg, &resolved, &served);
+                check_served(&msg, &resolved, &served, store.kept.get());
                 check_mapped_headers(&msg, &resolved, &served, &headers);
                 if msg.method() != Some("tools/call") {
                     assert_eq!(store.consumed.get(), 0, "only tools/call is counted");
@@ -69,16 +69,24 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-fn check_served(msg: &Message, resolved: &Result<Version, version::VersionError>, s: &Served) {
+/// `kept`: usage rows the counter kept with their count (the calls' other rows are in
+/// `s.usage`).
+fn check_served(
+    msg: &Message,
+    resolved: &Result<Version, version::VersionError>,
+    s: &Served,
+    kept: u32,
+) {
     assert!(STATUSES.contains(&s.status), "status {}", s.status);
     if let Some(reply) = &s.reply {
         serde_json::to_vec(reply).expect("a reply serialises");
         assert_eq!(reply["jsonrpc"], "2.0");
     }
+    let rows = s.usage.len() + kept as usize;
     if msg.method() != Some("tools/call") {
-        assert!(s.usage.is_empty(), "only tools/call writes usage");
+        assert!(rows == 0, "only tools/call writes usage");
     }
-    assert!(s.usage.len() <= 1 && s.meter.len() <= s.usage.len());
+    assert!(rows <= 1 && s.meter.len() <= rows);
     let header = |name: &str| s.headers.iter().any(|(n, _)| n == name);
     match s.status {
         401 => assert!(header("www-authenticate"), "a 401 challenges"),
@@ -160,14 +168,15 @@ fn check_mapped_headers(
     }
 }
 
-fn check_batch(s: &Served, len: usize, headers: &McpHeaders<'_>) {
+fn check_batch(s: &Served, kept: u32, len: usize, headers: &McpHeaders<'_>) {
+    let rows = s.usage.len() + kept as usize;
     // Refused whole: outside 2025-03-26, empty, or over the cap (before any member runs).
     if headers.protocol_version != Some("2025-03-26") || len == 0 || len > MAX_BATCH_MESSAGES {
         assert_eq!(s.status, 400);
         let reply = s.reply.as_ref().expect("a refused batch is answered");
         assert_eq!(reply["error"]["code"], -32600);
         assert!(reply["id"].is_null());
-        assert!(s.usage.is_empty(), "a refused batch counts nothing");
+        assert!(rows == 0, "a refused batch counts nothing");
         return;
     }
     match &s.reply {
@@ -182,5 +191,5 @@ fn check_batch(s: &Served, len: usize, headers: &McpHeaders<'_>) {
         }
         Some(other) => panic!("a batch reply is an array: {other}"),
     }
-    assert!(s.meter.len() <= s.usage.len() && s.usage.len() <= len);
+    assert!(s.meter.len() <= rows && rows <= len);
 }

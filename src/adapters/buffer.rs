@@ -4,7 +4,9 @@
 //! D1 serialises the writes of one database, so one statement per counted call stalls a
 //! busy deployment's own log. Each request's rows are appended (`/append`, a JSON array of
 //! [`UsageRecord`](crate::usage::UsageRecord)s with their key hash) to one of
-//! [`super::usage::SHARDS`] buffer objects, chosen by request id. The object stores them in
+//! [`super::usage::SHARDS`] buffer objects, chosen by request id; the rows a counter object
+//! kept with their counts arrive the same way, in batches, from that counter's alarm (see
+//! [`Spool`]). The object stores them in
 //! its SQLite before answering, and its alarm, set [`FLUSH_AFTER_MS`] after the first
 //! unflushed row, writes up to [`FLUSH_ROWS`] rows to D1 in one batch of two statements
 //! (the rows, and the keys' `last_used_at`), each taking the rows as one JSON parameter.
@@ -34,23 +36,13 @@ const RETRY_AFTER_MS: u64 = 5_000;
 pub(crate) struct UsageBuffer {
     state: State,
     env: Env,
-    /// Whether this instance has set the alarm that will flush its rows.
-    alarm_set: Cell<bool>,
+    spool: Spool,
 }
 
 impl DurableObject for UsageBuffer {
     fn new(state: State, env: Env) -> Self {
-        if let Err(e) = state.storage().sql().exec(
-            "CREATE TABLE IF NOT EXISTS rows (seq INTEGER PRIMARY KEY AUTOINCREMENT, row TEXT NOT NULL)",
-            None,
-        ) {
-            worker::console_error!("UsageBuffer schema: {e}");
-        }
-        Self {
-            state,
-            env,
-            alarm_set: Cell::new(false),
-        }
+        let spool = Spool::new(&state, "rows", FLUSH_AFTER_MS);
+        Self { state, env, spool }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -64,36 +56,21 @@ impl DurableObject for UsageBuffer {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        self.alarm_set.set(false);
-        let sql = self.sql();
-        let (last, batch) = pending(&sql)?;
-        if batch == "[]" {
-            return Response::ok("empty");
-        }
-        match flush(&self.env, &batch).await {
-            Ok(()) => {
-                sql.exec("DELETE FROM rows WHERE seq <= ?", vec![last.into()])?;
-                if pending(&sql)?.1 != "[]" {
-                    self.schedule(0).await?;
-                }
-            }
-            Err(e) => {
-                worker::console_error!(
-                    "{}",
-                    serde_json::json!({ "usage_flush_failed": e.to_string() })
-                );
-                self.schedule(RETRY_AFTER_MS).await?;
-            }
-        }
-        Response::ok("flushed")
+        let env = &self.env;
+        self.spool
+            .drain(&self.state, async |batch: String| {
+                flush(env, &batch).await.map_err(|e| {
+                    worker::console_error!(
+                        "{}",
+                        serde_json::json!({ "usage_flush_failed": e.to_string() })
+                    );
+                })
+            })
+            .await
     }
 }
 
 impl UsageBuffer {
-    fn sql(&self) -> SqlStorage {
-        self.state.storage().sql()
-    }
-
     /// `/append`: stores a JSON array of rows and makes sure a flush is due.
     async fn append(&self, body: &str) -> Result<(u16, String)> {
         let valid = serde_json::from_str::<Vec<serde_json::Value>>(body)
@@ -101,48 +78,126 @@ impl UsageBuffer {
         if !valid {
             return Ok((400, "bad rows".to_owned()));
         }
-        self.sql().exec(
-            "INSERT INTO rows (row) SELECT value FROM json_each(?)",
-            vec![body.into()],
-        )?;
-        if !self.alarm_set.get() {
-            self.schedule(FLUSH_AFTER_MS).await?;
-        }
+        self.spool.keep(&self.state, body)?;
+        self.spool.due(&self.state).await?;
         Ok((200, "{\"stored\":true}".to_owned()))
+    }
+}
+
+/// Usage rows an object holds in one table of its SQLite until they are passed on: kept
+/// with the write that produced them, sent in batches of at most [`FLUSH_ROWS`] by the
+/// object's alarm, and deleted only once the batch was taken. A failed batch is tried
+/// again [`RETRY_AFTER_MS`] later; an object that restarts keeps its rows and its alarm.
+/// Used by the usage buffers (rows to D1) and by the counters (rows kept with a count, to
+/// a usage buffer).
+pub(super) struct Spool {
+    table: &'static str,
+    /// The delay between the first unsent row and its batch.
+    after_ms: u64,
+    /// Whether this instance has set the alarm that will send its rows.
+    alarm_set: Cell<bool>,
+}
+
+impl Spool {
+    /// The spool in `table` (created when missing), sent `after_ms` after its first row.
+    pub(super) fn new(state: &State, table: &'static str, after_ms: u64) -> Self {
+        let ddl = format!(
+            "CREATE TABLE IF NOT EXISTS {table} (seq INTEGER PRIMARY KEY AUTOINCREMENT, row TEXT NOT NULL)"
+        );
+        if let Err(e) = state.storage().sql().exec(&ddl, None) {
+            worker::console_error!("spool {table}: {e}");
+        }
+        Self {
+            table,
+            after_ms,
+            alarm_set: Cell::new(false),
+        }
+    }
+
+    /// Stores a JSON array of rows (synchronously: in the same write as whatever the
+    /// object stored before it in this event). [`Self::due`] then makes sure they are sent.
+    pub(super) fn keep(&self, state: &State, rows: &str) -> Result<()> {
+        state.storage().sql().exec(
+            &format!(
+                "INSERT INTO {} (row) SELECT value FROM json_each(?)",
+                self.table
+            ),
+            vec![rows.into()],
+        )?;
+        Ok(())
+    }
+
+    /// Sets the alarm that sends the rows, unless this instance has set it already.
+    pub(super) async fn due(&self, state: &State) -> Result<()> {
+        if !self.alarm_set.get() {
+            self.schedule(state, self.after_ms).await?;
+        }
+        Ok(())
+    }
+
+    /// The alarm: sends the oldest rows as one JSON array through `send` and deletes them
+    /// once it succeeded (then goes on at once while more wait), or tries again later.
+    pub(super) async fn drain(
+        &self,
+        state: &State,
+        send: impl AsyncFnOnce(String) -> std::result::Result<(), ()>,
+    ) -> Result<Response> {
+        self.alarm_set.set(false);
+        let sql = state.storage().sql();
+        let (last, batch) = self.pending(&sql)?;
+        if batch == "[]" {
+            return Response::ok("empty");
+        }
+        if send(batch).await.is_ok() {
+            sql.exec(
+                &format!("DELETE FROM {} WHERE seq <= ?", self.table),
+                vec![last.into()],
+            )?;
+            if self.pending(&sql)?.1 != "[]" {
+                self.schedule(state, 0).await?;
+            }
+        } else {
+            self.schedule(state, RETRY_AFTER_MS).await?;
+        }
+        Response::ok("sent")
     }
 
     /// Sets the alarm `after_ms` from now.
-    async fn schedule(&self, after_ms: u64) -> Result<()> {
-        self.state
+    async fn schedule(&self, state: &State, after_ms: u64) -> Result<()> {
+        state
             .storage()
             .set_alarm(Duration::from_millis(after_ms))
             .await?;
         self.alarm_set.set(true);
         Ok(())
     }
-}
 
-/// The oldest rows (at most [`FLUSH_ROWS`]) as one JSON array, and the last one's sequence.
-fn pending(sql: &SqlStorage) -> Result<(i64, String)> {
-    #[derive(serde::Deserialize)]
-    struct Batch {
-        last: Option<i64>,
-        rows: Option<String>,
+    /// The oldest rows (at most [`FLUSH_ROWS`]) as one JSON array, and the last one's
+    /// sequence.
+    fn pending(&self, sql: &SqlStorage) -> Result<(i64, String)> {
+        #[derive(serde::Deserialize)]
+        struct Batch {
+            last: Option<i64>,
+            rows: Option<String>,
+        }
+        let batch: Vec<Batch> = sql
+            .exec(
+                &format!(
+                    "SELECT MAX(seq) AS last, json_group_array(json(row)) AS rows \
+                     FROM (SELECT seq, row FROM {} ORDER BY seq LIMIT ?)",
+                    self.table
+                ),
+                vec![(FLUSH_ROWS as i64).into()],
+            )?
+            .to_array()?;
+        let batch = batch.into_iter().next();
+        Ok((
+            batch.as_ref().and_then(|b| b.last).unwrap_or(0),
+            batch
+                .and_then(|b| b.rows)
+                .unwrap_or_else(|| "[]".to_owned()),
+        ))
     }
-    let batch: Vec<Batch> = sql
-        .exec(
-            "SELECT MAX(seq) AS last, json_group_array(json(row)) AS rows \
-             FROM (SELECT seq, row FROM rows ORDER BY seq LIMIT ?)",
-            vec![(FLUSH_ROWS as i64).into()],
-        )?
-        .to_array()?;
-    let batch = batch.into_iter().next();
-    Ok((
-        batch.as_ref().and_then(|b| b.last).unwrap_or(0),
-        batch
-            .and_then(|b| b.rows)
-            .unwrap_or_else(|| "[]".to_owned()),
-    ))
 }
 
 /// Writes a JSON array of rows to D1 in one batch. The token and provider fields are

@@ -17,7 +17,8 @@
 //!
 //! Routes (POST, JSON): `/consume` ([`ConsumeRequest`] →
 //! [`ConsumeResponse`](crate::quota::ConsumeResponse); a zero-cost attempt only reads, a
-//! refund lowers the counts),
+//! refund lowers the counts; an admitted request's usage row, when it carries one, is stored
+//! with the counts and passed on to a usage buffer by the object's alarm),
 //! `/revoke` (key hash → `{"revoked": true}`), `/account` ([`AccountPlan`] →
 //! `{"stored": bool}`; plans of a lower version are ignored), and the account's OAuth
 //! grants: `/oauth/code` ([`CodeRecord`]), `/oauth/exchange` ([`ExchangeRequest`] →
@@ -35,7 +36,7 @@ use worker::{
     durable_object,
 };
 
-use super::js;
+use super::{WorkerBackend, buffer::Spool, js};
 use crate::{
     billing::store::AccountPlan,
     oauth::grants::{
@@ -49,10 +50,13 @@ use crate::{
 #[durable_object]
 pub(crate) struct QuotaCounter {
     state: State,
+    env: Env,
+    /// Usage rows kept with their count, until a usage buffer has them.
+    rows: Spool,
 }
 
 impl DurableObject for QuotaCounter {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         let sql = state.storage().sql();
         // Idempotent; runs before the object's first event.
         for ddl in [
@@ -67,7 +71,8 @@ impl DurableObject for QuotaCounter {
                 worker::console_error!("QuotaCounter schema: {e}");
             }
         }
-        Self { state }
+        let rows = Spool::new(&state, "usage_rows", PASS_ON_AFTER_MS);
+        Self { state, env, rows }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -79,7 +84,7 @@ impl DurableObject for QuotaCounter {
         }
         let body = request.body.as_str();
         let (status, answer) = match request.path.as_str() {
-            "consume" => self.consume(body),
+            "consume" => self.consume(body).await,
             "revoke" => self.revoke_key(body),
             "account" => self.set_account(body),
             "oauth/code" => self.put_code(body),
@@ -90,7 +95,27 @@ impl DurableObject for QuotaCounter {
         }?;
         js::answer_object(status, &answer)
     }
+
+    /// Passes the rows kept with counts on to a usage buffer (always the same one for this
+    /// counter), which writes them to D1 with other counters' rows.
+    async fn alarm(&self) -> Result<Response> {
+        let backend = WorkerBackend::new(self.env.clone(), PASS_ON_TIMEOUT_MS);
+        let by = self.state.id().to_string();
+        self.rows
+            .drain(&self.state, async |batch: String| {
+                backend.append_rows(&by, &batch).await.map_err(|e| {
+                    worker::console_error!("{}", json!({ "usage_pass_on_failed": e.0 }));
+                })
+            })
+            .await
+    }
 }
+
+/// The delay between a row kept with a count and its passing on to a usage buffer (which
+/// adds its own, [`super::buffer::FLUSH_AFTER_MS`], before D1 has it).
+const PASS_ON_AFTER_MS: u64 = 500;
+/// How long a usage buffer may take to take a batch.
+const PASS_ON_TIMEOUT_MS: u64 = 5_000;
 
 /// An object's answer: `200` and JSON, or an error status and a message.
 type Answer = (u16, String);
@@ -114,12 +139,12 @@ impl QuotaCounter {
     /// back only when admitted. A refund (`refund: true`) is always admitted and writes
     /// back the lowered counts the same way; one that arrives late is dropped like any
     /// other request, as its caller has taken it for failed (the call stays counted).
-    fn consume(&self, body: &str) -> Result<Answer> {
+    async fn consume(&self, body: &str) -> Result<Answer> {
         let Ok(c) = serde_json::from_str::<ConsumeRequest>(body) else {
             return bad("bad consume request");
         };
         let sql = self.sql();
-        let answer = quota::admit(&c, counter_state(&sql, &c)?);
+        let mut answer = quota::admit(&c, counter_state(&sql, &c)?);
         // A zero-cost attempt only reads (the plan in force and the counts).
         if answer.admitted && c.costs_anything() {
             let counts: Vec<(&str, u64)> = c
@@ -134,6 +159,17 @@ impl QuotaCounter {
                  ON CONFLICT(window) DO UPDATE SET used = excluded.used",
                 vec![serde_json::to_string(&counts)?.into()],
             )?;
+        }
+        // The row of a call that has run goes with its count: no await between the two
+        // writes, so both are stored or neither.
+        if let Some(row) = c.keep.as_ref().filter(|_| answer.admitted && !c.refund) {
+            self.rows
+                .keep(&self.state, &serde_json::to_string(&[row])?)?;
+            answer.kept = true;
+            if let Err(e) = self.rows.due(&self.state).await {
+                // The call is counted and its row kept: the next kept row sets the alarm.
+                worker::console_error!("{}", json!({ "usage_alarm_failed": e.to_string() }));
+            }
         }
         ok(&answer)
     }

@@ -27,20 +27,20 @@ impl UsageLog for WorkerBackend {
         let Some(first) = records.first() else {
             return Ok(());
         };
-        let rows = records
-            .iter()
-            .map(|r| {
-                let mut row = serde_json::to_value(r).map_err(|e| StoreError(e.to_string()))?;
-                row["key_hash"] = r.key_hash.clone().into();
-                Ok(row)
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let rows = serde_json::to_string(&rows).map_err(|e| StoreError(e.to_string()))?;
+        let rows = serde_json::to_string(records).map_err(|e| StoreError(e.to_string()))?;
+        self.append_rows(&first.request_id, &rows).await
+    }
+}
+
+impl WorkerBackend {
+    /// Appends a JSON array of usage rows to the buffer object `by` picks (a request or
+    /// counter id: the same one always picks the same buffer).
+    pub(super) async fn append_rows(&self, by: &str, rows: &str) -> Result<(), StoreError> {
         js::call_object(
             self.usage_buffer()?,
-            &shard(&first.request_id),
+            &shard(by),
             "append",
-            &rows,
+            rows,
             self.object_timeout_ms,
         )
         .await?;
@@ -52,9 +52,9 @@ impl UsageLog for WorkerBackend {
 /// thousand appends a second.
 pub(super) const SHARDS: u32 = 4;
 
-/// The buffer object of a request's rows: `usage:<n>`, `n` from its id.
-fn shard(request_id: &str) -> String {
-    let n = request_id
+/// The buffer object of a request's (or counter's) rows: `usage:<n>`, `n` from its id.
+fn shard(id: &str) -> String {
+    let n = id
         .bytes()
         .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
     format!("usage:{}", n % SHARDS)

@@ -3,7 +3,7 @@
 //! refund and meter event. Shared by `tools/call` ([`super::methods`]) and by tasks
 //! ([`super::tasks`]), which run the same call later, in their own object.
 
-use rmcp::model::{CallToolRequestParams, ErrorData};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ErrorData};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -99,6 +99,22 @@ pub struct Admitted {
     pub(super) customer: Option<String>,
     /// The token windows the call's tokens are added to once it ends.
     pub(super) token_windows: Vec<String>,
+    /// The counter kept the call's usage row with its count ([`quota::ConsumeRequest::keep`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(super) kept: bool,
+}
+
+impl Admitted {
+    /// A call under `plan` that nothing counts (no window, no counter).
+    pub(super) fn uncounted(plan: Plan) -> Self {
+        Self {
+            plan,
+            quota: Vec::new(),
+            customer: None,
+            token_windows: Vec::new(),
+            kept: false,
+        }
+    }
 }
 
 /// The windows a call counts in: anonymous callers per address bucket and per network
@@ -126,10 +142,11 @@ pub struct ToolCall {
     pub input_responses: Option<Map<String, Value>>,
 }
 
-/// What the tool sees of an admitted call.
+/// What the tool sees of a call: `quota` and `plan` as its admission found them (a pure
+/// tool runs before that, and sees none).
 fn tool_context<'a, B>(
     call: &ToolCall,
-    admitted: &mut Admitted,
+    (quota, plan): (Value, String),
     stateless: bool,
     cx: &McpContext<'a, B>,
 ) -> ToolContext<'a> {
@@ -137,8 +154,8 @@ fn tool_context<'a, B>(
     tcx.config = Some(cx.config);
     tcx.io = cx.io;
     tcx.live = cx.live;
-    tcx.quota = Value::Array(std::mem::take(&mut admitted.quota));
-    tcx.plan = admitted.plan.id.clone();
+    tcx.quota = quota;
+    tcx.plan = plan;
     tcx.input_responses = call.input_responses.clone();
     let meta = call.params.meta.as_ref().map(|m| &m.0);
     tcx.progress_token = meta.and_then(|m| m.get("progressToken")).cloned();
@@ -196,7 +213,11 @@ pub(super) async fn run<B: QuotaStore>(
     cx: &McpContext<'_, B>,
     fx: &mut Effects,
 ) -> Result<Value, Refusal> {
-    let tcx = tool_context(&call, &mut admitted, stateless, cx);
+    let seen = (
+        Value::Array(std::mem::take(&mut admitted.quota)),
+        admitted.plan.id.clone(),
+    );
+    let tcx = tool_context(&call, seen, stateless, cx);
     // A call whose client left (or whose task was cancelled) before it started never runs.
     let outcome = if cx.live.is_some_and(tools::Live::gone) {
         tools::ToolOutcome::Cancelled
@@ -214,16 +235,31 @@ pub(super) async fn run<B: QuotaStore>(
     };
     let result = outcome.into_result();
     let value = to_value(&result)?;
+    finish(&mut record, &result, &value, tcx.spend.take(), cx);
+    if cancelled {
+        record.status = "cancelled";
+        refund_cancelled(cx, &admitted.plan, &record, fx).await;
+    }
+    settle(cx, admitted, &record, fx).await;
+    fx.usage.push(record);
+    Ok(value)
+}
+
+/// Completes a call's usage record from its result: duration, upstream spend, output
+/// size, and a tool error's status and message.
+fn finish<B>(
+    record: &mut UsageRecord,
+    result: &CallToolResult,
+    value: &Value,
+    spend: tools::Spend,
+    cx: &McpContext<'_, B>,
+) {
     record.duration_ms = (cx.clock)().saturating_sub(record.created_at);
-    let spend = tcx.spend.take();
     record.input_tokens = spend.input_tokens;
     record.output_tokens = spend.output_tokens;
     record.provider = spend.provider;
     record.output_bytes = value.to_string().len() as u64;
-    if cancelled {
-        record.status = "cancelled";
-        refund_cancelled(cx, &admitted.plan, &record, fx).await;
-    } else if result.is_error == Some(true) {
+    if result.is_error == Some(true) {
         record.status = "error";
         record.error = result
             .content
@@ -231,9 +267,69 @@ pub(super) async fn run<B: QuotaStore>(
             .and_then(|c| c.as_text())
             .map(|t| t.text.chars().take(200).collect());
     }
+}
+
+/// A pure tool's call, run before it is counted ([`tools::ToolDef::pure`]): its reply (a
+/// result, or the JSON-RPC error of a tool that failed outside its result), the
+/// notifications it sent, and its finished usage record, to be kept with the count.
+pub(super) struct Ran {
+    pub(super) reply: Result<Value, ErrorData>,
+    pub(super) notifications: Vec<Value>,
+    pub(super) record: UsageRecord,
+}
+
+/// Runs a pure tool's call before it is counted: the tool sees the plan the credentials
+/// name and no quota. `record` is the call's usage record so far. `Err`: the tool only
+/// asked for input (2026-07-28), the result to answer at once; that ends nothing and
+/// counts nothing.
+pub(super) async fn run_first<B>(
+    tool: &tools::ToolDef,
+    call: ToolCall,
+    mut record: UsageRecord,
+    stateless: bool,
+    cx: &McpContext<'_, B>,
+) -> Result<Ran, Value> {
+    let seen = (Value::Null, cx.principal.plan().to_owned());
+    let tcx = tool_context(&call, seen, stateless, cx);
+    let outcome = (tool.handler)(&tcx, call.params.arguments.unwrap_or_default()).await;
+    let notifications = tcx.notifications.take();
+    let reply = match outcome {
+        tools::ToolOutcome::InputRequired(requests) if stateless => {
+            return Err(input_required(requests));
+        }
+        tools::ToolOutcome::Failed(why) => {
+            record.status = "error";
+            record.error = Some(why.chars().take(200).collect());
+            record.duration_ms = (cx.clock)().saturating_sub(record.created_at);
+            Err(ErrorData::internal_error(why, None))
+        }
+        outcome => {
+            let result = outcome.into_result();
+            to_value(&result).inspect(|value| {
+                finish(&mut record, &result, value, tcx.spend.take(), cx);
+            })
+        }
+    };
+    Ok(Ran {
+        reply,
+        notifications,
+        record,
+    })
+}
+
+/// Completes a pure call the counter admitted: its meter event, and its usage row unless
+/// the counter kept it.
+pub(super) async fn settle_first<B: QuotaStore>(
+    cx: &McpContext<'_, B>,
+    admitted: Admitted,
+    record: UsageRecord,
+    fx: &mut Effects,
+) {
+    let kept = admitted.kept;
     settle(cx, admitted, &record, fx).await;
-    fx.usage.push(record);
-    Ok(value)
+    if !kept {
+        fx.usage.push(record);
+    }
 }
 
 /// After a call: its tokens added to the plan's token windows, and its meter event (one

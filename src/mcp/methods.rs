@@ -13,8 +13,8 @@ use serde_json::{Map, Value, json};
 pub use super::call::{Effects, McpContext, Refusal};
 use super::{
     call::{
-        Admitted, ToolCall, asks_for_input, cache_result, count_windows, give_back, input_required,
-        run, store_unavailable, to_value, usage_record,
+        Admitted, Ran, ToolCall, asks_for_input, cache_result, count_windows, give_back,
+        input_required, run, run_first, settle_first, store_unavailable, to_value, usage_record,
     },
     cancel,
     jsonrpc::{
@@ -342,21 +342,15 @@ async fn tools_call<B: QuotaStore + TaskStore>(
     };
     let mut record = usage_record(cx, tool.name, input_bytes);
     let cached = cached(tool, call.params.arguments.as_ref(), cx).await;
+    if cached.is_none() && !as_task && runs_first(tool, cx) {
+        return first(tool, call, record, stateless, cx, fx).await;
+    }
     let charge = Charge::of(tool, cached.as_ref());
     let gate = gate(tool, cx, charge, &mut record, fx).await;
-    // Refusals for scope, plan, quota or sign-in are logged; store failures are not.
-    let admitted = match gate {
-        Ok(Gate::Admitted(a)) => a,
-        Ok(Gate::Answered(result)) => {
-            fx.usage.push(record);
-            return Ok(result);
-        }
-        Err(refusal) => {
-            if record.status != "success" {
-                fx.usage.push(record);
-            }
-            return Err(refusal);
-        }
+    log_refused(&gate, &record, fx);
+    let admitted = match gate? {
+        Gate::Admitted(admitted) => admitted,
+        Gate::Answered(result) => return Ok(result),
     };
     let cancellable = cancellable(id, stateless, cx);
     let live = cancellable.as_ref().map(|c| c as &dyn tools::Live);
@@ -375,6 +369,72 @@ async fn tools_call<B: QuotaStore + TaskStore>(
     let value = run(tool, call, admitted, record, stateless, cx, fx).await?;
     after_run(&value, cached, (&plan, created_at), cx, fx).await;
     Ok(value)
+}
+
+/// Whether a call of `tool` runs before it is counted: the tool is pure, and nothing the
+/// gate checks before counting (shared egress, scope, the plan the credentials name)
+/// would refuse it.
+fn runs_first<B>(tool: &tools::ToolDef, cx: &McpContext<'_, B>) -> bool {
+    tool.pure
+        && !matches!(cx.principal, Principal::Anonymous { shared: true, .. })
+        && tool.scope.is_none_or(|s| cx.principal.has_scope(s))
+        && allows(&plan_named(cx, cx.principal.plan()), tool)
+        && !cx.live.is_some_and(tools::Live::gone)
+}
+
+/// A pure tool's call: run first, then counted with its usage row in one round trip to
+/// its counter. A refused call gets the refusal, and its result is dropped.
+async fn first<B: QuotaStore>(
+    tool: &tools::ToolDef,
+    call: ToolCall,
+    mut record: UsageRecord,
+    stateless: bool,
+    cx: &McpContext<'_, B>,
+    fx: &mut Effects,
+) -> Result<Value, Refusal> {
+    let Ran {
+        reply,
+        mut notifications,
+        record: done,
+    } = match run_first(tool, call, record.clone(), stateless, cx).await {
+        Ok(ran) => ran,
+        Err(asked) => return Ok(asked),
+    };
+    let charge = Charge {
+        keep: Some(&done),
+        ..Charge::of(tool, None)
+    };
+    let gate = gate(tool, cx, charge, &mut record, fx).await;
+    log_refused(&gate, &record, fx);
+    let admitted = match gate? {
+        Gate::Admitted(admitted) => admitted,
+        Gate::Answered(result) => return Ok(result),
+    };
+    fx.notifications.append(&mut notifications);
+    settle_first(cx, admitted, done, fx).await;
+    reply.map_err(Refusal::from)
+}
+
+/// Keeps the usage row of a call the gate refused for scope, plan, quota or sign-in, or
+/// answered itself (a store failure is not logged).
+fn log_refused(gate: &Result<Gate, Refusal>, record: &UsageRecord, fx: &mut Effects) {
+    let answered = matches!(gate, Ok(Gate::Answered(_)));
+    if answered || (gate.is_err() && record.status != "success") {
+        fx.usage.push(record.clone());
+    }
+}
+
+/// The limits of the plan `plan_id` names (the fallback plan's for one not configured).
+fn plan_named<B>(cx: &McpContext<'_, B>, plan_id: &str) -> Plan {
+    cx.config
+        .limits_of(plan_id)
+        .or_else(|| cx.config.plan(FALLBACK_PLAN).cloned())
+        .unwrap_or_default()
+}
+
+/// Whether `plan` lets its holders call `tool`.
+fn allows(plan: &Plan, tool: &tools::ToolDef) -> bool {
+    plan.includes(tool.name) && (!tool.paid || plan.is_paid())
 }
 
 /// After a call that ran in the request: a round that asked for input gives its count
@@ -593,7 +653,7 @@ enum Gate {
 async fn gate<B: QuotaStore>(
     tool: &tools::ToolDef,
     cx: &McpContext<'_, B>,
-    charge: Charge,
+    charge: Charge<'_>,
     record: &mut UsageRecord,
     fx: &mut Effects,
 ) -> Result<Gate, Refusal> {
@@ -615,12 +675,8 @@ async fn gate<B: QuotaStore>(
     // under that plan.
     let mut plan_id = cx.principal.plan().to_owned();
     for _ in 0..2 {
-        let plan = cx
-            .config
-            .limits_of(&plan_id)
-            .or_else(|| cx.config.plan(FALLBACK_PLAN).cloned())
-            .unwrap_or_default();
-        if !plan.includes(tool.name) || (tool.paid && !plan.is_paid()) {
+        let plan = plan_named(cx, &plan_id);
+        if !allows(&plan, tool) {
             if lazy {
                 return Err(sign_in(record, cx, SignIn::PlanRequired));
             }
@@ -660,20 +716,23 @@ enum Counted {
     Full(Plan, Vec<policy::Window>, Vec<u64>, &'static str),
 }
 
-/// What a call is counted for before it runs: `calls` in its call windows and, for tools
-/// that call out, a check that its plan's token windows have room left (`tokens`).
+/// What a call is counted for: `calls` in its call windows and, for tools that call out,
+/// a check that its plan's token windows have room left (`tokens`); and the usage row of a
+/// call that has already run, kept with the count (`keep`).
 #[derive(Clone, Copy)]
-struct Charge {
+struct Charge<'r> {
     calls: u64,
     tokens: bool,
+    keep: Option<&'r UsageRecord>,
 }
 
-impl Charge {
+impl Charge<'_> {
     /// A call of `tool`: one call, none when answered from the cache (unless hits cost).
     fn of(tool: &tools::ToolDef, cached: Option<&Cached>) -> Self {
         Self {
             calls: cached.map_or(1, Cached::cost),
             tokens: tool.outbound,
+            keep: None,
         }
     }
 }
@@ -683,7 +742,7 @@ async fn count<B: QuotaStore>(
     cx: &McpContext<'_, B>,
     plan: Plan,
     plan_id: &str,
-    charge: Charge,
+    charge: Charge<'_>,
     record: &UsageRecord,
     fx: &mut Effects,
 ) -> Result<Counted, Refusal> {
@@ -695,15 +754,9 @@ async fn count<B: QuotaStore>(
         Vec::new()
     };
     if windows.is_empty() && tokens.is_empty() && cx.principal.account().is_none() {
-        let (quota, customer, token_windows) = (Vec::new(), None, Vec::new());
-        return Ok(Counted::Admitted(Admitted {
-            plan,
-            quota,
-            customer,
-            token_windows,
-        }));
+        return Ok(Counted::Admitted(Admitted::uncounted(plan)));
     }
-    let req = consume_request(&windows, &tokens, charge.calls, record, cx, plan_id);
+    let req = consume_request(&windows, &tokens, charge, record, cx, plan_id);
     let usage = cx
         .backend
         .consume(&cx.principal.counter(), &req)
@@ -737,15 +790,17 @@ async fn count<B: QuotaStore>(
         quota,
         customer,
         token_windows,
+        kept: usage.kept,
     }))
 }
 
-/// The counter request for a call: its call windows at `calls` each and its token windows
-/// only checked for room (a count below the limit: cost 0 against `limit - 1`).
+/// The counter request for a call: its call windows at `calls` each, its token windows
+/// only checked for room (a count below the limit: cost 0 against `limit - 1`), and the
+/// usage row to keep with the count, if any.
 fn consume_request<B>(
     windows: &[policy::Window],
     tokens: &[policy::Window],
-    calls: u64,
+    Charge { calls, keep, .. }: Charge<'_>,
     record: &UsageRecord,
     cx: &McpContext<'_, B>,
     plan_id: &str,
@@ -765,6 +820,7 @@ fn consume_request<B>(
         key_hash: record.key_hash.clone(),
         plan: cx.principal.account().map(|_| plan_id.to_owned()),
         refund: false,
+        keep: keep.cloned(),
     }
 }
 

@@ -458,12 +458,7 @@ mod tests {
                 scopes: vec!["mcp:tools".to_owned()],
             },
             params: json!({ "name": "ask", "arguments": { "question": "q" } }),
-            admitted: Admitted {
-                plan: Plan::default(),
-                quota: Vec::new(),
-                customer: None,
-                token_windows: Vec::new(),
-            },
+            admitted: Admitted::uncounted(Plan::default()),
             request_id: "req_1".to_owned(),
             input_bytes: 16,
             cache: None,

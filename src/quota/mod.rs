@@ -6,7 +6,7 @@ pub mod policy;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::StoreError;
+use crate::{store::StoreError, usage::UsageRecord};
 
 /// A check-and-increment request to a bucket's counter.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,6 +32,11 @@ pub struct ConsumeRequest {
     /// Never refused.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub refund: bool,
+    /// The usage row of a call that has already run (a tool that may run before it is
+    /// counted): when the call is admitted, the counter keeps the row with the count, in
+    /// the same write, and passes it on to the usage log; no other write is needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<UsageRecord>,
 }
 
 /// What the counter answered.
@@ -49,6 +54,9 @@ pub struct ConsumeResponse {
     /// The account's Stripe customer, for metered billing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<String>,
+    /// The counter kept the request's usage row ([`ConsumeRequest::keep`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kept: bool,
 }
 
 /// What a bucket's counter knows when a consume request arrives.
@@ -92,6 +100,7 @@ pub fn admit(req: &ConsumeRequest, state: CounterState) -> ConsumeResponse {
         revoked,
         plan,
         customer,
+        kept: false,
     };
     if state.key_revoked {
         return refused(true, None, None);
@@ -123,6 +132,7 @@ pub fn admit(req: &ConsumeRequest, state: CounterState) -> ConsumeResponse {
         revoked: false,
         plan: None,
         customer: state.customer,
+        kept: false,
     }
 }
 
@@ -141,6 +151,7 @@ fn give_back(req: &ConsumeRequest, state: CounterState) -> ConsumeResponse {
         revoked: false,
         plan: None,
         customer: state.customer,
+        kept: false,
     }
 }
 
@@ -169,6 +180,7 @@ pub async fn allowance<S: QuotaStore>(
         key_hash: None,
         plan: None,
         refund: false,
+        keep: None,
         costs: Vec::new(),
     };
     let usage = store.consume(counter, &req).await?;
@@ -196,6 +208,7 @@ pub async fn refund<S: QuotaStore>(
         key_hash: None,
         plan: None,
         refund: true,
+        keep: None,
     };
     Ok(store.consume(bucket, &req).await?.used)
 }
@@ -215,6 +228,7 @@ pub async fn charge<S: QuotaStore>(
         key_hash: None,
         plan: None,
         refund: false,
+        keep: None,
     };
     Ok(store.consume(bucket, &req).await?.used)
 }
@@ -262,6 +276,7 @@ mod tests {
             key_hash: None,
             plan: plan.map(str::to_owned),
             refund: false,
+            keep: None,
             costs: Vec::new(),
         }
     }
@@ -361,6 +376,7 @@ mod tests {
         let refund = |cost| ConsumeRequest {
             cost,
             refund: true,
+            keep: None,
             costs: Vec::new(),
             ..req(&[10, 100], Some("pro"))
         };
@@ -402,6 +418,7 @@ mod tests {
         assert!(!parsed.refund);
         let back = ConsumeRequest {
             refund: true,
+            keep: None,
             costs: Vec::new(),
             ..req(&[1], None)
         };

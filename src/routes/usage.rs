@@ -81,6 +81,7 @@ async fn plan_and_counts<B: Backend>(
             key_hash: None,
             plan: principal.account().map(|_| plan_id.clone()),
             refund: false,
+            keep: None,
             costs: Vec::new(),
         };
         let answer = cx

@@ -375,6 +375,8 @@ pub(crate) struct MemoryBackend {
     pub(crate) counters: RefCell<HashMap<(String, String), u64>>,
     pub(crate) revoked: RefCell<Vec<String>>,
     pub(crate) usage: RefCell<Vec<UsageRecord>>,
+    /// How many of those rows a counter kept with their count (the rest were written).
+    pub(crate) kept_rows: std::cell::Cell<u32>,
     /// When set, every call fails as storage would.
     pub(crate) broken: bool,
     /// Billing: processed event ids and their status.
@@ -561,12 +563,18 @@ impl QuotaStore for MemoryBackend {
                     .collect()
             },
         };
-        let answer = quota::admit(req, state);
+        let mut answer = quota::admit(req, state);
         if answer.admitted && req.cost > 0 {
             let mut c = self.counters.borrow_mut();
             for ((k, _), used) in req.windows.iter().zip(&answer.used) {
                 c.insert(key(k), *used);
             }
+        }
+        // As the counter object does: the row of a call that ran goes with its count.
+        if let Some(row) = req.keep.as_ref().filter(|_| answer.admitted && !req.refund) {
+            self.kept_rows.set(self.kept_rows.get() + 1);
+            self.usage.borrow_mut().push(row.clone());
+            answer.kept = true;
         }
         Ok(answer)
     }

@@ -100,6 +100,7 @@ pub(super) fn def() -> ToolDef {
         cache: Some(|config: &Config| config.ask_cache),
         task: TaskSupport::Optional,
         asks_first: None,
+        pure: false,
         handler: |cx, args| -> ToolFuture<'_> { Box::pin(handle(cx, args)) },
     }
 }

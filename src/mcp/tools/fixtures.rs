@@ -52,6 +52,7 @@ pub(super) fn fixture_tool(
         cache: None,
         task: TaskSupport::Forbidden,
         asks_first: None,
+        pure: false,
         handler: unreachable_handler,
     }
 }

@@ -70,6 +70,7 @@ pub(super) fn def() -> ToolDef {
         cache: None,
         task: TaskSupport::Forbidden,
         asks_first: None,
+        pure: true,
         handler: call,
     }
 }

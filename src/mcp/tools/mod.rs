@@ -74,6 +74,12 @@ pub struct ToolDef {
     /// an `input_required` result, answers, and calls again; the task then starts, and its
     /// run finds the answers in [`ToolContext::input_responses`].
     pub asks_first: Option<InputCheck>,
+    /// Whether the handler is pure: its result depends on its arguments alone (not on the
+    /// caller's plan or quota), it has no effect beyond its result and notifications, and
+    /// its work is small and bounded. Such a call runs before it is counted, so that its
+    /// usage row goes to the counter with the count, in one round trip; a call the counter
+    /// then refuses is answered with the refusal and its result dropped.
+    pub pure: bool,
     pub handler: Handler,
 }
 

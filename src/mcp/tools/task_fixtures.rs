@@ -77,6 +77,7 @@ pub(super) fn tools() -> Vec<ToolDef> {
         ),
         ToolDef {
             asks_first: Some(name_first),
+            pure: false,
             ..fixture(
                 "test_tool_with_task",
                 "Asks for a name, then greets as a task",

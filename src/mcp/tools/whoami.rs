@@ -43,6 +43,7 @@ pub(super) fn def() -> ToolDef {
         cache: None,
         task: TaskSupport::Forbidden,
         asks_first: None,
+        pure: false,
         handler: call,
     }
 }
