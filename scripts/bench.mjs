@@ -31,7 +31,7 @@
 //   size and start-up: wasm raw and gzip -9, `wrangler check startup`
 // Every reply is checked (HTTP 200 and a JSON-RPC result; for tools/call, not a tool error).
 import { execFile, execFileSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -115,10 +115,19 @@ const peerBundle = bundlePeer();
 process.on('exit', () => { cleanup(peerBundle.dir); cleanup(work); }); // also when a step fails
 // The upstream stand-in `ask` calls (8 tokens at once), and no result cache: each call asks.
 const upstream = await startUpstreamStandIn();
-const targets = describeTargets({ bundleDir, peerBundle, serverVars: {
+const serverVars = {
   PROVIDERS: JSON.stringify([{ name: 'local', kind: 'openai', base_url: `${upstream.base}/v1`, model: 'bench', key_secret: 'LOCAL_KEY' }]),
   ASK_CACHE: 'off',
-} });
+};
+const targets = describeTargets({ bundleDir, peerBundle, serverVars });
+// CPU profiles name the wasm's functions: they run the build's named copy of the module
+// (`names/index_bg.wasm`, the same code with the name section the deployed module lacks).
+const namedDir = join(work, 'bundle-named');
+cpSync(bundleDir, namedDir, { recursive: true });
+if (existsSync(join(bundleDir, 'names', 'index_bg.wasm'))) {
+  cpSync(join(bundleDir, 'names', 'index_bg.wasm'), join(namedDir, 'index_bg.wasm'));
+}
+const profiled = describeTargets({ bundleDir: namedDir, peerBundle, serverVars });
 
 // ---- helpers ----
 
@@ -324,11 +333,11 @@ if (!opt.profile) {
 }
 for (const name of activeTargets) {
   const port = await freePort();
-  const i = await startMiniflare(targets[name], { inspectorPort: port });
+  const i = await startMiniflare(profiled[name], { inspectorPort: port });
   const cred = await credentials(name, i.origin);
   // The server's Durable Objects run in an isolate of their own (as in production): profiled
   // apart, and reported next to the worker's.
-  const objects = targets[name].objects;
+  const objects = profiled[name].objects;
   const services = [`core:user:${name}`, ...(objects ? [`core:user:${objects}`] : [])];
   const profiler = await openProfiler(port, services, { intervalUs: INTERVAL });
   try {

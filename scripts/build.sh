@@ -19,6 +19,8 @@ for arg in "$@"; do
   esac
 done
 worker-build --release "${opt[@]}" --out-dir "$out" "${features[@]}"
+# Function names stay out of the deployed module; a named copy is kept for profiles.
+"$NODE" scripts/strip-names.mjs "$out/index_bg.wasm" "$out/names/index_bg.wasm"
 raw=$(stat -c %s "$out/index_bg.wasm")
 gz=$(gzip -9 -c "$out/index_bg.wasm" | wc -c)
 echo "build: $out/index_bg.wasm $raw bytes, $gz bytes gzip"
