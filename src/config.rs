@@ -281,8 +281,9 @@ pub struct Config {
 /// clone may be changed.
 #[derive(Debug, Default)]
 pub struct Derived {
-    /// The `tools/list` result, for the initialize generation (`[0]`) and for 2026-07-28.
-    pub tools_list: [std::sync::OnceLock<serde_json::Value>; 2],
+    /// The `tools/list` result as JSON text, for the initialize generation (`[0]`) and for
+    /// 2026-07-28.
+    pub tools_list: [std::sync::OnceLock<std::sync::Arc<str>>; 2],
 }
 
 impl Clone for Derived {

@@ -78,8 +78,8 @@ fn check_served(
     kept: u32,
 ) {
     assert!(STATUSES.contains(&s.status), "status {}", s.status);
-    if let Some(reply) = &s.reply {
-        serde_json::to_vec(reply).expect("a reply serialises");
+    let sent = replied(s);
+    if let Some(reply) = &sent {
         assert_eq!(reply["jsonrpc"], "2.0");
     }
     let rows = s.usage.len() + kept as usize;
@@ -95,7 +95,7 @@ fn check_served(
     }
     if let Err(e) = resolved {
         assert_eq!(s.status, 400, "version faults are 400");
-        let reply = s.reply.as_ref().expect("a version fault is answered");
+        let reply = sent.as_ref().expect("a version fault is answered");
         assert_eq!(reply["error"]["code"], e.code.0);
         return;
     }
@@ -104,7 +104,7 @@ fn check_served(
     };
     match msg {
         Message::Request { id, .. } => {
-            let reply = s.reply.as_ref().expect("every request is answered");
+            let reply = sent.as_ref().expect("every request is answered");
             assert_eq!(&reply["id"], id, "the reply echoes the id");
             let obj = reply.as_object().expect("an object");
             assert!(obj.contains_key("result") != obj.contains_key("error"));
@@ -136,6 +136,13 @@ fn check_served(
     }
 }
 
+/// The reply as the client reads it: its JSON text, parsed (a kept result is framed as it
+/// is sent).
+fn replied(s: &Served) -> Option<Value> {
+    let text = s.reply.as_ref()?.to_json();
+    Some(serde_json::from_str(&text).expect("a reply is JSON"))
+}
+
 /// A 2026-07-28 call answered with a result had every header-mapped argument mirrored,
 /// in agreement, in its `Mcp-Param-*` header (a null or absent argument has no header).
 fn check_mapped_headers(
@@ -145,7 +152,7 @@ fn check_mapped_headers(
     headers: &McpHeaders<'_>,
 ) {
     let stateless = matches!(resolved, Ok(v) if v.is_stateless());
-    let answered = s.reply.as_ref().is_some_and(|r| r.get("result").is_some());
+    let answered = replied(s).is_some_and(|r| r.get("result").is_some());
     if !stateless || !answered || msg.method() != Some("tools/call") {
         return;
     }
@@ -173,13 +180,13 @@ fn check_batch(s: &Served, kept: u32, len: usize, headers: &McpHeaders<'_>) {
     // Refused whole: outside 2025-03-26, empty, or over the cap (before any member runs).
     if headers.protocol_version != Some("2025-03-26") || len == 0 || len > MAX_BATCH_MESSAGES {
         assert_eq!(s.status, 400);
-        let reply = s.reply.as_ref().expect("a refused batch is answered");
+        let reply = replied(s).expect("a refused batch is answered");
         assert_eq!(reply["error"]["code"], -32600);
         assert!(reply["id"].is_null());
         assert!(rows == 0, "a refused batch counts nothing");
         return;
     }
-    match &s.reply {
+    match &replied(s) {
         None => assert_eq!(s.status, 202),
         Some(Value::Array(replies)) => {
             assert_eq!(s.status, 200);

@@ -101,6 +101,42 @@ pub fn response(id: &RequestId, result: Value) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "result": result })
 }
 
+/// A reply as it is sent: a message built for its request, or a result kept serialised
+/// because it never changes while the server runs (`tools/list`), framed with the
+/// request's id only when written: such a result is neither copied nor parsed per request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Message(Value),
+    Kept {
+        id: RequestId,
+        /// The result, as JSON text.
+        result: std::sync::Arc<str>,
+    },
+}
+
+impl Reply {
+    /// The reply as JSON text.
+    pub fn to_json(&self) -> String {
+        match self {
+            Self::Message(value) => value.to_string(),
+            Self::Kept { id, result } => {
+                format!(
+                    "{{\"jsonrpc\":\"2.0\",\"id\":{},\"result\":{result}}}",
+                    json!(id)
+                )
+            }
+        }
+    }
+
+    /// The reply as a JSON value (a kept result is parsed: for batches and checks only).
+    pub fn into_value(self) -> Value {
+        match self {
+            Self::Message(value) => value,
+            kept => serde_json::from_str(&kept.to_json()).unwrap_or(Value::Null),
+        }
+    }
+}
+
 /// An error response; `id` is `null` when the request's id could not be read.
 pub fn error_response(id: Option<&RequestId>, error: &ErrorData) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "error": error })
@@ -142,6 +178,22 @@ pub fn header_mismatch(message: impl Into<String>) -> ErrorData {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_result_is_framed_with_its_requests_id_as_a_built_one_is() {
+        let result = json!({ "tools": [{ "name": "hash" }], "nextCursor": null });
+        for id in [json!(7), json!("req-\"quoted\"")] {
+            let id: RequestId = serde_json::from_value(id).unwrap();
+            let kept = Reply::Kept {
+                id: id.clone(),
+                result: result.to_string().into(),
+            };
+            let built = Reply::Message(response(&id, result.clone()));
+            let text: Value = serde_json::from_str(&kept.to_json()).unwrap();
+            assert_eq!(text, built.clone().into_value());
+            assert_eq!(kept.into_value(), built.into_value());
+        }
+    }
 
     #[test]
     fn the_servers_own_codes_stay_out_of_the_reserved_range() {

@@ -3,6 +3,8 @@
 //! Each request is answered on its own: no session is read or written, so any isolate in
 //! any location can serve any request.
 
+use std::sync::Arc;
+
 use rmcp::model::{
     CacheScope, CallToolRequestParams, CallToolResult, DiscoverResult, ErrorCode, ErrorData,
     Implementation, InitializeResult, ListToolsResult, ProtocolVersion, ServerCapabilities,
@@ -18,7 +20,8 @@ use super::{
     },
     cancel,
     jsonrpc::{
-        self, Message, RequestId, classify, invalid_params, invalid_request, method_not_found,
+        self, Message, Reply, RequestId, classify, invalid_params, invalid_request,
+        method_not_found,
     },
     params as mcp_params,
     tasks::{self, TaskJob, TaskRecord, TaskStore},
@@ -51,7 +54,7 @@ pub use super::jsonrpc::codes::{INSUFFICIENT_SCOPE, RATE_LIMITED, UNAUTHORIZED};
 #[derive(Debug, Default)]
 pub struct Served {
     pub status: u16,
-    pub reply: Option<Value>,
+    pub reply: Option<Reply>,
     pub headers: Vec<(String, String)>,
     pub notifications: Vec<Value>,
     pub usage: Vec<UsageRecord>,
@@ -72,7 +75,7 @@ impl Served {
     pub fn error(id: Option<&RequestId>, error: &ErrorData, status: u16) -> Self {
         Self {
             status,
-            reply: Some(jsonrpc::error_response(id, error)),
+            reply: Some(Reply::Message(jsonrpc::error_response(id, error))),
             ..Self::default()
         }
     }
@@ -123,12 +126,26 @@ pub async fn serve<B: QuotaStore + TaskStore>(
         }
         Message::Response { .. } => return Served::accepted(),
     };
+    if method == "tools/list" {
+        return listed(id, &params, version, cx.config);
+    }
     let mut fx = Effects::default();
     let result = call((&id, &method), params, version, headers, cx, &mut fx).await;
+    answered(&id, version, result, fx)
+}
+
+/// A request's outcome as sent: its result (shaped for the protocol generation) or its
+/// error, with the status and headers it asks for, and what serving it left behind.
+fn answered(
+    id: &RequestId,
+    version: Version,
+    result: Result<Value, Refusal>,
+    mut fx: Effects,
+) -> Served {
     let (status, reply, mut extra) = match result {
         Ok(mut result) => {
             shape_result(&mut result, version.is_stateless());
-            (200, jsonrpc::response(&id, result), Vec::new())
+            (200, jsonrpc::response(id, result), Vec::new())
         }
         Err(r) => {
             let status = r
@@ -136,7 +153,7 @@ pub async fn serve<B: QuotaStore + TaskStore>(
                 .unwrap_or_else(|| error_status(version, r.error.code));
             (
                 status,
-                jsonrpc::error_response(Some(&id), &r.error),
+                jsonrpc::error_response(Some(id), &r.error),
                 r.headers,
             )
         }
@@ -144,12 +161,24 @@ pub async fn serve<B: QuotaStore + TaskStore>(
     fx.headers.append(&mut extra);
     Served {
         status,
-        reply: Some(reply),
+        reply: Some(Reply::Message(reply)),
         headers: fx.headers,
         notifications: fx.notifications,
         usage: fx.usage,
         meter: fx.meter,
         error: fx.error,
+    }
+}
+
+/// `tools/list`: the kept list, framed with the request's id as it is sent.
+fn listed(id: RequestId, params: &Map<String, Value>, version: Version, config: &Config) -> Served {
+    match tools_list(params, version.is_stateless(), config) {
+        Ok(result) => Served {
+            status: 200,
+            reply: Some(Reply::Kept { id, result }),
+            ..Served::default()
+        },
+        Err(e) => Served::error(Some(&id), &e, error_status(version, e.code)),
     }
 }
 
@@ -183,7 +212,6 @@ async fn call<B: QuotaStore + TaskStore>(
         "initialize" if version == Version::Initialize => initialize(&params, cx)?,
         "ping" if !stateless => json!({}),
         "server/discover" if stateless => to_value(&discover(cx))?,
-        "tools/list" => tools_list(&params, stateless, cx.config)?,
         "tools/call" => return tools_call(id, params, stateless, headers, cx, fx).await,
         "tasks/get" | "tasks/update" | "tasks/cancel" if stateless => {
             // A task holds a tool's result: reading or steering it takes the tools scope.
@@ -275,11 +303,13 @@ fn discover<B>(cx: &McpContext<'_, B>) -> DiscoverResult {
         .with_cache_scope(CacheScope::Public)
 }
 
+/// The `tools/list` result, as JSON text: built once per isolate and protocol generation
+/// (the list changes only on deploy), then sent as it is ([`Reply::Kept`]).
 fn tools_list(
     params: &Map<String, Value>,
     stateless: bool,
     config: &Config,
-) -> Result<Value, ErrorData> {
+) -> Result<Arc<str>, ErrorData> {
     if params.get("cursor").is_some_and(|c| !c.is_null()) {
         // The whole list fits one page, so no cursor was ever issued.
         return Err(invalid_params("invalid cursor"));
@@ -303,7 +333,8 @@ fn tools_list(
     if stateless {
         declare_task_support(&mut result, &offered);
     }
-    Ok(cached.get_or_init(|| result).clone())
+    shape_result(&mut result, stateless);
+    Ok(cached.get_or_init(|| result.to_string().into()).clone())
 }
 
 /// Adds `execution.taskSupport` to the listed tools that run as tasks (the tasks
@@ -1074,12 +1105,12 @@ pub async fn serve_batch<B: QuotaStore + TaskStore>(
         all.meter.append(&mut served.meter);
         all.headers.append(&mut served.headers);
         all.error = all.error.or(served.error);
-        replies.extend(served.reply);
+        replies.extend(served.reply.map(Reply::into_value));
     }
     if !replies.is_empty() {
         // A batch answers 200 whatever its members' errors: each carries its own.
         all.status = 200;
-        all.reply = Some(Value::Array(replies));
+        all.reply = Some(Reply::Message(Value::Array(replies)));
     }
     all
 }

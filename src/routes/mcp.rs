@@ -177,23 +177,23 @@ fn reply(served: Served, accepts: Accepts) -> HttpResponse {
     };
     let stream = accepts.event_stream && (!accepts.json || !served.notifications.is_empty());
     let mut resp = if stream && served.status == 200 {
-        event_stream(
-            200,
-            served.notifications.iter().chain(std::iter::once(&body)),
-        )
+        let notifications = served.notifications.iter().map(Value::to_string);
+        event_stream(200, notifications.chain(std::iter::once(body.to_json())))
     } else {
-        HttpResponse::json(served.status, &body)
+        HttpResponse::empty(served.status)
+            .with_header("content-type", "application/json")
+            .with_body(body.to_json().into_bytes())
     };
     resp.headers.extend(served.headers);
     resp
 }
 
-/// A complete event stream: one `message` event per JSON-RPC message.
-fn event_stream<'a>(status: u16, messages: impl Iterator<Item = &'a Value>) -> HttpResponse {
+/// A complete event stream: one `message` event per JSON-RPC message (as JSON text).
+fn event_stream(status: u16, messages: impl Iterator<Item = String>) -> HttpResponse {
     let mut body = String::new();
     for m in messages {
         body.push_str("event: message\ndata: ");
-        body.push_str(&m.to_string());
+        body.push_str(&m);
         body.push_str("\n\n");
     }
     HttpResponse::empty(status)
