@@ -1,10 +1,13 @@
 //! Worker glue: the `fetch` event and the conversions between the runtime's request and
 //! response and the plain values in [`crate::http`] (through [`crate::adapters::js`]). Nothing here decides anything.
 
-use std::rc::Rc;
+use std::{future::Future, panic::AssertUnwindSafe, rc::Rc, task::Poll};
 
 use serde_json::json;
-use worker::{Date, Env, Result, event, js_sys, web_sys};
+
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen_futures::future_to_promise;
+use worker::{Date, Env, Result, js_sys, web_sys};
 
 use crate::{
     adapters::{
@@ -24,7 +27,42 @@ fn now_ms() -> u64 {
     Date::now().as_millis()
 }
 
-#[event(fetch)]
+/// The `fetch` event. A request whose handling waits on nothing (`GET /health`, the
+/// metadata documents, the pages) is answered within the call: its handling completes on
+/// the first poll. Any other request gets a promise of the same handling, which
+/// wasm-bindgen's executor polls on from there. `#[event(fetch)]` makes a promise of every
+/// request, and that executor's promise, task and microtask cost more than all the Rust such
+/// a request runs.
+#[wasm_bindgen(js_name = fetch)]
+#[allow(unreachable_pub)] // exported to JavaScript (wasm-bindgen), not to Rust
+pub fn fetch_event(
+    req: web_sys::Request,
+    env: Env,
+    ctx: worker::worker_sys::Context,
+) -> wasm_bindgen::JsValue {
+    let mut handling = Box::pin(AssertUnwindSafe(fetch(req, env, worker::Context::new(ctx))));
+    let mut first = std::task::Context::from_waker(std::task::Waker::noop());
+    match handling.as_mut().poll(&mut first) {
+        Poll::Ready(outcome) => answer(outcome),
+        // The handling waits on a promise: the executor polls it again at once and from
+        // then on with its own waker (a `JsFuture` keeps the waker of its latest poll, and
+        // keeps a result that came in between).
+        Poll::Pending => future_to_promise(async move { Ok(answer(handling.await)) }).into(),
+    }
+}
+
+/// The runtime's response, or a bare 500 when none could be made (logged).
+fn answer(outcome: Result<web_sys::Response>) -> wasm_bindgen::JsValue {
+    match outcome {
+        Ok(response) => response.into(),
+        Err(e) => {
+            worker::console_error!("{}", json!({ "response_failed": e.to_string() }));
+            js::respond(500, "", b"internal error".to_vec())
+                .map_or(wasm_bindgen::JsValue::NULL, Into::into)
+        }
+    }
+}
+
 async fn fetch(req: web_sys::Request, env: Env, ctx: worker::Context) -> Result<web_sys::Response> {
     let started = now_ms();
     let config = config(&env);
