@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mintKey } from './harness.mjs';
-import { faultyObjects, setFaults, startServer } from './miniflare.mjs';
+import { faultyObjects, objectRequests, setFaults, startServer } from './miniflare.mjs';
 
 const ADMIN_TOKEN = 'faults-admin-token';
 const TIMEOUT_MS = 400;
@@ -119,6 +119,29 @@ test('clients that leave mid-call leave no uncaught error in the log', async () 
   const lines = server.logs.slice(mark).join('\n');
   assert.match(lines, /"status":200/, 'the log is read (REQUEST_LOG=all)');
   assert.doesNotMatch(lines, /Network connection lost|Uncaught|uncaught|panicked/i, lines);
+});
+
+test('a pure tool\'s call makes one trip to its counter; usage rows reach the buffers in batches', async () => {
+  await setMode('pass');
+  const key = await mintKey(server.origin, ADMIN_TOKEN, { plan: 'free' });
+  const before = await objectRequests(server);
+  const calls = 24;
+  const res = await Promise.all(Array.from({ length: calls }, () => call(key)));
+  for (const r of res) assert.equal(r.status, 200);
+  const after = await objectRequests(server);
+  assert.equal(after.seen - before.seen, calls, 'one counter request per call');
+  // The rows went with the counts; the counter passes them on about half a second later.
+  const usage = () => fetch(`${server.origin}/api/usage?period=day`, { headers: { authorization: `Bearer ${key}` } }).then((r) => r.json());
+  const deadline = Date.now() + 15_000;
+  let totals;
+  while (Date.now() < deadline) {
+    totals = (await usage()).totals;
+    if (totals.calls === calls) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(totals.calls, calls, 'every call has its usage row');
+  const appended = (await objectRequests(server)).appends - before.appends;
+  assert.ok(appended >= 1 && appended <= calls / 4, `${appended} appends to the usage buffers for ${calls} calls`);
 });
 
 test('a key missing from KV right after minting is refused with a message that says to retry', async () => {

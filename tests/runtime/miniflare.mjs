@@ -71,11 +71,16 @@ export async function startServer({ bundle = 'build', vars = {}, rewire = (o) =>
  */
 export function faultyObjects() {
   return {
-    // QUOTA reaches FaultyCounter, which reaches the real QuotaCounter as REAL.
+    // QUOTA reaches FaultyCounter, which reaches the real QuotaCounter as REAL; USAGE
+    // reaches CountingBuffer, which reaches the real UsageBuffer as REAL_USAGE.
     rewire: (o) => ({
       ...o,
-      durableObjects: { ...o.durableObjects, QUOTA: { className: 'FaultyCounter', scriptName: 'faults' } },
-      additionalUnboundDurableObjects: [SERVER_OPTIONS.durableObjects.QUOTA],
+      durableObjects: {
+        ...o.durableObjects,
+        QUOTA: { className: 'FaultyCounter', scriptName: 'faults' },
+        USAGE: { className: 'CountingBuffer', scriptName: 'faults' },
+      },
+      additionalUnboundDurableObjects: [SERVER_OPTIONS.durableObjects.QUOTA, SERVER_OPTIONS.durableObjects.USAGE],
     }),
     workers: [{
       name: 'faults',
@@ -85,9 +90,17 @@ export function faultyObjects() {
       durableObjects: {
         REAL: { ...SERVER_OPTIONS.durableObjects.QUOTA, scriptName: 'server' },
         OWN: { className: 'FaultyCounter', useSQLite: true },
+        REAL_USAGE: { ...SERVER_OPTIONS.durableObjects.USAGE, scriptName: 'server' },
+        OWN_USAGE: { className: 'CountingBuffer', useSQLite: true },
       },
     }],
   };
+}
+
+/** Requests the stand-ins have seen so far: `seen` (counter), `appends` (usage buffers). */
+export async function objectRequests(server) {
+  const faults = await server.mf.getWorker('faults');
+  return (await faults.fetch('http://faults/seen')).json();
 }
 
 /** Makes the faulty stand-in pass requests on (`pass`), delay them (`slow`), or `fail`/`throw`. */

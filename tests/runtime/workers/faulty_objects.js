@@ -1,8 +1,10 @@
 // A stand-in placed between the server and its real QuotaCounter objects, for fault
 // tests: each request is passed on, delayed, failed or thrown as the test last asked
-// through this worker's own fetch handler (POST /mode {mode, delayMs}).
+// through this worker's own fetch handler (POST /mode {mode, delayMs}). Another passes the
+// requests for the UsageBuffer objects on and counts them (GET /seen).
 let mode = { mode: 'pass', delayMs: 0 };
 let seen = 0;
+let appends = 0;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -23,6 +25,19 @@ export class FaultyCounter {
   }
 }
 
+export class CountingBuffer {
+  constructor(ctx, env) {
+    this.ctx = ctx;
+    this.env = env;
+  }
+
+  async fetch(request) {
+    appends += 1;
+    const real = this.env.REAL_USAGE.get(this.env.REAL_USAGE.idFromName(this.ctx.id.name));
+    return real.fetch(request);
+  }
+}
+
 export default {
   async fetch(request) {
     const url = new URL(request.url);
@@ -30,7 +45,7 @@ export default {
       mode = await request.json();
       return Response.json({ ok: true });
     }
-    if (url.pathname === '/seen') return Response.json({ seen });
+    if (url.pathname === '/seen') return Response.json({ seen, appends });
     return new Response('not found', { status: 404 });
   },
 };
