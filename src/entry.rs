@@ -45,8 +45,9 @@ pub fn fetch_event(
     match handling.as_mut().poll(&mut first) {
         Poll::Ready(outcome) => answer(outcome),
         // The handling waits on a promise: the executor polls it again at once and from
-        // then on with its own waker (a `JsFuture` keeps the waker of its latest poll, and
-        // keeps a result that came in between).
+        // then on with its own waker. Every future a handling awaits must wake the waker of
+        // its latest poll, as `JsFuture` does (keeping a result that came in between);
+        // `worker::Delay` keeps its first one, hence `adapters::js::sleep`.
         Poll::Pending => future_to_promise(async move { Ok(answer(handling.await)) }).into(),
     }
 }

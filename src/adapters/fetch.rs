@@ -5,7 +5,7 @@ use futures_util::future::{Either, select};
 use wasm_bindgen::JsValue;
 use worker::{Method, Request, RequestInit, RequestRedirect, Response};
 
-use super::WorkerBackend;
+use super::{WorkerBackend, js};
 use crate::store::{Outbound, OutboundRequest, OutboundResponse, StoreError};
 
 /// The worker request for an outbound request.
@@ -65,8 +65,8 @@ impl Outbound for WorkerBackend {
             let resp = worker::Fetch::Request(request).send().await?;
             read_limited(resp, limit).await
         };
-        let timeout = worker::Delay::from(std::time::Duration::from_millis(req.timeout_ms));
-        futures_util::pin_mut!(send);
+        let timeout = js::sleep(req.timeout_ms);
+        futures_util::pin_mut!(send, timeout);
         match select(send, timeout).await {
             Either::Left((result, _)) => Ok(result?),
             Either::Right(_) => Err(StoreError(format!(

@@ -56,7 +56,6 @@ extern "C" {
     async fn read_upstream(h: &JsValue, idle_ms: f64) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = abortUpstream)]
     fn abort_upstream(h: &JsValue);
-    fn sleep(ms: f64) -> js_sys::Promise;
     #[wasm_bindgen(js_name = cacheGet, catch)]
     async fn cache_get_js(key: &str) -> Result<JsValue, JsValue>;
     #[wasm_bindgen(js_name = cachePut, catch)]
@@ -206,7 +205,7 @@ impl Io for WorkerIo<'_> {
 
     fn sleep(&self, ms: u64) -> LocalFuture<'_, ()> {
         Box::pin(async move {
-            let _ = JsFuture::from(sleep(ms as f64)).await;
+            js::sleep(ms).await;
         })
     }
 

@@ -8,6 +8,9 @@ use crate::store::StoreError;
 
 #[wasm_bindgen(module = "/src/adapters/glue.js")]
 extern "C" {
+    #[wasm_bindgen(js_name = sleep)]
+    fn sleep_js(ms: f64) -> js_sys::Promise;
+
     /// `"METHOD\nORIGIN\nPATH\nQUERY\nname\nvalue…"` of a request.
     #[wasm_bindgen(js_name = requestHead)]
     pub(crate) fn request_head(request: &web_sys::Request) -> String;
@@ -161,4 +164,11 @@ pub(crate) fn message(e: &JsValue) -> String {
         .map(|e| String::from(e.message()))
         .or_else(|| e.as_string())
         .unwrap_or_else(|| "JavaScript error".to_owned())
+}
+
+/// Resolves once `ms` milliseconds have passed. Unlike `worker::Delay`, which keeps the
+/// waker of its first poll, it wakes the task that polled it last: the fetch export polls a
+/// request's handling once before the executor takes it over (see `entry`).
+pub(crate) async fn sleep(ms: u64) {
+    let _ = wasm_bindgen_futures::JsFuture::from(sleep_js(ms as f64)).await;
 }
