@@ -284,6 +284,8 @@ pub struct Derived {
     /// The `tools/list` result as JSON text, for the initialize generation (`[0]`) and for
     /// 2026-07-28.
     pub tools_list: [std::sync::OnceLock<std::sync::Arc<str>>; 2],
+    /// The `server/discover` result as JSON text.
+    pub discover: std::sync::OnceLock<std::sync::Arc<str>>,
 }
 
 impl Clone for Derived {

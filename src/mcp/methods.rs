@@ -126,8 +126,15 @@ pub async fn serve<B: QuotaStore + TaskStore>(
         }
         Message::Response { .. } => return Served::accepted(),
     };
-    if method == "tools/list" {
-        return listed(id, &params, version, cx.config);
+    if let Some(result) = kept(&method, &params, version, cx) {
+        return match result {
+            Ok(result) => Served {
+                status: 200,
+                reply: Some(Reply::Kept { id, result }),
+                ..Served::default()
+            },
+            Err(e) => Served::error(Some(&id), &e, error_status(version, e.code)),
+        };
     }
     let mut fx = Effects::default();
     let result = call((&id, &method), params, version, headers, cx, &mut fx).await;
@@ -170,15 +177,20 @@ fn answered(
     }
 }
 
-/// `tools/list`: the kept list, framed with the request's id as it is sent.
-fn listed(id: RequestId, params: &Map<String, Value>, version: Version, config: &Config) -> Served {
-    match tools_list(params, version.is_stateless(), config) {
-        Ok(result) => Served {
-            status: 200,
-            reply: Some(Reply::Kept { id, result }),
-            ..Served::default()
-        },
-        Err(e) => Served::error(Some(&id), &e, error_status(version, e.code)),
+/// The results that depend on the configuration alone, kept per isolate as JSON text and
+/// framed with the request's id as they are sent: `tools/list` and (2026-07-28)
+/// `server/discover`. `None`: the method is served the usual way.
+fn kept<B>(
+    method: &str,
+    params: &Map<String, Value>,
+    version: Version,
+    cx: &McpContext<'_, B>,
+) -> Option<Result<Arc<str>, ErrorData>> {
+    let stateless = version.is_stateless();
+    match method {
+        "tools/list" => Some(tools_list(params, stateless, cx.config)),
+        "server/discover" if stateless => Some(discovered(cx)),
+        _ => None,
     }
 }
 
@@ -211,7 +223,6 @@ async fn call<B: QuotaStore + TaskStore>(
     Ok(match method {
         "initialize" if version == Version::Initialize => initialize(&params, cx)?,
         "ping" if !stateless => json!({}),
-        "server/discover" if stateless => to_value(&discover(cx))?,
         "tools/call" => return tools_call(id, params, stateless, headers, cx, fx).await,
         "tasks/get" | "tasks/update" | "tasks/cancel" if stateless => {
             // A task holds a tool's result: reading or steering it takes the tools scope.
@@ -301,6 +312,17 @@ fn discover<B>(cx: &McpContext<'_, B>) -> DiscoverResult {
     result
         .with_ttl_ms(TOOLS_LIST_TTL_MS)
         .with_cache_scope(CacheScope::Public)
+}
+
+/// The `server/discover` result, as JSON text: built once per isolate.
+fn discovered<B>(cx: &McpContext<'_, B>) -> Result<Arc<str>, ErrorData> {
+    let cached = &cx.config.derived.discover;
+    if let Some(result) = cached.get() {
+        return Ok(result.clone());
+    }
+    let mut result = to_value(&discover(cx))?;
+    shape_result(&mut result, true);
+    Ok(cached.get_or_init(|| result.to_string().into()).clone())
 }
 
 /// The `tools/list` result, as JSON text: built once per isolate and protocol generation
