@@ -136,7 +136,9 @@ impl Spool {
     }
 
     /// The alarm: sends the oldest rows as one JSON array through `send` and deletes them
-    /// once it succeeded (then goes on at once while more wait), or tries again later.
+    /// once it succeeded, or tries again later. Rows that came in meanwhile wait for the
+    /// next batch, [`Self::new`]'s delay later (at once only when a full batch was sent, a
+    /// backlog): under steady load one batch per delay, not one per round trip.
     pub(super) async fn drain(
         &self,
         state: &State,
@@ -144,17 +146,18 @@ impl Spool {
     ) -> Result<Response> {
         self.alarm_set.set(false);
         let sql = state.storage().sql();
-        let (last, batch) = self.pending(&sql)?;
-        if batch == "[]" {
+        let Some(batch) = self.pending(&sql)? else {
             return Response::ok("empty");
-        }
-        if send(batch).await.is_ok() {
+        };
+        if send(batch.rows).await.is_ok() {
             sql.exec(
                 &format!("DELETE FROM {} WHERE seq <= ?", self.table),
-                vec![last.into()],
+                vec![batch.last.unwrap_or(0).into()],
             )?;
-            if self.pending(&sql)?.1 != "[]" {
-                self.schedule(state, 0).await?;
+            if self.waiting(&sql)? {
+                let backlog = batch.count >= FLUSH_ROWS as i64;
+                self.schedule(state, if backlog { 0 } else { self.after_ms })
+                    .await?;
             }
         } else {
             self.schedule(state, RETRY_AFTER_MS).await?;
@@ -172,32 +175,45 @@ impl Spool {
         Ok(())
     }
 
-    /// The oldest rows (at most [`FLUSH_ROWS`]) as one JSON array, and the last one's
-    /// sequence.
-    fn pending(&self, sql: &SqlStorage) -> Result<(i64, String)> {
-        #[derive(serde::Deserialize)]
-        struct Batch {
-            last: Option<i64>,
-            rows: Option<String>,
-        }
+    /// The oldest rows (at most [`FLUSH_ROWS`]) as one JSON array, with the last one's
+    /// sequence and their count; `None` when there are none.
+    fn pending(&self, sql: &SqlStorage) -> Result<Option<Batch>> {
         let batch: Vec<Batch> = sql
             .exec(
                 &format!(
-                    "SELECT MAX(seq) AS last, json_group_array(json(row)) AS rows \
+                    "SELECT MAX(seq) AS last, COUNT(*) AS count, json_group_array(json(row)) AS rows \
                      FROM (SELECT seq, row FROM {} ORDER BY seq LIMIT ?)",
                     self.table
                 ),
                 vec![(FLUSH_ROWS as i64).into()],
             )?
             .to_array()?;
-        let batch = batch.into_iter().next();
-        Ok((
-            batch.as_ref().and_then(|b| b.last).unwrap_or(0),
-            batch
-                .and_then(|b| b.rows)
-                .unwrap_or_else(|| "[]".to_owned()),
-        ))
+        Ok(batch.into_iter().next().filter(|b| b.count > 0))
     }
+
+    /// Whether any row is waiting.
+    fn waiting(&self, sql: &SqlStorage) -> Result<bool> {
+        #[derive(serde::Deserialize)]
+        struct Any {
+            any: i64,
+        }
+        let any: Vec<Any> = sql
+            .exec(
+                &format!("SELECT EXISTS (SELECT 1 FROM {}) AS any", self.table),
+                None,
+            )?
+            .to_array()?;
+        Ok(any.first().is_some_and(|a| a.any != 0))
+    }
+}
+
+/// A batch of rows to send ([`Spool::pending`]; no row: `count` 0, `last` null).
+#[derive(serde::Deserialize)]
+struct Batch {
+    #[serde(default)]
+    last: Option<i64>,
+    count: i64,
+    rows: String,
 }
 
 /// Writes a JSON array of rows to D1 in one batch. The token and provider fields are

@@ -23,6 +23,7 @@ before(async () => {
   docs = createServer((req, res) => {
     const doc = documents.get(req.url);
     if (!doc) { res.writeHead(404); return res.end(); }
+    if (doc.silent) return undefined; // never answers
     if (doc.redirectTo) { res.writeHead(302, { location: doc.redirectTo }); return res.end(); }
     res.writeHead(200, { 'content-type': doc.contentType ?? 'application/json' });
     const body = doc.body ?? doc;
@@ -38,7 +39,7 @@ before(async () => {
     PLANS: JSON.stringify({ free: { daily: 100 }, pro: { daily: 1000, price: '$9/month' } }),
   } });
 });
-after(async () => { await w?.stop(); docs?.close(); });
+after(async () => { await w?.stop(); docs?.closeAllConnections(); docs?.close(); });
 
 const docsBase = () => `http://127.0.0.1:${docs.address().port}`;
 
@@ -244,6 +245,19 @@ test('client metadata documents: redirects are not followed and only application
   const h = await fetch(authorizeUrl(html, challenge), { redirect: 'manual' });
   assert.equal(h.status, 400);
   assert.match(await h.text(), /application\/json/);
+});
+
+test('client metadata documents: a host that never answers gets a clear page after the time-out, not a hang', async (t) => {
+  const { challenge } = pkce();
+  const silent = `${docsBase()}/silent.json`;
+  documents.set('/silent.json', { silent: true });
+  const started = Date.now();
+  const r = await fetch(authorizeUrl(silent, challenge), { redirect: 'manual', signal: AbortSignal.timeout(15_000) });
+  const took = Date.now() - started;
+  assert.equal(r.status, 400);
+  assert.match(await r.text(), /could not fetch the client metadata document: .*no answer within 5000 ms/);
+  assert.ok(took >= 4_900 && took < 10_000, `answered after ${took} ms`);
+  t.diagnostic(`answered after ${took} ms`);
 });
 
 test('mcp-remote signs in through the browser flow and proxies tool calls', async () => {
