@@ -22,6 +22,7 @@ function leb(at) {
   let value = 0;
   let shift = 0;
   for (;;) {
+    if (at >= bytes.length || shift > 35) throw new Error(`${input}: a malformed number at ${at}`);
     const byte = bytes[at++];
     value += (byte & 0x7f) * 2 ** shift;
     shift += 7;
@@ -40,6 +41,7 @@ for (let at = 8; at < bytes.length;) {
   let isName = false;
   if (id === 0) {
     const [len, nameAt] = leb(body);
+    if (nameAt + len > end) throw new Error(`${input}: a custom section's name runs past it at ${start}`);
     isName = bytes.subarray(nameAt, nameAt + len).toString('latin1') === 'name';
   }
   if (isName) removed += end - start;

@@ -113,6 +113,9 @@ impl<B: Backend> Context<'_, B> {
 #[derive(Debug, Default)]
 pub struct Effects {
     pub usage: Vec<UsageRecord>,
+    /// Usage rows a counter already keeps (pure tools' calls): for the log line only, never
+    /// written again.
+    pub kept: Vec<UsageRecord>,
     /// Billable calls to report to Stripe after the response (metered plans).
     pub meter: Vec<MeterEvent>,
     /// `anonymous`, `api_key`, `oauth`, `invalid_credentials`, or `none`.

@@ -180,10 +180,11 @@ async fn handle(
 /// never a key, token or signature.
 fn log_line(config: &Config, http_req: &HttpRequest, handled: &Handled, started: u64) {
     let effects = &handled.effects;
-    let first = effects.usage.first();
+    let mut rows = effects.usage.iter().chain(&effects.kept);
+    let first = rows.clone().next();
     let failed = handled.response.status >= 400
         || effects.error.is_some()
-        || effects.usage.iter().any(|u| u.status != "success");
+        || rows.any(|u| u.status != "success");
     if !failed && !config.log_every_request {
         return;
     }

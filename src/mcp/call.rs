@@ -59,6 +59,8 @@ pub struct Effects {
     pub headers: Vec<(String, String)>,
     pub notifications: Vec<Value>,
     pub usage: Vec<UsageRecord>,
+    /// Usage rows the counter kept with their counts: for the log line only.
+    pub kept: Vec<UsageRecord>,
     pub meter: Vec<MeterEvent>,
     /// A server-side failure's cause, for the log line only.
     pub error: Option<String>,
@@ -237,7 +239,8 @@ pub(super) async fn run<B: QuotaStore>(
     let value = to_value(&result)?;
     finish(&mut record, &result, &value, tcx.spend.take(), cx);
     if cancelled {
-        record.status = "cancelled";
+        // Not an error: the client stopped it.
+        (record.status, record.error) = ("cancelled", None);
         refund_cancelled(cx, &admitted.plan, &record, fx).await;
     }
     settle(cx, admitted, &record, fx).await;
@@ -290,7 +293,9 @@ pub(super) async fn run_first<B>(
     cx: &McpContext<'_, B>,
 ) -> Result<Ran, Value> {
     let seen = (Value::Null, cx.principal.plan().to_owned());
-    let tcx = tool_context(&call, seen, stateless, cx);
+    let mut tcx = tool_context(&call, seen, stateless, cx);
+    // Its notifications wait with its result: none reaches the client before the count.
+    tcx.live = None;
     let outcome = (tool.handler)(&tcx, call.params.arguments.unwrap_or_default()).await;
     let notifications = tcx.notifications.take();
     let reply = match outcome {
@@ -327,7 +332,9 @@ pub(super) async fn settle_first<B: QuotaStore>(
 ) {
     let kept = admitted.kept;
     settle(cx, admitted, &record, fx).await;
-    if !kept {
+    if kept {
+        fx.kept.push(record);
+    } else {
         fx.usage.push(record);
     }
 }

@@ -58,6 +58,8 @@ pub struct Served {
     pub headers: Vec<(String, String)>,
     pub notifications: Vec<Value>,
     pub usage: Vec<UsageRecord>,
+    /// Usage rows the counter kept with their counts (for the log line only).
+    pub kept: Vec<UsageRecord>,
     pub meter: Vec<MeterEvent>,
     /// A server-side failure's cause, for the log line only (never sent to the client).
     pub error: Option<String>,
@@ -172,6 +174,7 @@ fn answered(
         headers: fx.headers,
         notifications: fx.notifications,
         usage: fx.usage,
+        kept: fx.kept,
         meter: fx.meter,
         error: fx.error,
     }
@@ -1124,6 +1127,7 @@ pub async fn serve_batch<B: QuotaStore + TaskStore>(
         };
         all.notifications.append(&mut served.notifications);
         all.usage.append(&mut served.usage);
+        all.kept.append(&mut served.kept);
         all.meter.append(&mut served.meter);
         all.headers.append(&mut served.headers);
         all.error = all.error.or(served.error);

@@ -148,6 +148,7 @@ pub async fn post<B: Backend>(
         },
     };
     fx.usage.extend(served.usage.iter().cloned());
+    fx.kept.extend(served.kept.iter().cloned());
     fx.meter.extend(served.meter.iter().cloned());
     fx.error = fx.error.take().or_else(|| served.error.clone());
     Ok(reply(served, accepts))

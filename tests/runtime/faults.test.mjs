@@ -140,6 +140,8 @@ test('a pure tool\'s call makes one trip to its counter; usage rows reach the bu
     await new Promise((r) => setTimeout(r, 200));
   }
   assert.equal(totals.calls, calls, 'every call has its usage row');
+  // Its row is the counter's, yet the request's log line (REQUEST_LOG=all) still names it.
+  assert.match(server.logs.join('\n'), /"tool":"hash","outcome":"success"/);
   const appended = (await objectRequests(server)).appends - before.appends;
   assert.ok(appended >= 1 && appended <= calls / 4, `${appended} appends to the usage buffers for ${calls} calls`);
 });
