@@ -110,7 +110,7 @@ async fn fetch_document<B: Outbound>(
             timeout_ms: 5_000,
         })
         .await
-        .map_err(|e| format!("could not fetch the client metadata document: {e}"))?;
+        .map_err(|e| format!("could not fetch the client metadata document: {}", e.0))?;
     if resp.status != 200 {
         // A redirect is not followed: the document must live at the URL that names it.
         return Err(format!(

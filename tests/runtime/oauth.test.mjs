@@ -255,7 +255,7 @@ test('client metadata documents: a host that never answers gets a clear page aft
   const r = await fetch(authorizeUrl(silent, challenge), { redirect: 'manual', signal: AbortSignal.timeout(15_000) });
   const took = Date.now() - started;
   assert.equal(r.status, 400);
-  assert.match(await r.text(), /could not fetch the client metadata document: .*no answer within 5000 ms/);
+  assert.match(await r.text(), /could not fetch the client metadata document: no answer within 5000 ms\./);
   assert.ok(took >= 4_900 && took < 10_000, `answered after ${took} ms`);
   t.diagnostic(`answered after ${took} ms`);
 });
