@@ -49,13 +49,13 @@ fuzz_target!(|data: &[u8]| {
         Value::Array(batch) => {
             let len = batch.len();
             let served = block_on(serve_batch(batch, &headers, &mcx));
-            check_batch(&served, store.kept.get(), len, &headers);
+            check_batch(&served, len, &headers);
         }
         single => match classify(single) {
             Ok(msg) => {
                 let resolved = version::resolve(&msg, &headers);
                 let served = block_on(serve(msg.clone(), &headers, &mcx));
-                check_served(&msg, &resolved, &served, store.kept.get());
+                check_served(&msg, &resolved, &served);
                 check_mapped_headers(&msg, &resolved, &served, &headers);
                 if msg.method() != Some("tools/call") {
                     assert_eq!(store.consumed.get(), 0, "only tools/call is counted");
@@ -69,20 +69,14 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// `kept`: usage rows the counter kept with their count (the calls' other rows are in
-/// `s.usage`).
-fn check_served(
-    msg: &Message,
-    resolved: &Result<Version, version::VersionError>,
-    s: &Served,
-    kept: u32,
-) {
+fn check_served(msg: &Message, resolved: &Result<Version, version::VersionError>, s: &Served) {
     assert!(STATUSES.contains(&s.status), "status {}", s.status);
     let sent = replied(s);
     if let Some(reply) = &sent {
         assert_eq!(reply["jsonrpc"], "2.0");
     }
-    let rows = s.usage.len() + kept as usize;
+    // Rows written after the response, and rows the counter kept with their count.
+    let rows = s.usage.len() + s.kept.len();
     if msg.method() != Some("tools/call") {
         assert!(rows == 0, "only tools/call writes usage");
     }
@@ -175,8 +169,8 @@ fn check_mapped_headers(
     }
 }
 
-fn check_batch(s: &Served, kept: u32, len: usize, headers: &McpHeaders<'_>) {
-    let rows = s.usage.len() + kept as usize;
+fn check_batch(s: &Served, len: usize, headers: &McpHeaders<'_>) {
+    let rows = s.usage.len() + s.kept.len();
     // Refused whole: outside 2025-03-26, empty, or over the cap (before any member runs).
     if headers.protocol_version != Some("2025-03-26") || len == 0 || len > MAX_BATCH_MESSAGES {
         assert_eq!(s.status, 400);

@@ -147,7 +147,6 @@ impl<'a> Input<'a> {
             plan_in_force: self.header("x-fuzz-plan-in-force").map(str::to_owned),
             task: RefCell::new(None),
             consumed: Cell::new(0),
-            kept: Cell::new(0),
         }
     }
 
@@ -223,8 +222,6 @@ pub struct Store {
     pub plan_in_force: Option<String>,
     /// How many consume requests reached the store.
     pub consumed: Cell<u32>,
-    /// How many usage rows it kept with an admitted count.
-    pub kept: Cell<u32>,
     /// The task a call made, if any.
     pub task: RefCell<Option<TaskRecord>>,
 }
@@ -251,10 +248,7 @@ impl QuotaStore for Store {
             used,
         };
         let mut answer = quota::admit(req, state);
-        if answer.admitted && !req.refund && req.keep.is_some() {
-            self.kept.set(self.kept.get() + 1);
-            answer.kept = true;
-        }
+        answer.kept = answer.admitted && !req.refund && req.keep.is_some();
         Ok(answer)
     }
 }

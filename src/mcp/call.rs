@@ -302,12 +302,7 @@ pub(super) async fn run_first<B>(
         tools::ToolOutcome::InputRequired(requests) if stateless => {
             return Err(input_required(requests));
         }
-        tools::ToolOutcome::Failed(why) => {
-            record.status = "error";
-            record.error = Some(why.chars().take(200).collect());
-            record.duration_ms = (cx.clock)().saturating_sub(record.created_at);
-            Err(ErrorData::internal_error(why, None))
-        }
+        tools::ToolOutcome::Failed(why) => Err(mark_failed(&mut record, why, cx)),
         outcome => {
             let result = outcome.into_result();
             to_value(&result).inspect(|value| {
@@ -414,10 +409,17 @@ async fn failed<B: QuotaStore>(
     cx: &McpContext<'_, B>,
     fx: &mut Effects,
 ) -> Refusal {
+    let error = mark_failed(&mut record, why, cx);
+    settle(cx, admitted, &record, fx).await;
+    fx.usage.push(record);
+    error.into()
+}
+
+/// Records a failure outside the tool's result (an error, with its cause) and gives the
+/// JSON-RPC internal error the client gets.
+fn mark_failed<B>(record: &mut UsageRecord, why: String, cx: &McpContext<'_, B>) -> ErrorData {
     record.status = "error";
     record.error = Some(why.chars().take(200).collect());
     record.duration_ms = (cx.clock)().saturating_sub(record.created_at);
-    settle(cx, admitted, &record, fx).await;
-    fx.usage.push(record);
-    ErrorData::internal_error(why, None).into()
+    ErrorData::internal_error(why, None)
 }

@@ -319,12 +319,23 @@ fn discover<B>(cx: &McpContext<'_, B>) -> DiscoverResult {
 
 /// The `server/discover` result, as JSON text: built once per isolate.
 fn discovered<B>(cx: &McpContext<'_, B>) -> Result<Arc<str>, ErrorData> {
-    let cached = &cx.config.derived.discover;
+    kept_text(&cx.config.derived.discover, true, || {
+        to_value(&discover(cx))
+    })
+}
+
+/// The result kept in `cached`, or the one `build` makes, shaped for the protocol
+/// generation and kept as JSON text.
+fn kept_text(
+    cached: &std::sync::OnceLock<Arc<str>>,
+    stateless: bool,
+    build: impl FnOnce() -> Result<Value, ErrorData>,
+) -> Result<Arc<str>, ErrorData> {
     if let Some(result) = cached.get() {
         return Ok(result.clone());
     }
-    let mut result = to_value(&discover(cx))?;
-    shape_result(&mut result, true);
+    let mut result = build()?;
+    shape_result(&mut result, stateless);
     Ok(cached.get_or_init(|| result.to_string().into()).clone())
 }
 
@@ -340,26 +351,24 @@ fn tools_list(
         return Err(invalid_params("invalid cursor"));
     }
     let cached = &config.derived.tools_list[usize::from(stateless)];
-    if let Some(result) = cached.get() {
-        return Ok(result.clone());
-    }
-    let offered: Vec<&tools::ToolDef> = tools::registry()
-        .tools()
-        .filter(|t| t.offered(config))
-        .collect();
-    let tools = offered.iter().map(|t| t.to_mcp(config)).collect();
-    let mut result = ListToolsResult::with_all_items(tools);
-    if stateless {
-        result = result
-            .with_ttl_ms(TOOLS_LIST_TTL_MS)
-            .with_cache_scope(CacheScope::Public);
-    }
-    let mut result = to_value(&result)?;
-    if stateless {
-        declare_task_support(&mut result, &offered);
-    }
-    shape_result(&mut result, stateless);
-    Ok(cached.get_or_init(|| result.to_string().into()).clone())
+    kept_text(cached, stateless, || {
+        let offered: Vec<&tools::ToolDef> = tools::registry()
+            .tools()
+            .filter(|t| t.offered(config))
+            .collect();
+        let tools = offered.iter().map(|t| t.to_mcp(config)).collect();
+        let mut result = ListToolsResult::with_all_items(tools);
+        if stateless {
+            result = result
+                .with_ttl_ms(TOOLS_LIST_TTL_MS)
+                .with_cache_scope(CacheScope::Public);
+        }
+        let mut result = to_value(&result)?;
+        if stateless {
+            declare_task_support(&mut result, &offered);
+        }
+        Ok(result)
+    })
 }
 
 /// Adds `execution.taskSupport` to the listed tools that run as tasks (the tasks

@@ -117,6 +117,14 @@ fn ask_user(message: &str, field: &str, ty: &str) -> Value {
 }
 
 /// The accepted answer's `field`, from the response under `key`.
+/// A text argument, or `default` when it is absent or not text.
+fn text_arg(args: &Map<String, Value>, key: &str, default: &str) -> String {
+    args.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or(default)
+        .to_owned()
+}
+
 fn answer<'a>(cx: &'a ToolContext<'_>, key: &str, field: &str) -> Option<&'a Value> {
     let response = cx.input_responses.as_ref()?.get(key)?;
     (response.get("action")? == "accept")
@@ -125,11 +133,7 @@ fn answer<'a>(cx: &'a ToolContext<'_>, key: &str, field: &str) -> Option<&'a Val
 }
 
 fn confirm_delete<'a>(cx: &'a ToolContext<'a>, args: Map<String, Value>) -> ToolFuture<'a> {
-    let file = args
-        .get("filename")
-        .and_then(Value::as_str)
-        .unwrap_or("the file")
-        .to_owned();
+    let file = text_arg(&args, "filename", "the file");
     Box::pin(async move {
         match answer(cx, "confirm", "confirm") {
             Some(Value::Bool(true)) => {
@@ -168,11 +172,7 @@ fn multi_input<'a>(cx: &'a ToolContext<'a>, _args: Map<String, Value>) -> ToolFu
 }
 
 fn greet<'a>(_cx: &'a ToolContext<'a>, args: Map<String, Value>) -> ToolFuture<'a> {
-    let name = args
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or("World")
-        .to_owned();
+    let name = text_arg(&args, "name", "World");
     Box::pin(async move { ToolOutcome::Content(vec![Content::text(format!("Hello, {name}!"))]) })
 }
 
