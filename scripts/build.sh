@@ -19,6 +19,13 @@ for arg in "$@"; do
   esac
 done
 worker-build --release "${opt[@]}" --out-dir "$out" "${features[@]}"
+# The entry module (src/entry.js) around worker-build's bundle, bundled into one file again.
+mv "$out/index.js" "$out/bundle.js"
+cp src/entry.js "$out/entry.js"
+node_modules/.bin/esbuild "$out/entry.js" --bundle --format=esm --minify \
+  --log-override:duplicate-object-key=silent \
+  --external:./index_bg.wasm '--external:cloudflare:*' --outfile="$out/index.js"
+rm "$out/entry.js" "$out/bundle.js"
 # Function names stay out of the deployed module; a named copy is kept for profiles.
 "$NODE" scripts/strip-names.mjs "$out/index_bg.wasm" "$out/names/index_bg.wasm"
 raw=$(stat -c %s "$out/index_bg.wasm")

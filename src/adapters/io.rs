@@ -11,7 +11,7 @@ use wasm_bindgen::{JsCast, prelude::*};
 use wasm_bindgen_futures::JsFuture;
 use worker::{js_sys, web_sys};
 
-use super::js;
+use super::js::{self, deferred, deferred_promise, resolve_deferred};
 use crate::{
     mcp::tools::{Chunk, Io, Live, LocalFuture, OpenError, Opened, UpstreamBody},
     upstream::UpstreamRequest,
@@ -19,11 +19,6 @@ use crate::{
 
 #[wasm_bindgen(module = "/src/adapters/glue.js")]
 extern "C" {
-    fn deferred() -> JsValue;
-    #[wasm_bindgen(js_name = deferredPromise)]
-    fn deferred_promise(d: &JsValue) -> js_sys::Promise;
-    #[wasm_bindgen(js_name = resolveDeferred)]
-    fn resolve_deferred(d: &JsValue, value: &JsValue);
     #[wasm_bindgen(js_name = openStream)]
     fn open_stream(status: u16, head: &str) -> JsValue;
     #[wasm_bindgen(js_name = streamResponse)]

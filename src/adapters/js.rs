@@ -8,6 +8,13 @@ use crate::store::StoreError;
 
 #[wasm_bindgen(module = "/src/adapters/glue.js")]
 extern "C" {
+    /// `{promise, resolve}`: a promise resolved from Rust.
+    pub(crate) fn deferred() -> JsValue;
+    #[wasm_bindgen(js_name = deferredPromise)]
+    pub(crate) fn deferred_promise(d: &JsValue) -> js_sys::Promise;
+    #[wasm_bindgen(js_name = resolveDeferred)]
+    pub(crate) fn resolve_deferred(d: &JsValue, value: &JsValue);
+
     #[wasm_bindgen(js_name = sleep)]
     fn sleep_js(ms: f64) -> js_sys::Promise;
 
@@ -167,8 +174,8 @@ pub(crate) fn message(e: &JsValue) -> String {
 }
 
 /// Resolves once `ms` milliseconds have passed. Unlike `worker::Delay`, which keeps the
-/// waker of its first poll, it wakes the task that polled it last: the fetch export polls a
-/// request's handling once before the executor takes it over (see `entry`).
+/// waker of its first poll, it wakes the task that polled it last, whatever executor polls
+/// it (the fetch export's own, see `entry`, or wasm-bindgen's in `waitUntil`).
 pub(crate) async fn sleep(ms: u64) {
     let _ = wasm_bindgen_futures::JsFuture::from(sleep_js(ms as f64)).await;
 }
