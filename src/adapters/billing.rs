@@ -270,6 +270,7 @@ impl BillingStore for WorkerBackend {
 
     async fn put_key_record(&self, key: &KeyHash, record: &KeyRecord) -> Result<(), StoreError> {
         self.kv()?.put(&key_name(key), record)?.execute().await?;
+        super::keys::remember_key(key, record);
         Ok(())
     }
 
@@ -423,10 +424,9 @@ impl BillingStore for WorkerBackend {
                 status: KeyStatus::Active,
                 expires_at: row.expires_at.map(|t| t as u64),
             };
-            self.kv()?
-                .put(&key_name(&KeyHash(row.key_hash)), &record)?
-                .execute()
-                .await?;
+            let hash = KeyHash(row.key_hash);
+            self.kv()?.put(&key_name(&hash), &record)?.execute().await?;
+            super::keys::remember_key(&hash, &record);
         }
         Ok(())
     }

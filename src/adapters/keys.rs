@@ -1,5 +1,14 @@
 //! `KeyStore` over KV (`key:<sha256>` records for the hot path) and D1 (`accounts`,
 //! `api_keys`); revocation also reaches the account's counter.
+//!
+//! A record read from KV is kept by the isolate for [`KEY_RECORD_TTL_MS`] ([`Recent`]): a
+//! key's next calls skip the KV read, which costs the worker about as much CPU as the
+//! rest of the call. KV may itself serve a record up to a minute old in other locations, so
+//! this adds no staleness of a new kind: a key revoked here is refused at once by its
+//! account's counter on every counted call (and by this isolate on every request), elsewhere
+//! on discovery requests within the same bound.
+
+use std::cell::RefCell;
 
 use super::{WorkerBackend, js, key_name, num, opt};
 use crate::{
@@ -7,8 +16,27 @@ use crate::{
         api_key::KeyHash,
         store::{KeyListing, KeyRecord, KeyStatus, KeyStore},
     },
-    store::StoreError,
+    store::{Recent, StoreError},
 };
+
+/// How long an isolate keeps a key record it read from KV.
+const KEY_RECORD_TTL_MS: u64 = 30_000;
+/// Records an isolate keeps at most.
+const KEY_RECORDS_KEPT: usize = 1_024;
+
+thread_local! {
+    static KEY_RECORDS: RefCell<Recent<KeyRecord>> =
+        RefCell::new(Recent::new(KEY_RECORD_TTL_MS, KEY_RECORDS_KEPT));
+}
+
+fn now_ms() -> u64 {
+    worker::Date::now().as_millis()
+}
+
+/// Keeps the record this isolate just read or wrote for `hash`.
+pub(super) fn remember_key(hash: &KeyHash, record: &KeyRecord) {
+    KEY_RECORDS.with_borrow_mut(|kept| kept.put(&hash.0, record.clone(), now_ms()));
+}
 
 #[derive(serde::Deserialize)]
 struct KeyRow {
@@ -46,11 +74,18 @@ impl From<ListingRow> for KeyListing {
 
 impl KeyStore for WorkerBackend {
     async fn key_record(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
-        js::kv_text(self.kv_js()?, &key_name(hash))
+        if let Some(kept) = KEY_RECORDS.with_borrow(|kept| kept.get(&hash.0, now_ms())) {
+            return Ok(Some(kept));
+        }
+        let record: Option<KeyRecord> = js::kv_text(self.kv_js()?, &key_name(hash))
             .await?
             .map(|text| serde_json::from_str(&text))
             .transpose()
-            .map_err(|e| StoreError(format!("key record: {e}")))
+            .map_err(|e| StoreError(format!("key record: {e}")))?;
+        if let Some(record) = &record {
+            remember_key(hash, record);
+        }
+        Ok(record)
     }
 
     async fn put_key(
@@ -112,6 +147,7 @@ impl KeyStore for WorkerBackend {
             expires_at: row.expires_at.map(|t| t as u64),
         };
         self.kv()?.put(&key_name(hash), &record)?.execute().await?;
+        remember_key(hash, &record);
         Ok(Some(record))
     }
 
