@@ -369,6 +369,28 @@ for (const name of activeTargets) {
   }
 }
 
+// The floor of a counted call: a JavaScript worker whose only work is one Durable Object
+// call shaped as the server's (bench/object-call), profiled as the targets are; less hello's
+// figure, what that call costs any worker.
+let floor = null;
+if (activeTargets.includes('server') && scenarios.some((s) => s.id.startsWith('tools/call'))) {
+  const port = await freePort();
+  const i = await startMiniflare(targets.floor, { inspectorPort: port });
+  try {
+    const url = `${i.origin}/`;
+    noteFailures('cpu warm-up', 'object call', 'floor', await load({ url, amount: 300, connections: 2, check: 'admitted' }));
+    await quiet();
+    const snap = loadSnapshot();
+    const { result, profiles } = await profileWhile(port, ['core:user:floor'], () => load({ url, amount: D.count, connections: 1, check: 'admitted' }), { intervalUs: INTERVAL });
+    noteFailures('cpu', 'object call', 'floor', result);
+    writeFileSync(join(ARTIFACTS, 'floor-object_call.cpuprofile'), JSON.stringify(profiles['core:user:floor']));
+    floor = { ...analyse(profiles['core:user:floor'], { periodUs: period, requests: result.requests, top: TOP }), other: otherLoad(snap) };
+    log(`cpu object call floor: isolate ${floor.isolateUs.toFixed(0)} µs/req`);
+  } finally {
+    await i.stop();
+  }
+}
+
 // ---- one pass under plain wrangler dev ----
 
 const wr = {};
@@ -440,6 +462,17 @@ for (const s of scenarios) {
 }
 table(['scenario', 'target', 'req/s (min–max)', 'p50 ms', 'p99 ms', 'isolate µs/req', 'objects µs/req', 'of it console', 'workerd µs/req', 'req/s / isolate CPU ratio', 'other load', 'failures'], rows);
 p();
+if (floor) {
+  const hello = cpu['health|hello']?.isolateUs;
+  const call = Number.isFinite(hello) ? floor.isolateUs - hello : NaN;
+  const peer = cpu['tools/call-jwt|peer']?.isolateUs;
+  const server = cpu['tools/call-jwt|server']?.isolateUs;
+  p(`object-call floor (bench/object-call: a JavaScript worker whose only work is one Durable Object call shaped as the server's): isolate ${f(floor.isolateUs, 1)} µs/req${floor.other > 0.15 ? ` (other processes ${f(100 * floor.other)}% of a core)` : ''}`);
+  if (Number.isFinite(call)) {
+    p(`  the call itself (less hello's ${f(hello, 1)}): ${f(call, 1)} µs = ${ratio(call, peer)} of the peer's tools/call; the server's tools/call (JWT) less it: ${f(server - call, 1)} µs = ${ratio(server - call, peer)} of the peer's`);
+  }
+  p();
+}
 if (Object.keys(wr).length) {
   p(`wrangler dev (one pass, ${D.wranglerDuration} s per run, 2 connections):`);
   const wrows = [];

@@ -1,6 +1,6 @@
 // Load generator, run as its own process: autocannon against one URL, every response checked.
 // Usage: node loadgen.mjs '<json>' with { url, method, headers, body, connections,
-// duration (s) | amount, rate (req/s, optional), check: "health" | "hello" | "jsonrpc" | "tool" }.
+// duration (s) | amount, rate (req/s, optional), check: "health" | "hello" | "admitted" | "jsonrpc" | "tool" }.
 // Prints one JSON line: { requests, seconds, rps, p50, p99 (ms), failures, samples (the first reasons) }.
 import autocannon from 'autocannon';
 
@@ -23,6 +23,8 @@ function checkOne(status, body, headers) {
         return body === 'Hello World!' ? null : `unexpected body ${body.slice(0, 100)}`;
       case 'health':
         return JSON.parse(body).status === 'ok' ? null : `unexpected body ${body.slice(0, 100)}`;
+      case 'admitted':
+        return JSON.parse(body).admitted === true ? null : `unexpected body ${body.slice(0, 100)}`;
       default: {
         const m = jsonrpcOf(body, headers['content-type']);
         if (m.error || !m.result) return `not a JSON-RPC result: ${body.slice(0, 200)}`;

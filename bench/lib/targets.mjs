@@ -133,6 +133,27 @@ export function describeTargets({ bundleDir, peerBundle, serverVars = {} }) {
       },
       wrangler: { config: HELLO_CONFIG(join(BENCH, 'hello', 'index.js')) },
     },
+    // Not compared: a worker that only makes one Durable Object call shaped as the server's
+    // (the floor of a counted call), its object in a worker of its own as the server's are.
+    floor: {
+      name: 'floor',
+      miniflare: [
+        {
+          name: 'floor',
+          compatibilityDate: COMPAT_DATE,
+          modules: [{ type: 'ESModule', path: join(BENCH, 'object-call', 'index.js') }],
+          modulesRoot: join(BENCH, 'object-call'),
+          durableObjects: { COUNTER: { className: 'Counter', scriptName: 'floor-objects', useSQLite: true } },
+        },
+        {
+          name: 'floor-objects',
+          compatibilityDate: COMPAT_DATE,
+          modules: [{ type: 'ESModule', path: join(BENCH, 'object-call', 'index.js') }],
+          modulesRoot: join(BENCH, 'object-call'),
+          durableObjects: { COUNTER: { className: 'Counter', useSQLite: true } },
+        },
+      ],
+    },
     // Not compared: a worker with a known amount of work per request, for the CPU method.
     calib: {
       name: 'calib',
