@@ -1,17 +1,7 @@
 //! Worker glue: the `fetch` event and the conversions between the runtime's request and
 //! response and the plain values in [`crate::http`] (through [`crate::adapters::js`]). Nothing here decides anything.
 
-use std::{
-    cell::{Cell, RefCell},
-    future::Future,
-    pin::Pin,
-    rc::Rc,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    task::{Poll, Wake, Waker},
-};
+use std::rc::Rc;
 
 use serde_json::json;
 
@@ -20,7 +10,7 @@ use worker::{Date, Env, Result, js_sys, web_sys};
 
 use crate::{
     adapters::{
-        self, WorkerBackend, config,
+        self, WorkerBackend, config, exec,
         io::{Responder, WorkerIo},
         js,
     },
@@ -38,102 +28,13 @@ fn now_ms() -> u64 {
 
 /// The `fetch` event. A request whose handling waits on nothing (`GET /health`, the
 /// metadata documents, the pages) is answered within the call: its handling completes on
-/// the first poll. Any other request gets a promise, resolved by [`Waiting`] once the
-/// handling completes. `#[event(fetch)]` hands every request to wasm-bindgen's executor,
-/// whose promise, task and microtask per wake cost more than all the Rust such a request
-/// runs.
+/// the first poll. Any other request gets a promise, settled by [`exec`] once the handling
+/// completes.
 #[wasm_bindgen(js_name = fetch)]
 #[allow(unreachable_pub)] // exported to JavaScript (wasm-bindgen), not to Rust
 pub fn fetch_event(req: web_sys::Request, env: Env, ctx: worker::worker_sys::Context) -> JsValue {
     let handling = fetch(req, env, worker::Context::new(ctx));
-    Waiting::start(Box::pin(async move { answer(handling.await) }))
-}
-
-/// A request's handling that waits on a promise. It is polled again within the promise
-/// callback that wakes it, not in a microtask queued for the purpose as wasm-bindgen's
-/// executor does; nothing else is in between (every future a handling awaits settles from
-/// a promise callback, never from inside another poll).
-///
-/// Written here because no executor crate for wasm32 polls in the waking callback:
-/// wasm-bindgen-futures queues a microtask per wake, and the general-purpose ones need a
-/// thread or an event loop of their own.
-struct Waiting {
-    handling: Pin<Box<dyn Future<Output = JsValue>>>,
-    /// `{promise, resolve}` (glue `deferred`): the promise the runtime was given.
-    done: JsValue,
-}
-
-thread_local! {
-    /// The handlings waiting on a promise, by id. A handling is taken out while it is
-    /// polled, so a wake during its own poll finds nothing and only marks it woken.
-    static WAITING: RefCell<Vec<(u32, Waiting)>> = const { RefCell::new(Vec::new()) };
-    static NEXT_ID: Cell<u32> = const { Cell::new(0) };
-}
-
-/// The waker of one handling (`Send` and `Sync` as `Waker` needs: an id and a flag).
-struct Wakeup {
-    id: u32,
-    woken: AtomicBool,
-}
-
-impl Wake for Wakeup {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Relaxed);
-        let taken = WAITING.with_borrow_mut(|w| {
-            let at = w.iter().position(|(id, _)| *id == self.id)?;
-            Some(w.swap_remove(at).1)
-        });
-        if let Some(mut waiting) = taken {
-            if let Some(value) = waiting.poll(self) {
-                js::resolve_deferred(&waiting.done, &value);
-            } else {
-                WAITING.with_borrow_mut(|w| w.push((self.id, waiting)));
-            }
-        }
-    }
-}
-
-impl Waiting {
-    /// Polls `handling` once; its value if complete, else a promise of it.
-    fn start(handling: Pin<Box<dyn Future<Output = JsValue>>>) -> JsValue {
-        let id = NEXT_ID.with(|n| {
-            n.set(n.get().wrapping_add(1));
-            n.get()
-        });
-        let wakeup = Arc::new(Wakeup {
-            id,
-            woken: AtomicBool::new(false),
-        });
-        let mut waiting = Waiting {
-            handling,
-            done: JsValue::UNDEFINED,
-        };
-        if let Some(value) = waiting.poll(&wakeup) {
-            return value;
-        }
-        waiting.done = js::deferred();
-        let promise = js::deferred_promise(&waiting.done);
-        WAITING.with_borrow_mut(|w| w.push((id, waiting)));
-        promise.into()
-    }
-
-    /// Polls until complete or pending with no wake in between.
-    fn poll(&mut self, wakeup: &Arc<Wakeup>) -> Option<JsValue> {
-        let waker = Waker::from(wakeup.clone());
-        let mut cx = std::task::Context::from_waker(&waker);
-        loop {
-            wakeup.woken.store(false, Ordering::Relaxed);
-            match self.handling.as_mut().poll(&mut cx) {
-                Poll::Ready(value) => return Some(value),
-                Poll::Pending if wakeup.woken.load(Ordering::Relaxed) => continue,
-                Poll::Pending => return None,
-            }
-        }
-    }
+    exec::start(async move { Ok(answer(handling.await)) })
 }
 
 /// The runtime's response, or a bare 500 when none could be made (logged).

@@ -20,7 +20,7 @@
 
 use std::{cell::Cell, time::Duration};
 
-use worker::{DurableObject, Env, Request, Response, Result, SqlStorage, State, durable_object};
+use worker::{DurableObject, Env, Request, Response, Result, SqlStorage, State};
 
 use super::js;
 
@@ -32,12 +32,13 @@ const FLUSH_ROWS: usize = 500;
 const RETRY_AFTER_MS: u64 = 5_000;
 
 /// Buffered usage rows of the requests routed to this shard (see the module documentation).
-#[durable_object]
 pub(crate) struct UsageBuffer {
     state: State,
     env: Env,
     spool: Spool,
 }
+
+super::exec::durable_export!(UsageBufferObject, UsageBuffer, "UsageBuffer");
 
 impl DurableObject for UsageBuffer {
     fn new(state: State, env: Env) -> Self {

@@ -33,7 +33,6 @@ use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
 use worker::{
     Date, DurableObject, Env, Request, Response, Result, SqlStorage, SqlStorageValue, State,
-    durable_object,
 };
 
 use super::{WorkerBackend, buffer::Spool, js};
@@ -47,13 +46,14 @@ use crate::{
 };
 
 /// The exact counter of one principal bucket (see the module documentation).
-#[durable_object]
 pub(crate) struct QuotaCounter {
     state: State,
     env: Env,
     /// Usage rows kept with their count, until a usage buffer has them.
     rows: Spool,
 }
+
+super::exec::durable_export!(QuotaCounterObject, QuotaCounter, "QuotaCounter");
 
 impl DurableObject for QuotaCounter {
     fn new(state: State, env: Env) -> Self {

@@ -139,12 +139,14 @@ export function objectAnswer(status, body) {
 
 // ---- streamed replies and upstream requests (tools that call out, such as `ask`) ----
 
-// A promise and the function that resolves it: the fetch handler waits on it for the
-// response head while the handling goes on in waitUntil.
+// A promise and the functions that settle it: the promise the fetch export or an object's
+// event returns while its handling waits (adapters/exec.rs), and the one the fetch handler
+// waits on for the response head while the handling goes on in waitUntil.
 export function deferred() {
   let resolve;
-  const promise = new Promise((r) => { resolve = r; });
-  return { promise, resolve };
+  let reject;
+  const promise = new Promise((res, rej) => { resolve = res; reject = rej; });
+  return { promise, resolve, reject };
 }
 
 export function deferredPromise(d) {
@@ -153,6 +155,10 @@ export function deferredPromise(d) {
 
 export function resolveDeferred(d, value) {
   d.resolve(value);
+}
+
+export function rejectDeferred(d, error) {
+  d.reject(error);
 }
 
 // A response whose body is written as it is made. `gone` is aborted when the client goes

@@ -8,12 +8,14 @@ use crate::store::StoreError;
 
 #[wasm_bindgen(module = "/src/adapters/glue.js")]
 extern "C" {
-    /// `{promise, resolve}`: a promise resolved from Rust.
+    /// `{promise, resolve, reject}`: a promise settled from Rust.
     pub(crate) fn deferred() -> JsValue;
     #[wasm_bindgen(js_name = deferredPromise)]
     pub(crate) fn deferred_promise(d: &JsValue) -> js_sys::Promise;
     #[wasm_bindgen(js_name = resolveDeferred)]
     pub(crate) fn resolve_deferred(d: &JsValue, value: &JsValue);
+    #[wasm_bindgen(js_name = rejectDeferred)]
+    pub(crate) fn reject_deferred(d: &JsValue, error: &JsValue);
 
     #[wasm_bindgen(js_name = sleep)]
     fn sleep_js(ms: f64) -> js_sys::Promise;

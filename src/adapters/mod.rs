@@ -12,6 +12,7 @@ mod billing;
 mod buffer;
 mod counter;
 mod durable;
+pub(crate) mod exec;
 mod fetch;
 pub(crate) mod io;
 pub(crate) mod js;

@@ -20,7 +20,7 @@ use std::{cell::RefCell, rc::Rc, time::Duration};
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use worker::{Date, DurableObject, Env, Request, Response, Result, State, durable_object};
+use worker::{Date, DurableObject, Env, Request, Response, Result, State};
 
 use super::{
     WorkerBackend, after, config,
@@ -109,12 +109,13 @@ impl TaskStore for WorkerBackend {
 }
 
 /// One task: its record and, while its call runs, what stops it.
-#[durable_object]
 pub(crate) struct TaskRunner {
     state: State,
     env: Env,
     running: RefCell<Option<Rc<TaskCancel>>>,
 }
+
+super::exec::durable_export!(TaskRunnerObject, TaskRunner, "TaskRunner");
 
 impl DurableObject for TaskRunner {
     fn new(state: State, env: Env) -> Self {
