@@ -6,7 +6,8 @@
 //! the Durable Object), [`usage`] (`UsageLog`), [`billing`] (`BillingStore`), [`oauth`]
 //! (`OAuthStore`), [`fetch`] (`Outbound`), [`tasks`] (`TaskStore` and its class,
 //! `TaskRunner`); the Durable Object classes [`durable`] (`QuotaCounter`) and [`buffer`]
-//! (`UsageBuffer`); and [`js`], the hot path's calls into JavaScript.
+//! (`UsageBuffer`); [`js`], the hot path's calls into JavaScript; and [`exec`], the executor
+//! of the fetch export and of the objects' events.
 
 mod billing;
 mod buffer;
