@@ -6,13 +6,13 @@ use std::rc::Rc;
 use serde_json::json;
 
 use wasm_bindgen::{JsValue, prelude::wasm_bindgen};
-use worker::{Date, Env, Result, js_sys, web_sys};
+use worker::{Env, Result, js_sys, web_sys};
 
 use crate::{
     adapters::{
         self, WorkerBackend, config, exec,
         io::{Responder, WorkerIo},
-        js,
+        js, now_ms,
     },
     app,
     config::Config,
@@ -21,10 +21,6 @@ use crate::{
     http::{HttpRequest, HttpResponse},
     mcp::tools::{Io, Live},
 };
-
-fn now_ms() -> u64 {
-    Date::now().as_millis()
-}
 
 /// The `fetch` event. A request whose handling waits on nothing (`GET /health`, the
 /// metadata documents, the pages) is answered within the call: its handling completes on

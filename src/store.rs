@@ -64,6 +64,14 @@ impl<V: Clone> Recent<V> {
             .map(|(_, v)| v.clone())
     }
 
+    /// Replaces the value kept for `key`, if any, with `value` (written at `now_ms`): a
+    /// write keeps the copy current without adding one.
+    pub fn update(&mut self, key: &str, value: V, now_ms: u64) {
+        if let Some(kept) = self.entries.get_mut(key) {
+            *kept = (now_ms, value);
+        }
+    }
+
     /// Keeps `value`, read at `now_ms`.
     pub fn put(&mut self, key: &str, value: V, now_ms: u64) {
         if self.entries.len() >= self.capacity && !self.entries.contains_key(key) {
@@ -77,12 +85,9 @@ impl<V: Clone> Recent<V> {
         self.entries.insert(key.to_owned(), (now_ms, value));
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 
@@ -129,5 +134,23 @@ mod tests {
         assert_eq!(recent.get("e", 1_600), Some(4));
         recent.put("e", 5, 1_700);
         assert_eq!(recent.len(), 1, "replacing a key never evicts");
+    }
+
+    #[test]
+    fn an_update_replaces_a_kept_value_and_adds_none() {
+        let mut recent = Recent::new(1_000, 4);
+        recent.update("a", 1, 0);
+        assert_eq!(
+            recent.get("a", 0),
+            None,
+            "nothing was kept: nothing is added"
+        );
+        recent.put("a", 1, 0);
+        recent.update("a", 2, 500);
+        assert_eq!(
+            recent.get("a", 1_400),
+            Some(2),
+            "replaced, and kept from its write"
+        );
     }
 }

@@ -753,10 +753,8 @@ fn a_refund_applies_to_the_counter_of_a_revoked_key() {
         windows: windows.clone(),
         cost: 1,
         key_hash: Some(key_hash),
-        plan: None,
         refund: true,
-        keep: None,
-        costs: Vec::new(),
+        ..ConsumeRequest::default()
     };
     let answer = futures_executor::block_on(app.backend.consume(&bucket, &named)).unwrap();
     assert_eq!(

@@ -10,7 +10,7 @@
 
 use worker::Date;
 
-use super::{WorkerBackend, changes, key_name, num, opt};
+use super::{WorkerBackend, changes, num, opt};
 use crate::{
     auth::{
         api_key::{KeyHash, random_id, valid_account_id},
@@ -264,14 +264,11 @@ impl BillingStore for WorkerBackend {
                 num(now_ms),
             ])?;
         self.db()?.batch(vec![session_row, key_row]).await?;
-        self.kv()?.put(&key_name(key), record)?.execute().await?;
-        Ok(())
+        self.write_key_record(key, record).await
     }
 
     async fn put_key_record(&self, key: &KeyHash, record: &KeyRecord) -> Result<(), StoreError> {
-        self.kv()?.put(&key_name(key), record)?.execute().await?;
-        super::keys::remember_key(key, record);
-        Ok(())
+        self.write_key_record(key, record).await
     }
 
     async fn stash_claim(&self, session: &str, key: &str) -> Result<(), StoreError> {
@@ -424,9 +421,8 @@ impl BillingStore for WorkerBackend {
                 status: KeyStatus::Active,
                 expires_at: row.expires_at.map(|t| t as u64),
             };
-            let hash = KeyHash(row.key_hash);
-            self.kv()?.put(&key_name(&hash), &record)?.execute().await?;
-            super::keys::remember_key(&hash, &record);
+            self.write_key_record(&KeyHash(row.key_hash), &record)
+                .await?;
         }
         Ok(())
     }

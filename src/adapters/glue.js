@@ -93,8 +93,8 @@ export function newObjectId(namespace) {
   return namespace.newUniqueId().toString();
 }
 
-// The time-out is the runtime's own AbortSignal.timeout: a timer of the global setTimeout
-// (JavaScript under nodejs_compat) and a race against it cost more than the call's fetch.
+// The time-out is the runtime's own AbortSignal.timeout: a race against a timer of the
+// global setTimeout cost more than the call's fetch.
 async function callStub(stub, path, body, timeoutMs) {
   let text;
   let status;

@@ -10,7 +10,7 @@
 
 use std::cell::RefCell;
 
-use super::{WorkerBackend, js, key_name, num, opt};
+use super::{WorkerBackend, js, key_name, now_ms, num, opt};
 use crate::{
     auth::{
         api_key::KeyHash,
@@ -29,13 +29,19 @@ thread_local! {
         RefCell::new(Recent::new(KEY_RECORD_TTL_MS, KEY_RECORDS_KEPT));
 }
 
-fn now_ms() -> u64 {
-    worker::Date::now().as_millis()
-}
-
-/// Keeps the record this isolate just read or wrote for `hash`.
-pub(super) fn remember_key(hash: &KeyHash, record: &KeyRecord) {
-    KEY_RECORDS.with_borrow_mut(|kept| kept.put(&hash.0, record.clone(), now_ms()));
+impl WorkerBackend {
+    /// Writes an API key's KV record and brings this isolate's copy, if it keeps one, up
+    /// to date (a key it has not read stays unkept: its next use reads KV). Every write of
+    /// a key record goes through here.
+    pub(super) async fn write_key_record(
+        &self,
+        hash: &KeyHash,
+        record: &KeyRecord,
+    ) -> Result<(), StoreError> {
+        self.kv()?.put(&key_name(hash), record)?.execute().await?;
+        KEY_RECORDS.with_borrow_mut(|kept| kept.update(&hash.0, record.clone(), now_ms()));
+        Ok(())
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -83,7 +89,7 @@ impl KeyStore for WorkerBackend {
             .transpose()
             .map_err(|e| StoreError(format!("key record: {e}")))?;
         if let Some(record) = &record {
-            remember_key(hash, record);
+            KEY_RECORDS.with_borrow_mut(|kept| kept.put(&hash.0, record.clone(), now_ms()));
         }
         Ok(record)
     }
@@ -114,8 +120,7 @@ impl KeyStore for WorkerBackend {
             ])?;
         self.db()?.batch(vec![account, key]).await?;
         // KV last: the key works only once its record is complete everywhere.
-        self.kv()?.put(&key_name(hash), record)?.execute().await?;
-        Ok(())
+        self.write_key_record(hash, record).await
     }
 
     async fn revoke_key(
@@ -146,8 +151,7 @@ impl KeyStore for WorkerBackend {
             status: KeyStatus::Revoked,
             expires_at: row.expires_at.map(|t| t as u64),
         };
-        self.kv()?.put(&key_name(hash), &record)?.execute().await?;
-        remember_key(hash, &record);
+        self.write_key_record(hash, &record).await?;
         Ok(Some(record))
     }
 

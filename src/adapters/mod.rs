@@ -26,7 +26,7 @@ use std::{cell::OnceCell, rc::Rc};
 
 use serde_json::json;
 use wasm_bindgen::JsValue;
-use worker::{D1Database, Env, KvStore, js_sys};
+use worker::{D1Database, Date, Env, KvStore, js_sys};
 
 use crate::{
     auth::api_key::KeyHash,
@@ -177,6 +177,11 @@ impl WorkerBackend {
         }
         Ok(value)
     }
+}
+
+/// The worker's clock, in unix milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    Date::now().as_millis()
 }
 
 /// The KV name of an API key's record.

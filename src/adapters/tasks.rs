@@ -20,12 +20,12 @@ use std::{cell::RefCell, rc::Rc, time::Duration};
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use worker::{Date, DurableObject, Env, Request, Response, Result, State};
+use worker::{DurableObject, Env, Request, Response, Result, State};
 
 use super::{
     WorkerBackend, after, config,
     io::{TaskCancel, WorkerIo},
-    js,
+    js, now_ms,
 };
 use crate::{
     mcp::{
@@ -34,10 +34,6 @@ use crate::{
     },
     store::StoreError,
 };
-
-fn now_ms() -> u64 {
-    Date::now().as_millis()
-}
 
 impl WorkerBackend {
     /// POSTs `body` to route `op` of task `task_id`'s object; its answer's text, `None` when

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{store::StoreError, usage::UsageRecord};
 
 /// A check-and-increment request to a bucket's counter.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ConsumeRequest {
     /// `(window key, limit)` pairs; the call is admitted only if every window has room.
     pub windows: Vec<(String, u64)>,
@@ -177,11 +177,7 @@ pub async fn allowance<S: QuotaStore>(
     let req = ConsumeRequest {
         windows: windows.iter().map(|w| (w.key.clone(), w.limit)).collect(),
         cost: 1,
-        key_hash: None,
-        plan: None,
-        refund: false,
-        keep: None,
-        costs: Vec::new(),
+        ..ConsumeRequest::default()
     };
     let usage = store.consume(counter, &req).await?;
     Ok((!usage.admitted).then(|| {
@@ -204,11 +200,8 @@ pub async fn refund<S: QuotaStore>(
     let req = ConsumeRequest {
         windows: windows.to_vec(),
         cost,
-        costs: Vec::new(),
-        key_hash: None,
-        plan: None,
         refund: true,
-        keep: None,
+        ..ConsumeRequest::default()
     };
     Ok(store.consume(bucket, &req).await?.used)
 }
@@ -224,11 +217,7 @@ pub async fn charge<S: QuotaStore>(
     let req = ConsumeRequest {
         windows: windows.iter().map(|k| (k.clone(), u64::MAX)).collect(),
         cost,
-        costs: Vec::new(),
-        key_hash: None,
-        plan: None,
-        refund: false,
-        keep: None,
+        ..ConsumeRequest::default()
     };
     Ok(store.consume(bucket, &req).await?.used)
 }
@@ -273,11 +262,8 @@ mod tests {
                 .map(|(i, l)| (format!("w{i}"), *l))
                 .collect(),
             cost: 1,
-            key_hash: None,
             plan: plan.map(str::to_owned),
-            refund: false,
-            keep: None,
-            costs: Vec::new(),
+            ..ConsumeRequest::default()
         }
     }
 
@@ -376,8 +362,6 @@ mod tests {
         let refund = |cost| ConsumeRequest {
             cost,
             refund: true,
-            keep: None,
-            costs: Vec::new(),
             ..req(&[10, 100], Some("pro"))
         };
         let state = |used: Vec<u64>| CounterState {
@@ -418,8 +402,6 @@ mod tests {
         assert!(!parsed.refund);
         let back = ConsumeRequest {
             refund: true,
-            keep: None,
-            costs: Vec::new(),
             ..req(&[1], None)
         };
         assert_eq!(serde_json::to_value(back).unwrap()["refund"], true);

@@ -78,11 +78,8 @@ async fn plan_and_counts<B: Backend>(
         let look = ConsumeRequest {
             windows: windows.iter().map(|w| (w.key.clone(), w.limit)).collect(),
             cost: 0,
-            key_hash: None,
             plan: principal.account().map(|_| plan_id.clone()),
-            refund: false,
-            keep: None,
-            costs: Vec::new(),
+            ..ConsumeRequest::default()
         };
         let answer = cx
             .backend

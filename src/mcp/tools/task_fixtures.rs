@@ -77,7 +77,6 @@ pub(super) fn tools() -> Vec<ToolDef> {
         ),
         ToolDef {
             asks_first: Some(name_first),
-            pure: false,
             ..fixture(
                 "test_tool_with_task",
                 "Asks for a name, then greets as a task",
@@ -116,7 +115,6 @@ fn ask_user(message: &str, field: &str, ty: &str) -> Value {
         "requestedSchema": { "type": "object", "properties": { field: { "type": ty } }, "required": [field] } } })
 }
 
-/// The accepted answer's `field`, from the response under `key`.
 /// A text argument, or `default` when it is absent or not text.
 fn text_arg(args: &Map<String, Value>, key: &str, default: &str) -> String {
     args.get(key)
@@ -125,6 +123,7 @@ fn text_arg(args: &Map<String, Value>, key: &str, default: &str) -> String {
         .to_owned()
 }
 
+/// The accepted answer's `field`, from the response under `key`.
 fn answer<'a>(cx: &'a ToolContext<'_>, key: &str, field: &str) -> Option<&'a Value> {
     let response = cx.input_responses.as_ref()?.get(key)?;
     (response.get("action")? == "accept")

@@ -7,6 +7,8 @@ let seen = 0;
 let appends = 0;
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// The real object of namespace `ns` this stand-in stands for (the one of the same name).
+const passOn = (ns, ctx, request) => ns.get(ns.idFromName(ctx.id.name)).fetch(request);
 
 export class FaultyCounter {
   constructor(ctx, env) {
@@ -20,8 +22,7 @@ export class FaultyCounter {
     if (m === 'fail') return new Response('injected failure', { status: 500 });
     if (m === 'throw') throw new Error('injected exception');
     if (m === 'slow') await sleep(delayMs);
-    const real = this.env.REAL.get(this.env.REAL.idFromName(this.ctx.id.name));
-    return real.fetch(request);
+    return passOn(this.env.REAL, this.ctx, request);
   }
 }
 
@@ -33,8 +34,7 @@ export class CountingBuffer {
 
   async fetch(request) {
     appends += 1;
-    const real = this.env.REAL_USAGE.get(this.env.REAL_USAGE.idFromName(this.ctx.id.name));
-    return real.fetch(request);
+    return passOn(this.env.REAL_USAGE, this.ctx, request);
   }
 }
 
