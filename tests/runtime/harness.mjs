@@ -36,7 +36,8 @@ export async function startWorker({ bundle = 'build', vars = {}, env = {}, persi
     cwd: ROOT, env: { ...ENV, CI: 'true' }, stdio: ['ignore', 'ignore', 'pipe'],
   });
   const port = wanted ?? await freePort();
-  const args = ['dev', join(bundle, 'index.js'), '--ip', '127.0.0.1', '--port', String(port),
+  // '--env-file /dev/null': a local .dev.vars (scripts/dev.sh makes one) is not read.
+  const args = ['dev', join(bundle, 'index.js'), '--env-file', '/dev/null', '--ip', '127.0.0.1', '--port', String(port),
     '--persist-to', state, '--show-interactive-dev-session=false', '--log-level', 'log'];
   for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`);
   args.push(...extra);

@@ -8,8 +8,12 @@ import { Miniflare, convertV4MiniflareOptions } from 'miniflare';
 import { unstable_getMiniflareWorkerOptions, unstable_splitSqlQuery } from 'wrangler';
 import { ROOT } from './harness.mjs';
 
-/** Bindings, compatibility date and Durable Object classes as wrangler reads wrangler.toml. */
-export const SERVER_OPTIONS = unstable_getMiniflareWorkerOptions(join(ROOT, 'wrangler.toml')).workerOptions;
+/**
+ * Bindings, compatibility date and Durable Object classes as wrangler reads wrangler.toml;
+ * not the secrets of a local `.dev.vars` (scripts/dev.sh makes one): an empty env file
+ * stands in for it, so that tests see the same configuration on every checkout.
+ */
+export const SERVER_OPTIONS = unstable_getMiniflareWorkerOptions(join(ROOT, 'wrangler.toml'), undefined, { envFiles: ['/dev/null'] }).workerOptions;
 
 /** Applies the D1 migrations the way `wrangler d1 migrations apply --local` runs their SQL. */
 export async function applyMigrations(mf, dir = join(ROOT, 'migrations'), workerName) {
